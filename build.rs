@@ -1,0 +1,28 @@
+//! Generates the gRPC code and the reflection descriptor set from `proto/`.
+//!
+//! The protos are compiled by `protox`, a protobuf compiler written in Rust, so
+//! a fresh machine needs no `protoc` and no well-known-type headers.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+const PROTO_ROOT: &str = "proto";
+const PROTOS: &[&str] = &["proto/paddock/v1/sandbox.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed={PROTO_ROOT}");
+
+    let descriptors = protox::compile(PROTOS, [PROTO_ROOT])?;
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("paddock_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! `paddock.v1.SandboxService`.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::pb;
+use crate::pb::sandbox_service_server::SandboxService;
+use crate::sandbox::{DEFAULT_TENANT, Manager};
+
+/// The sandbox lifecycle service.
+#[derive(Clone)]
+pub struct SandboxApi {
+    manager: Manager,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl SandboxApi {
+    /// A service over `manager`. Open watch streams end when `shutdown`
+    /// becomes true, so that a graceful shutdown does not wait on them.
+    pub fn new(manager: Manager, shutdown: watch::Receiver<bool>) -> Self {
+        Self { manager, shutdown }
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchSandboxesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SandboxService for SandboxApi {
+    async fn create_sandbox(
+        &self,
+        request: Request<pb::CreateSandboxRequest>,
+    ) -> Result<Response<pb::CreateSandboxResponse>, Status> {
+        let create = convert::create_request(request.into_inner())?;
+        let (sandbox, created) = self.manager.create(DEFAULT_TENANT, create).await?;
+        Ok(Response::new(pb::CreateSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            created,
+        }))
+    }
+
+    async fn get_sandbox(
+        &self,
+        request: Request<pb::GetSandboxRequest>,
+    ) -> Result<Response<pb::GetSandboxResponse>, Status> {
+        let pb::GetSandboxRequest { sandbox_id } = request.into_inner();
+        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+        let sandbox = self.manager.get(DEFAULT_TENANT, &id).await?;
+        Ok(Response::new(pb::GetSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+        }))
+    }
+
+    async fn list_sandboxes(
+        &self,
+        request: Request<pb::ListSandboxesRequest>,
+    ) -> Result<Response<pb::ListSandboxesResponse>, Status> {
+        let query = convert::list_query(request.into_inner())?;
+        let page = self.manager.list(DEFAULT_TENANT, query).await?;
+        Ok(Response::new(pb::ListSandboxesResponse {
+            sandboxes: page.sandboxes.iter().map(convert::sandbox_to_pb).collect(),
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn update_sandbox(
+        &self,
+        request: Request<pb::UpdateSandboxRequest>,
+    ) -> Result<Response<pb::UpdateSandboxResponse>, Status> {
+        let (id, update) = convert::update_request(request.into_inner())?;
+        let sandbox = self.manager.update(DEFAULT_TENANT, &id, update).await?;
+        Ok(Response::new(pb::UpdateSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+        }))
+    }
+
+    async fn stop_sandbox(
+        &self,
+        request: Request<pb::StopSandboxRequest>,
+    ) -> Result<Response<pb::StopSandboxResponse>, Status> {
+        let pb::StopSandboxRequest { sandbox_id } = request.into_inner();
+        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+        let sandbox = self
+            .manager
+            .stop(DEFAULT_TENANT, &id, "stopped by request")
+            .await?;
+        Ok(Response::new(pb::StopSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+        }))
+    }
+
+    async fn start_sandbox(
+        &self,
+        request: Request<pb::StartSandboxRequest>,
+    ) -> Result<Response<pb::StartSandboxResponse>, Status> {
+        let pb::StartSandboxRequest { sandbox_id } = request.into_inner();
+        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+        let sandbox = self.manager.start(DEFAULT_TENANT, &id).await?;
+        Ok(Response::new(pb::StartSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+        }))
+    }
+
+    async fn delete_sandbox(
+        &self,
+        request: Request<pb::DeleteSandboxRequest>,
+    ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
+        let pb::DeleteSandboxRequest { sandbox_id } = request.into_inner();
+        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+        let sandbox = self
+            .manager
+            .delete(DEFAULT_TENANT, &id, "deleted by request")
+            .await?;
+        Ok(Response::new(pb::DeleteSandboxResponse {
+            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+        }))
+    }
+
+    type WatchSandboxesStream = WatchStream;
+
+    async fn watch_sandboxes(
+        &self,
+        request: Request<pb::WatchSandboxesRequest>,
+    ) -> Result<Response<Self::WatchSandboxesStream>, Status> {
+        let pb::WatchSandboxesRequest {
+            after_revision,
+            sandbox_id,
+        } = request.into_inner();
+        let sandbox_id = if sandbox_id.is_empty() {
+            None
+        } else {
+            Some(convert::sandbox_id("sandbox_id", sandbox_id)?)
+        };
+        let events = self
+            .manager
+            .watch(DEFAULT_TENANT, after_revision, sandbox_id)
+            .await?;
+        let mut shutdown = self.shutdown.clone();
+        let stopped = async move {
+            // Ends when shutdown begins, or when the sender is gone.
+            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        };
+        let stream = events
+            .map(|event| {
+                event
+                    .map(|e| convert::event_to_pb(&e))
+                    .map_err(Status::from)
+            })
+            .take_until(stopped);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_providers(
+        &self,
+        _request: Request<pb::ListProvidersRequest>,
+    ) -> Result<Response<pb::ListProvidersResponse>, Status> {
+        let providers = self.manager.list_providers().await;
+        Ok(Response::new(pb::ListProvidersResponse {
+            providers: providers
+                .iter()
+                .map(|(info, is_default)| convert::provider_to_pb(info, *is_default))
+                .collect(),
+        }))
+    }
+}

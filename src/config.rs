@@ -1,0 +1,359 @@
+//! Server configuration: flags > `PADDOCK_*` environment > TOML file >
+//! defaults.
+//!
+//! Flags and environment variables are read by clap into [`ServeArgs`], whose
+//! fields are all optional so that an unset flag falls through to the file;
+//! [`ServerConfig::resolve`] then applies the file and the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::sandbox::LifecycleConfig;
+use crate::telemetry::LogFormat;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+
+/// Settings of `paddock serve`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Read settings from this TOML file. Its keys are the long flag names
+    /// with '_' for '-' (listen, data_dir, database_url, ...). Flags and
+    /// PADDOCK_* variables override it.
+    #[arg(long, env = "PADDOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Where to listen: HOST:PORT, or unix:PATH for a Unix socket
+    /// [default: 127.0.0.1:50051].
+    #[arg(long, env = "PADDOCK_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// The directory for the SQLite database and the process provider's
+    /// sandboxes [default: $XDG_DATA_HOME/paddock, else ~/.local/share/paddock,
+    /// else ./paddock-data].
+    #[arg(long, env = "PADDOCK_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Keep state in this database instead of the SQLite file in the data
+    /// directory: sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB.
+    #[arg(long, env = "PADDOCK_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+
+    /// The provider for requests that name none: "auto" (the Docker engine
+    /// once supported and answering, else process) or "process"
+    /// [default: auto].
+    #[arg(long, env = "PADDOCK_PROVIDER", value_name = "NAME")]
+    pub provider: Option<String>,
+
+    /// The lifetime of sandboxes whose request sets none, such as 30m or 2h;
+    /// "none" for unlimited [default: 1h].
+    #[arg(long, env = "PADDOCK_DEFAULT_TIMEOUT", value_name = "DURATION")]
+    pub default_timeout: Option<String>,
+
+    /// The longest lifetime a request may ask for; "none" for unlimited
+    /// [default: 24h].
+    #[arg(long, env = "PADDOCK_MAX_TIMEOUT", value_name = "DURATION")]
+    pub max_timeout: Option<String>,
+
+    /// The deadline of each call to a provider [default: 2m].
+    #[arg(long, env = "PADDOCK_PROVIDER_CALL_TIMEOUT", value_name = "DURATION")]
+    pub provider_call_timeout: Option<String>,
+
+    /// How often expired and idle sandboxes are looked for [default: 5s].
+    #[arg(long, env = "PADDOCK_REAP_INTERVAL", value_name = "DURATION")]
+    pub reap_interval: Option<String>,
+
+    /// How long shutdown waits for open calls and streams before closing
+    /// them [default: 30s].
+    #[arg(long, env = "PADDOCK_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+
+    /// Log format: "human" or "json" [default: human].
+    #[arg(long, env = "PADDOCK_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Which logs to write, in RUST_LOG syntax such as "info" or
+    /// "paddock=debug,info" [default: info].
+    #[arg(long, env = "PADDOCK_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// Testing only: make each process-provider create wait this long, so that
+    /// crash tests can kill the server mid-create.
+    #[arg(long, env = "PADDOCK_TEST_PROCESS_CREATE_DELAY", hide = true)]
+    pub test_process_create_delay: Option<String>,
+}
+
+/// The keys of the TOML configuration file; all optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    provider: Option<String>,
+    default_timeout: Option<String>,
+    max_timeout: Option<String>,
+    provider_call_timeout: Option<String>,
+    reap_interval: Option<String>,
+    shutdown_grace: Option<String>,
+    log_format: Option<String>,
+    log: Option<String>,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP `host:port`, resolved when binding.
+    Tcp(String),
+    /// A Unix socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// Parses `host:port` or `unix:PATH`.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                bail!("listen address {text:?} names no socket path");
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        match text.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(Self::Tcp(text.to_owned()))
+            }
+            _ => bail!("listen address {text:?} is neither HOST:PORT nor unix:PATH"),
+        }
+    }
+
+    /// Whether only this machine can reach the address (loopback or a Unix
+    /// socket).
+    pub fn is_local(&self, resolved: Option<SocketAddr>) -> bool {
+        match self {
+            Self::Unix(_) => true,
+            Self::Tcp(_) => resolved.is_some_and(|a| a.ip().is_loopback()),
+        }
+    }
+}
+
+/// Which provider serves requests that name none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderChoice {
+    /// The Docker engine when it answers, else process.
+    Auto,
+    /// The process provider.
+    Process,
+}
+
+/// The resolved server configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: ListenAddr,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The state database; `None` means the SQLite file in the data directory.
+    pub database_url: Option<String>,
+    /// The default provider.
+    pub provider: ProviderChoice,
+    /// Lifecycle settings.
+    pub lifecycle: LifecycleConfig,
+    /// How often the reaper runs.
+    pub reap_interval: Duration,
+    /// How long shutdown waits for open work.
+    pub shutdown_grace: Duration,
+    /// The log format.
+    pub log_format: LogFormat,
+    /// The log filter.
+    pub log_filter: String,
+    /// See [`ServeArgs::test_process_create_delay`].
+    pub test_process_create_delay: Duration,
+}
+
+impl ServerConfig {
+    /// Applies the config file named by `args` (if any) under `args`, then the
+    /// defaults.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let lifecycle_defaults = LifecycleConfig::default();
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let provider = match args.provider.or(file.provider).as_deref().unwrap_or("auto") {
+            "auto" => ProviderChoice::Auto,
+            "process" => ProviderChoice::Process,
+            other => bail!("provider {other:?} is unknown; use auto or process"),
+        };
+        let log_format = match args
+            .log_format
+            .or(file.log_format)
+            .as_deref()
+            .unwrap_or("human")
+        {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => bail!("log format {other:?} is unknown; use human or json"),
+        };
+        Ok(Self {
+            listen: ListenAddr::parse(&listen)?,
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(default_data_dir),
+            database_url: args.database_url.or(file.database_url),
+            provider,
+            lifecycle: LifecycleConfig {
+                default_timeout: optional_duration(
+                    "default_timeout",
+                    args.default_timeout.or(file.default_timeout),
+                    lifecycle_defaults.default_timeout,
+                )?,
+                max_timeout: optional_duration(
+                    "max_timeout",
+                    args.max_timeout.or(file.max_timeout),
+                    lifecycle_defaults.max_timeout,
+                )?,
+                provider_call_timeout: duration(
+                    "provider_call_timeout",
+                    args.provider_call_timeout.or(file.provider_call_timeout),
+                    lifecycle_defaults.provider_call_timeout,
+                )?,
+                watch_poll_interval: lifecycle_defaults.watch_poll_interval,
+            },
+            reap_interval: duration(
+                "reap_interval",
+                args.reap_interval.or(file.reap_interval),
+                Duration::from_secs(5),
+            )?,
+            shutdown_grace: duration(
+                "shutdown_grace",
+                args.shutdown_grace.or(file.shutdown_grace),
+                Duration::from_secs(30),
+            )?,
+            log_format,
+            log_filter: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
+            test_process_create_delay: duration(
+                "test_process_create_delay",
+                args.test_process_create_delay,
+                Duration::ZERO,
+            )?,
+        })
+    }
+
+    /// The database URL in use: the configured one, or the SQLite file in
+    /// the data directory.
+    pub fn effective_database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            crate::store::SqlStore::sqlite_url(&self.data_dir.join("paddock.db"))
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
+}
+
+/// `$XDG_DATA_HOME/paddock`, else `~/.local/share/paddock`, else
+/// `./paddock-data`.
+fn default_data_dir() -> PathBuf {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(xdg) = non_empty("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("paddock");
+    }
+    if let Some(home) = non_empty("HOME") {
+        return PathBuf::from(home).join(".local/share/paddock");
+    }
+    PathBuf::from("paddock-data")
+}
+
+fn duration(name: &str, text: Option<String>, default: Duration) -> anyhow::Result<Duration> {
+    match text {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(&text)
+            .with_context(|| format!("{name} {text:?} is not a duration such as 30s, 5m or 2h")),
+    }
+}
+
+fn optional_duration(
+    name: &str,
+    text: Option<String>,
+    default: Option<Duration>,
+) -> anyhow::Result<Option<Duration>> {
+    match text.as_deref() {
+        None => Ok(default),
+        Some("none") => Ok(None),
+        Some(_) => duration(name, text, Duration::ZERO).map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(
+            ListenAddr::parse("127.0.0.1:50051").unwrap(),
+            ListenAddr::Tcp("127.0.0.1:50051".into())
+        );
+        assert_eq!(
+            ListenAddr::parse("[::1]:9").unwrap(),
+            ListenAddr::Tcp("[::1]:9".into())
+        );
+        assert_eq!(
+            ListenAddr::parse("unix:/tmp/p.sock").unwrap(),
+            ListenAddr::Unix("/tmp/p.sock".into())
+        );
+        for bad in ["", "localhost", "host:port", ":80", "unix:"] {
+            assert!(ListenAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("paddock.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\nreap_interval = \"9s\"\nmax_timeout = \"none\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::resolve(ServeArgs {
+            config: Some(file),
+            listen: Some("127.0.0.1:8000".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.listen, ListenAddr::Tcp("127.0.0.1:8000".into()));
+        assert_eq!(config.reap_interval, Duration::from_secs(9));
+        assert_eq!(config.lifecycle.max_timeout, None);
+        assert_eq!(
+            config.lifecycle.default_timeout,
+            Some(Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("paddock.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = ServerConfig::resolve(ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+    }
+}

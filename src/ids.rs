@@ -1,0 +1,20 @@
+//! Opaque, prefixed identifiers.
+//!
+//! Ids are a type prefix and a UUIDv7 in lowercase hex, so they sort by
+//! creation time, which gives list pages a stable, newest-first order.
+
+/// The prefix of sandbox ids.
+pub const SANDBOX_PREFIX: &str = "sbx_";
+
+/// A new sandbox id: `sbx_` and 32 lowercase hex digits.
+pub fn new_sandbox_id() -> String {
+    format!("{SANDBOX_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Whether `id` has the shape of a sandbox id. Used to answer a malformed id
+/// with INVALID_ARGUMENT rather than NOT_FOUND.
+pub fn is_sandbox_id(id: &str) -> bool {
+    id.strip_prefix(SANDBOX_PREFIX).is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}

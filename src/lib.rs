@@ -1,0 +1,19 @@
+//! Paddock: a gRPC control plane for code-execution sandboxes.
+//!
+//! Data flows from the gRPC services in [`api`] through the domain in
+//! [`sandbox`] to the state [`store`] and the sandbox [`provider`]s. The domain
+//! never sees tonic or prost types; providers never see the store.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod pb;
+pub mod provider;
+pub mod sandbox;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use error::{Error, ErrorKind, Result};

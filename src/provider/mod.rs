@@ -1,0 +1,175 @@
+//! Providers make and run the objects behind sandboxes: a directory, a
+//! container, a pod. The domain drives them through [`Provider`]; they never
+//! see the store.
+
+mod process;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::sandbox::SandboxSpec;
+
+pub use process::ProcessProvider;
+
+/// What a provider can do. A flag is true only when the provider really does
+/// it today.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Commands can run with a terminal.
+    pub tty: bool,
+    /// Signals can be sent to commands.
+    pub signals: bool,
+    /// Sandboxes stop and start again with their filesystem kept.
+    pub stop_start: bool,
+    /// Named volumes can be mounted.
+    pub volumes: bool,
+    /// A sandbox can have no network.
+    pub network_none: bool,
+    /// Resource limits are enforced.
+    pub resource_limits: bool,
+    /// Sandboxes are made from images.
+    pub images: bool,
+    /// Commands run inside sandboxes.
+    pub exec: bool,
+    /// Files move in and out of sandboxes.
+    pub files: bool,
+}
+
+/// How a provider describes itself to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// The name callers use to ask for it.
+    pub name: String,
+    /// Whether it can make sandboxes now.
+    pub available: bool,
+    /// Why not, or facts about it.
+    pub detail: String,
+    /// How strongly it isolates sandboxes, in a sentence.
+    pub isolation: String,
+    /// What it can do.
+    pub capabilities: Capabilities,
+}
+
+/// What a provider needs to make a sandbox's object.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisionRequest<'a> {
+    /// The durable sandbox id; the provider marks its object with it.
+    pub sandbox_id: &'a str,
+    /// The owning tenant; the provider marks its object with it too.
+    pub tenant: &'a str,
+    /// What the sandbox is made of.
+    pub spec: &'a SandboxSpec,
+}
+
+/// What a provider observes of one of its objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The sandbox id the object is marked with.
+    pub sandbox_id: String,
+    /// The provider's own id for the object.
+    pub provider_ref: String,
+    /// Whether it is running (as opposed to stopped).
+    pub running: bool,
+}
+
+/// A way of making sandboxes.
+///
+/// Every method is idempotent and safe to call again after a crash at any
+/// point: the domain writes its record before calling, and on start-up calls
+/// again to finish whatever a crash cut short. Objects are found by sandbox id,
+/// never by a handle held in memory.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The name callers use to ask for this provider.
+    fn name(&self) -> &str;
+
+    /// The provider's availability, isolation and capabilities now.
+    async fn info(&self) -> ProviderInfo;
+
+    /// Makes the object for a sandbox, not yet running, and returns its
+    /// provider reference. If an object for this sandbox id exists already
+    /// (a retry, or a crash after making it), returns that one's reference.
+    /// A half-made object from an earlier attempt is cleared and made anew.
+    async fn create(&self, request: ProvisionRequest<'_>) -> Result<String>;
+
+    /// Starts the sandbox's object. Starting a running one does nothing.
+    /// `NOT_FOUND` when the object is gone.
+    async fn start(&self, sandbox_id: &str) -> Result<()>;
+
+    /// Stops the sandbox's object, keeping its filesystem. Stopping a stopped
+    /// one does nothing. `NOT_FOUND` when the object is gone.
+    async fn stop(&self, sandbox_id: &str) -> Result<()>;
+
+    /// Removes the sandbox's object and everything in it. Removing a missing
+    /// or half-made one succeeds.
+    async fn delete(&self, sandbox_id: &str) -> Result<()>;
+
+    /// What the provider sees of the sandbox's object; `None` when there is
+    /// no complete object.
+    async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>>;
+
+    /// Every complete object this provider made, for start-up reconciliation
+    /// (which removes those whose sandbox is gone). Half-made objects are
+    /// cleared as a side effect.
+    async fn list(&self) -> Result<Vec<Observed>>;
+}
+
+/// The providers a server drives, chosen at start-up, and the default one.
+#[derive(Clone)]
+pub struct Providers {
+    by_name: BTreeMap<String, Arc<dyn Provider>>,
+    default: String,
+}
+
+impl Providers {
+    /// Providers by name with `default` used when a request names none.
+    /// Fails when `default` is not among them.
+    pub fn new(providers: Vec<Arc<dyn Provider>>, default: &str) -> Result<Self> {
+        let by_name: BTreeMap<_, _> = providers
+            .into_iter()
+            .map(|p| (p.name().to_owned(), p))
+            .collect();
+        if !by_name.contains_key(default) {
+            return Err(Error::invalid_argument(
+                "provider",
+                format!("the default provider {default:?} is not configured"),
+            ));
+        }
+        Ok(Self {
+            by_name,
+            default: default.to_owned(),
+        })
+    }
+
+    /// The provider used when a request names none.
+    pub fn default_name(&self) -> &str {
+        &self.default
+    }
+
+    /// The provider called `name`, or INVALID_ARGUMENT naming the known ones.
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn Provider>> {
+        self.by_name.get(name).ok_or_else(|| {
+            Error::invalid_argument(
+                "provider",
+                format!(
+                    "unknown provider {:?}; this server has: {}",
+                    crate::sandbox::rules::shorten(name),
+                    self.names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Every provider's name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// Every provider, in name order.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
+        self.by_name.values()
+    }
+}

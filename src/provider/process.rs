@@ -1,0 +1,269 @@
+//! The `process` provider: a sandbox is a private directory on the host.
+//!
+//! Layout under the provider's root:
+//!
+//! ```text
+//! <root>/<sandbox_id>/sandbox.json   the marker: id, tenant, running or not
+//! <root>/<sandbox_id>/rootfs/        the sandbox's filesystem, with its workdir
+//! <root>/.creating-<sandbox_id>/     a create in progress (or cut short)
+//! <root>/.deleting-<sandbox_id>/     a delete in progress (or cut short)
+//! ```
+//!
+//! A directory becomes a sandbox only by an atomic rename of a complete
+//! `.creating-` directory, and stops being one by an atomic rename to
+//! `.deleting-`, so a crash at any point leaves either a whole sandbox or a
+//! leftover that [`Provider::list`] clears.
+
+use std::io::ErrorKind as IoErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::fs;
+use tracing::{debug, instrument, warn};
+
+use super::{Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
+use crate::error::{Error, Result};
+
+const MARKER: &str = "sandbox.json";
+const ROOTFS: &str = "rootfs";
+const CREATING_PREFIX: &str = ".creating-";
+const DELETING_PREFIX: &str = ".deleting-";
+
+/// The marker file that makes a directory a sandbox.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    sandbox_id: String,
+    tenant: String,
+    running: bool,
+}
+
+/// Sandboxes as private directories under one root directory.
+#[derive(Debug)]
+pub struct ProcessProvider {
+    root: PathBuf,
+    create_delay: Duration,
+}
+
+impl ProcessProvider {
+    /// The provider's name.
+    pub const NAME: &'static str = "process";
+
+    /// A provider keeping its sandboxes under `root`, which is created (mode
+    /// 0700) when missing.
+    pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        create_private_dir_all(&root).await.map_err(|e| {
+            Error::unavailable(format!(
+                "cannot create the process provider's directory {}: {e}",
+                root.display()
+            ))
+        })?;
+        Ok(Self {
+            root,
+            create_delay: Duration::ZERO,
+        })
+    }
+
+    /// Makes every create wait `delay` before its final rename. Crash tests
+    /// use it to kill the server while creates are in flight.
+    pub fn with_create_delay(mut self, delay: Duration) -> Self {
+        self.create_delay = delay;
+        self
+    }
+
+    fn sandbox_dir(&self, sandbox_id: &str) -> Result<PathBuf> {
+        // Ids come from the store, but a path is built from them: refuse
+        // anything that could leave the root.
+        if !crate::ids::is_sandbox_id(sandbox_id) {
+            return Err(Error::internal(
+                "locating a process sandbox",
+                format!("malformed sandbox id {sandbox_id:?}"),
+            ));
+        }
+        Ok(self.root.join(sandbox_id))
+    }
+
+    async fn read_marker(&self, dir: &Path) -> Result<Option<Marker>> {
+        match fs::read(dir.join(MARKER)).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::internal(
+                    "reading a process sandbox marker",
+                    format!("{}: {e}", dir.display()),
+                )
+            }),
+            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("reading a process sandbox marker", dir, e)),
+        }
+    }
+
+    async fn set_running(&self, sandbox_id: &str, running: bool) -> Result<()> {
+        let dir = self.sandbox_dir(sandbox_id)?;
+        let Some(mut marker) = self.read_marker(&dir).await? else {
+            return Err(Error::not_found(format!(
+                "the process sandbox directory of {sandbox_id} is gone"
+            )));
+        };
+        if marker.running != running {
+            marker.running = running;
+            write_marker(&dir, &marker).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_leftover(&self, path: &Path) {
+        if let Err(e) = fs::remove_dir_all(path).await
+            && e.kind() != IoErrorKind::NotFound
+        {
+            warn!(path = %path.display(), error = %e, "cannot remove a leftover sandbox directory");
+        }
+    }
+}
+
+async fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true).mode(0o700);
+    builder.create(path).await
+}
+
+async fn write_marker(dir: &Path, marker: &Marker) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(marker)
+        .map_err(|e| Error::internal("encoding a process sandbox marker", e))?;
+    let temp = dir.join(format!("{MARKER}.tmp"));
+    fs::write(&temp, bytes)
+        .await
+        .map_err(|e| io_error("writing a process sandbox marker", &temp, e))?;
+    fs::rename(&temp, dir.join(MARKER))
+        .await
+        .map_err(|e| io_error("writing a process sandbox marker", dir, e))
+}
+
+fn io_error(context: &str, path: &Path, error: std::io::Error) -> Error {
+    Error::internal(context, format!("{}: {error}", path.display()))
+}
+
+#[async_trait]
+impl Provider for ProcessProvider {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn info(&self) -> ProviderInfo {
+        ProviderInfo {
+            name: Self::NAME.to_owned(),
+            available: true,
+            detail: format!("sandboxes are directories under {}", self.root.display()),
+            isolation: "none yet: a sandbox is a private directory (mode 0700) on the host; \
+                        no command runs in it until the in-sandbox agent lands"
+                .to_owned(),
+            capabilities: Capabilities {
+                stop_start: true,
+                ..Capabilities::default()
+            },
+        }
+    }
+
+    #[instrument(name = "provider.process.create", skip_all, fields(sandbox_id = request.sandbox_id))]
+    async fn create(&self, request: ProvisionRequest<'_>) -> Result<String> {
+        let dir = self.sandbox_dir(request.sandbox_id)?;
+        if self.read_marker(&dir).await?.is_some() {
+            return Ok(dir.display().to_string());
+        }
+        let staging = self
+            .root
+            .join(format!("{CREATING_PREFIX}{}", request.sandbox_id));
+        self.remove_leftover(&staging).await;
+        let workdir = staging
+            .join(ROOTFS)
+            .join(request.spec.workdir.trim_start_matches('/'));
+        create_private_dir_all(&workdir)
+            .await
+            .map_err(|e| io_error("creating a process sandbox", &workdir, e))?;
+        let marker = Marker {
+            sandbox_id: request.sandbox_id.to_owned(),
+            tenant: request.tenant.to_owned(),
+            running: false,
+        };
+        write_marker(&staging, &marker).await?;
+        if !self.create_delay.is_zero() {
+            tokio::time::sleep(self.create_delay).await;
+        }
+        fs::rename(&staging, &dir)
+            .await
+            .map_err(|e| io_error("creating a process sandbox", &dir, e))?;
+        debug!(path = %dir.display(), "process sandbox created");
+        Ok(dir.display().to_string())
+    }
+
+    #[instrument(name = "provider.process.start", skip(self))]
+    async fn start(&self, sandbox_id: &str) -> Result<()> {
+        self.set_running(sandbox_id, true).await
+    }
+
+    #[instrument(name = "provider.process.stop", skip(self))]
+    async fn stop(&self, sandbox_id: &str) -> Result<()> {
+        self.set_running(sandbox_id, false).await
+    }
+
+    #[instrument(name = "provider.process.delete", skip(self))]
+    async fn delete(&self, sandbox_id: &str) -> Result<()> {
+        let dir = self.sandbox_dir(sandbox_id)?;
+        let doomed = self.root.join(format!("{DELETING_PREFIX}{sandbox_id}"));
+        match fs::rename(&dir, &doomed).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoErrorKind::NotFound => {}
+            Err(e) => return Err(io_error("deleting a process sandbox", &dir, e)),
+        }
+        for leftover in [
+            doomed,
+            self.root.join(format!("{CREATING_PREFIX}{sandbox_id}")),
+        ] {
+            match fs::remove_dir_all(&leftover).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == IoErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("deleting a process sandbox", &leftover, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>> {
+        let dir = self.sandbox_dir(sandbox_id)?;
+        Ok(self.read_marker(&dir).await?.map(|marker| Observed {
+            sandbox_id: marker.sandbox_id,
+            provider_ref: dir.display().to_string(),
+            running: marker.running,
+        }))
+    }
+
+    async fn list(&self) -> Result<Vec<Observed>> {
+        let mut entries = fs::read_dir(&self.root)
+            .await
+            .map_err(|e| io_error("listing process sandboxes", &self.root, e))?;
+        let mut found = Vec::new();
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io_error("listing process sandboxes", &self.root, e))?
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(CREATING_PREFIX) || name.starts_with(DELETING_PREFIX) {
+                self.remove_leftover(&entry.path()).await;
+                continue;
+            }
+            if !crate::ids::is_sandbox_id(&name) {
+                continue;
+            }
+            match self.inspect(&name).await? {
+                Some(observed) => found.push(observed),
+                // A sandbox directory without its marker cannot come from a
+                // rename of a complete staging directory; leave it for a human.
+                None => {
+                    warn!(path = %entry.path().display(), "process sandbox directory has no marker")
+                }
+            }
+        }
+        Ok(found)
+    }
+}

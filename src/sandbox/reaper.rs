@@ -1,0 +1,64 @@
+//! The reaper: deletes sandboxes whose lifetime ran out and stops idle ones.
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::{Manager, Sandbox, SandboxState};
+use crate::clock;
+use crate::error::Result;
+
+/// The most sandboxes handled in one pass.
+const BATCH: usize = 100;
+
+/// Runs the reaper every `interval` until the task is aborted.
+pub fn spawn_reaper(manager: Manager, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(error) = manager.reap_once().await {
+                warn!(error = %error, "reaper pass failed");
+            }
+        }
+    })
+}
+
+impl Manager {
+    /// One reaper pass; returns how many sandboxes it acted on.
+    pub async fn reap_once(&self) -> Result<usize> {
+        let now = clock::now();
+        let due = self.store().list_due(now, BATCH).await?;
+        let count = due.len();
+        for sandbox in due {
+            let outcome = if sandbox.expires_at.is_some_and(|at| at <= now) {
+                info!(sandbox_id = %sandbox.id, "lifetime ran out; deleting");
+                self.delete(
+                    &sandbox.tenant,
+                    &sandbox.id,
+                    "its lifetime (timeout) ran out",
+                )
+                .await
+            } else {
+                info!(sandbox_id = %sandbox.id, "idle timeout reached; stopping");
+                self.stop(&sandbox.tenant, &sandbox.id, &idle_reason(&sandbox))
+                    .await
+            };
+            if let Err(error) = outcome {
+                warn!(sandbox_id = %sandbox.id, error = %error, "reaper could not act on a sandbox");
+            }
+        }
+        Ok(count)
+    }
+}
+
+fn idle_reason(sandbox: &Sandbox) -> String {
+    let idle = sandbox.spec.idle_timeout.unwrap_or(Duration::ZERO);
+    debug_assert_eq!(sandbox.state, SandboxState::Running);
+    format!(
+        "stopped after {} without activity (idle_timeout)",
+        humantime::format_duration(idle)
+    )
+}

@@ -1,0 +1,173 @@
+//! Start-up reconciliation: after a crash, finish or fail every sandbox left
+//! mid-transition and remove provider objects that no live record owns.
+
+use std::collections::HashSet;
+
+use tracing::{info, warn};
+
+use super::{Manager, Sandbox, SandboxState};
+use crate::error::Result;
+use crate::store::SandboxQuery;
+
+/// How many records one store read fetches.
+const PAGE: usize = 500;
+
+/// What reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Sandboxes taken out of a transient state (finished or failed).
+    pub settled: usize,
+    /// RUNNING or STOPPED sandboxes whose object had vanished, now FAILED.
+    pub vanished: usize,
+    /// RUNNING or STOPPED sandboxes whose object was brought back in line.
+    pub realigned: usize,
+    /// Provider objects with no live record, removed.
+    pub orphans_removed: usize,
+}
+
+impl Manager {
+    /// Brings records and provider objects back in line. Run it before
+    /// serving requests: it assumes no other lifecycle step is under way on
+    /// this server.
+    pub async fn reconcile(&self) -> Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        for sandbox in self.all_in(&SandboxState::TRANSIENT).await? {
+            self.settle(sandbox).await;
+            report.settled += 1;
+        }
+        for sandbox in self
+            .all_in(&[SandboxState::Running, SandboxState::Stopped])
+            .await?
+        {
+            match self.realign(&sandbox).await {
+                Ok(Realigned::AsExpected) => {}
+                Ok(Realigned::Vanished) => report.vanished += 1,
+                Ok(Realigned::Corrected) => report.realigned += 1,
+                Err(error) => {
+                    warn!(sandbox_id = %sandbox.id, error = %error, "cannot check a sandbox's object")
+                }
+            }
+        }
+        let live: HashSet<String> = self
+            .all_in(
+                &SandboxState::ALL
+                    .into_iter()
+                    .filter(|s| *s != SandboxState::Deleted)
+                    .collect::<Vec<_>>(),
+            )
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        for provider in self.providers().all() {
+            let objects = match self.call(provider.list()).await {
+                Ok(objects) => objects,
+                Err(error) => {
+                    warn!(provider = provider.name(), error = %error, "cannot list provider objects");
+                    continue;
+                }
+            };
+            for object in objects {
+                if !live.contains(&object.sandbox_id) {
+                    info!(provider = provider.name(), sandbox_id = %object.sandbox_id, "removing orphan");
+                    self.remove_quietly(provider.as_ref(), &object.sandbox_id)
+                        .await;
+                    report.orphans_removed += 1;
+                }
+            }
+        }
+        info!(?report, "reconciliation done");
+        Ok(report)
+    }
+
+    /// Every record, of every tenant, in one of `states`.
+    async fn all_in(&self, states: &[SandboxState]) -> Result<Vec<Sandbox>> {
+        let mut all = Vec::new();
+        let mut before_id = None;
+        loop {
+            let page = self
+                .store()
+                .list_sandboxes(&SandboxQuery {
+                    tenant: None,
+                    states: states.to_vec(),
+                    before_id: before_id.clone(),
+                    limit: PAGE,
+                    ..SandboxQuery::default()
+                })
+                .await?;
+            let done = page.len() < PAGE;
+            before_id = page.last().map(|s| s.id.clone());
+            all.extend(page);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// Finishes the step a crash cut short; failures leave the sandbox FAILED
+    /// (or DELETING, for a delete to retry) and are logged.
+    async fn settle(&self, sandbox: Sandbox) {
+        let id = sandbox.id.clone();
+        info!(sandbox_id = %id, state = %sandbox.state, "finishing an interrupted step");
+        let outcome = match sandbox.state {
+            SandboxState::Pending | SandboxState::Starting if sandbox.started_at.is_some() => {
+                // A restart of a stopped sandbox: its object exists.
+                self.finish_start(sandbox).await
+            }
+            SandboxState::Pending | SandboxState::Starting => self.provision(sandbox).await,
+            SandboxState::Stopping => {
+                let reason = sandbox.state_reason.clone();
+                self.finish_stop(sandbox, &reason).await
+            }
+            SandboxState::Deleting => {
+                let reason = sandbox.state_reason.clone();
+                self.finish_delete(sandbox, &reason).await
+            }
+            _ => return,
+        };
+        match outcome {
+            Ok(settled) => {
+                info!(sandbox_id = %id, state = %settled.state, "interrupted step settled")
+            }
+            Err(error) => {
+                warn!(sandbox_id = %id, error = %error, "cannot settle an interrupted step")
+            }
+        }
+    }
+
+    async fn realign(&self, sandbox: &Sandbox) -> Result<Realigned> {
+        let provider = self.providers().get(&sandbox.provider)?.clone();
+        let observed = self.call(provider.inspect(&sandbox.id)).await?;
+        let Some(observed) = observed else {
+            self.transition(
+                sandbox,
+                sandbox.state,
+                SandboxState::Failed,
+                "its provider object vanished while the server was not watching",
+            )
+            .await?;
+            return Ok(Realigned::Vanished);
+        };
+        let want_running = sandbox.state == SandboxState::Running;
+        if observed.running == want_running {
+            return Ok(Realigned::AsExpected);
+        }
+        let aligned = if want_running {
+            self.call(provider.start(&sandbox.id)).await
+        } else {
+            self.call(provider.stop(&sandbox.id)).await
+        };
+        if let Err(error) = aligned {
+            let reason = format!("its provider object could not be brought back in line: {error}");
+            self.transition(sandbox, sandbox.state, SandboxState::Failed, &reason)
+                .await?;
+        }
+        Ok(Realigned::Corrected)
+    }
+}
+
+enum Realigned {
+    AsExpected,
+    Vanished,
+    Corrected,
+}

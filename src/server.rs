@@ -1,0 +1,267 @@
+//! Wiring: the store, the providers and the manager chosen at start-up, the
+//! gRPC services (with health and reflection), the listener, and graceful
+//! shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{Notify, watch};
+use tokio_stream::wrappers::UnixListenerStream;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::api::SandboxApi;
+use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
+use crate::pb;
+use crate::pb::sandbox_service_server::SandboxServiceServer;
+use crate::provider::{ProcessProvider, Provider, Providers};
+use crate::sandbox::{Manager, spawn_reaper};
+use crate::store::{SqlStore, Store};
+
+/// Where a started server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundAddr {
+    /// A TCP socket.
+    Tcp(SocketAddr),
+    /// A Unix socket.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for BoundAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// A server that has opened its state, reconciled it, and bound its
+/// listener, ready to serve.
+pub struct Server {
+    config: ServerConfig,
+    manager: Manager,
+    listener: Listener,
+    addr: BoundAddr,
+}
+
+impl Server {
+    /// Opens the store, the providers and the manager, repairs what an
+    /// earlier crash left behind, and binds the listener.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqlStore::connect(&config.effective_database_url())
+                .await
+                .context("cannot open the state store")?,
+        );
+        let providers = build_providers(&config).await?;
+        info!(
+            default_provider = providers.default_name(),
+            "providers ready"
+        );
+        let manager = Manager::new(store, providers, config.lifecycle.clone()).await?;
+        manager
+            .reconcile()
+            .await
+            .context("start-up reconciliation failed")?;
+        let (listener, addr) = bind(&config.listen).await?;
+        Ok(Self {
+            config,
+            manager,
+            listener,
+            addr,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn local_addr(&self) -> &BoundAddr {
+        &self.addr
+    }
+
+    /// The lifecycle manager, for in-process callers.
+    pub fn manager(&self) -> &Manager {
+        &self.manager
+    }
+
+    /// Serves until `shutdown` completes, then stops taking calls, ends watch
+    /// streams, and waits up to the configured grace for open calls.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let Self {
+            config,
+            manager,
+            listener,
+            addr,
+        } = self;
+        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<SandboxServiceServer<SandboxApi>>()
+            .await;
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        // Both reflection versions describe every service, each other
+        // included: grpcurl 1.8 asks v1alpha, newer clients ask v1.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+                .include_reflection_service(false)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let reaper = spawn_reaper(manager.clone(), config.reap_interval);
+        let router = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(SandboxServiceServer::new(SandboxApi::new(
+                manager,
+                stopping_rx,
+            )));
+
+        let shutdown_begun = Arc::new(Notify::new());
+        let signal = {
+            let shutdown_begun = shutdown_begun.clone();
+            async move {
+                shutdown.await;
+                info!("shutting down: no new calls; ending watch streams");
+                health
+                    .set_not_serving::<SandboxServiceServer<SandboxApi>>()
+                    .await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+                let _ = stopping_tx.send(true);
+                shutdown_begun.notify_one();
+            }
+        };
+        let grace = config.shutdown_grace;
+        let grace_over = async move {
+            shutdown_begun.notified().await;
+            tokio::time::sleep(grace).await;
+        };
+
+        info!(%addr, "serving");
+        let served = match listener {
+            Listener::Tcp(listener) => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                tokio::select! {
+                    served = router.serve_with_incoming_shutdown(incoming, signal) => served,
+                    () = grace_over => {
+                        warn!(?grace, "shutdown grace ran out; closing open calls");
+                        Ok(())
+                    }
+                }
+            }
+            Listener::Unix(listener, ref path) => {
+                let incoming = UnixListenerStream::new(listener);
+                let served = tokio::select! {
+                    served = router.serve_with_incoming_shutdown(incoming, signal) => served,
+                    () = grace_over => {
+                        warn!(?grace, "shutdown grace ran out; closing open calls");
+                        Ok(())
+                    }
+                };
+                if let Err(e) = std::fs::remove_file(path) {
+                    warn!(path = %path.display(), error = %e, "cannot remove the socket file");
+                }
+                served
+            }
+        };
+        reaper.abort();
+        served.context("the gRPC server failed")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+async fn build_providers(config: &ServerConfig) -> anyhow::Result<Providers> {
+    let process = ProcessProvider::open(config.data_dir.join("sandboxes"))
+        .await?
+        .with_create_delay(config.test_process_create_delay);
+    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process)];
+    // "auto" picks the Docker engine once that provider exists; until then
+    // the process provider is the only choice.
+    let default = match config.provider {
+        ProviderChoice::Auto | ProviderChoice::Process => ProcessProvider::NAME,
+    };
+    Ok(Providers::new(all, default)?)
+}
+
+async fn bind(listen: &ListenAddr) -> anyhow::Result<(Listener, BoundAddr)> {
+    match listen {
+        ListenAddr::Tcp(host_port) => {
+            let addr = tokio::net::lookup_host(host_port.as_str())
+                .await
+                .with_context(|| format!("cannot resolve the listen address {host_port}"))?
+                .next()
+                .with_context(|| format!("the listen address {host_port} resolves to nothing"))?;
+            let listener = TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr}; is another server using it? pick another with --listen")
+            })?;
+            let bound = listener.local_addr()?;
+            Ok((Listener::Tcp(listener), BoundAddr::Tcp(bound)))
+        }
+        ListenAddr::Unix(path) => {
+            remove_stale_socket(path).await?;
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("cannot create the socket directory {}", parent.display())
+                })?;
+            }
+            let listener = UnixListener::bind(path)
+                .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
+            // Only the server's user may connect: the socket is the API.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            Ok((
+                Listener::Unix(listener, path.clone()),
+                BoundAddr::Unix(path.clone()),
+            ))
+        }
+    }
+}
+
+/// Removes a socket file left by a server that is gone; refuses to touch a
+/// live socket or anything that is not a socket.
+async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        );
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        bail!(
+            "another server is listening on unix:{}; stop it or pick another path",
+            path.display()
+        );
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("cannot remove the stale socket {}", path.display()))
+}
