@@ -1,0 +1,160 @@
+//! The in-process test harness: the real server on an ephemeral port or a
+//! Unix socket, and generated clients connected to it.
+
+#![allow(dead_code)] // Each test crate uses a different part of the harness.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use paddock::config::{ServeArgs, ServerConfig};
+use paddock::pb::sandbox_service_client::SandboxServiceClient;
+use paddock::server::{BoundAddr, Server};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+pub mod postgres;
+
+/// A running server and the temporary data directory it owns.
+pub struct TestServer {
+    pub addr: BoundAddr,
+    pub data_dir: PathBuf,
+    _temp: Option<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server on 127.0.0.1 with an ephemeral port and a fresh SQLite file.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::start`], with settings changed by `configure`.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().to_path_buf();
+        let mut server = Self::start_in(&data_dir, configure).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// A server keeping its state in `data_dir`, which the caller owns.
+    pub async fn start_in(data_dir: &Path, configure: impl FnOnce(&mut ServeArgs)) -> Self {
+        let mut args = ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir.to_path_buf()),
+            reap_interval: Some("100ms".into()),
+            shutdown_grace: Some("5s".into()),
+            ..ServeArgs::default()
+        };
+        configure(&mut args);
+        let config = ServerConfig::resolve(args).expect("valid test config");
+        let server = Server::start(config).await.expect("server starts");
+        let addr = server.local_addr().clone();
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stop.await;
+        }));
+        Self {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        connect(&self.addr).await
+    }
+
+    /// A SandboxService client.
+    pub async fn sandboxes(&self) -> SandboxServiceClient<Channel> {
+        SandboxServiceClient::new(self.channel().await)
+    }
+
+    /// A gRPC health client.
+    pub async fn health(&self) -> HealthClient<Channel> {
+        HealthClient::new(self.channel().await)
+    }
+
+    /// The process provider's directory of sandbox `id`.
+    pub fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.data_dir.join("sandboxes").join(id)
+    }
+
+    /// Shuts the server down gracefully and waits for it.
+    pub async fn stop(mut self) {
+        self.stop_in_place().await;
+    }
+
+    async fn stop_in_place(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("server stops within 10s")
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A channel to a server at `addr`, over TCP or a Unix socket.
+pub async fn connect(addr: &BoundAddr) -> Channel {
+    match addr {
+        BoundAddr::Tcp(addr) => Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect over TCP"),
+        BoundAddr::Unix(path) => {
+            let path = path.clone();
+            // The URI is required by the API but unused by the connector.
+            Endpoint::from_static("http://paddock.invalid")
+                .connect_with_connector(tower::service_fn(move |_| {
+                    let path = path.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(path).await?;
+                        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                    }
+                }))
+                .await
+                .expect("connect over the Unix socket")
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after
+/// `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
