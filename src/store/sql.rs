@@ -54,6 +54,9 @@ impl SqlStore {
                 "must start with sqlite:// or postgres://",
             ));
         };
+        if dialect == Dialect::Sqlite {
+            create_sqlite_parent(url)?;
+        }
         let options = AnyConnectOptions::from_str(url).map_err(|e| {
             Error::invalid_argument("database_url", format!("cannot be parsed: {e}"))
         })?;
@@ -123,6 +126,26 @@ impl SqlStore {
                 Ok(tx)
             }
         }
+    }
+}
+
+/// Creates the directory of a SQLite database file named by `url`.
+fn create_sqlite_parent(url: &str) -> Result<()> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::unavailable(format!(
+                    "cannot create the database directory {}: {e}",
+                    parent.display()
+                ))
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -1,0 +1,31 @@
+# Shared helpers of the scripts: logging, and installing Debian packages when
+# they are missing. Sourced, not run.
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root (or sudo) to run: $*"; fi
+}
+
+APT_UPDATED=
+apt_install() {
+  command -v apt-get >/dev/null ||
+    die "missing: $* — install it; this script installs packages only on Debian or Ubuntu"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_toolchain() {
+  command -v cargo >/dev/null ||
+    die "cargo is missing: install Rust 1.94 or newer (https://rustup.rs), then run this again"
+  command -v cc >/dev/null || apt_install build-essential
+}
+

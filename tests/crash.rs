@@ -1,0 +1,195 @@
+//! A server killed with SIGKILL while sandboxes are being created leaves,
+//! after a restart, no record stuck mid-transition and no orphan sandbox.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{connect, eventually};
+use paddock::pb;
+use paddock::pb::sandbox_service_client::SandboxServiceClient;
+use paddock::sandbox::{DEFAULT_TENANT, SandboxState};
+use paddock::server::BoundAddr;
+use paddock::store::{SandboxQuery, SqlStore, Store};
+
+const CREATES: usize = 20;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the real `paddock serve` binary.
+fn spawn_server(data_dir: &Path, port: u16, create_delay: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
+        .env("PADDOCK_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn paddock serve")
+}
+
+async fn wait_until_serving(port: u16) -> SandboxServiceClient<tonic::transport::Channel> {
+    let addr = BoundAddr::Tcp(([127, 0, 0, 1], port).into());
+    eventually(
+        Duration::from_secs(30),
+        "the server to accept calls",
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    SandboxServiceClient::new(connect(&addr).await)
+}
+
+async fn records_in(data_dir: &Path, states: &[SandboxState]) -> usize {
+    let store = SqlStore::connect(&SqlStore::sqlite_url(&data_dir.join("paddock.db")))
+        .await
+        .unwrap();
+    store
+        .list_sandboxes(&SandboxQuery {
+            tenant: Some(DEFAULT_TENANT.into()),
+            states: states.to_vec(),
+            limit: 1000,
+            ..SandboxQuery::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
+fn sandbox_dirs(data_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data_dir.join("sandboxes"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path();
+    let port = free_port();
+
+    // Every create waits 3 s inside the provider, so all are in flight when
+    // the server dies.
+    let mut server = spawn_server(data_dir, port, "3s");
+    let client = wait_until_serving(port).await;
+    let mut creates = Vec::new();
+    for i in 0..CREATES {
+        let mut client = client.clone();
+        creates.push(tokio::spawn(async move {
+            client
+                .create_sandbox(pb::CreateSandboxRequest {
+                    name: Some(format!("crash-{i}")),
+                    ..Default::default()
+                })
+                .await
+        }));
+    }
+    eventually(
+        Duration::from_secs(20),
+        "every create to reach the provider",
+        || async {
+            let staged = std::fs::read_dir(data_dir.join("sandboxes"))
+                .ok()?
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".creating-"))
+                })
+                .count();
+            (staged == CREATES).then_some(())
+        },
+    )
+    .await;
+    server.kill().expect("SIGKILL the server");
+    server.wait().unwrap();
+    for create in creates {
+        assert!(
+            create.await.unwrap().is_err(),
+            "no create can have finished"
+        );
+    }
+
+    // The crash really left work half-done...
+    let transient = [SandboxState::Pending, SandboxState::Starting];
+    assert_eq!(records_in(data_dir, &transient).await, CREATES);
+    // ...and an orphan: a sandbox directory that no record owns.
+    let orphan = paddock::ids::new_sandbox_id();
+    let orphan_dir = data_dir.join("sandboxes").join(&orphan);
+    std::fs::create_dir_all(orphan_dir.join("rootfs")).unwrap();
+    std::fs::write(
+        orphan_dir.join("sandbox.json"),
+        format!(r#"{{"sandbox_id":"{orphan}","tenant":"default","running":true}}"#),
+    )
+    .unwrap();
+
+    // Restart: reconciliation settles every record and removes the orphan.
+    let mut server = spawn_server(data_dir, port, "0s");
+    let mut client = wait_until_serving(port).await;
+    let all = client
+        .list_sandboxes(pb::ListSandboxesRequest {
+            states: (1..=8).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandboxes;
+    assert_eq!(all.len(), CREATES);
+    for sandbox in &all {
+        assert_eq!(
+            sandbox.state,
+            pb::SandboxState::Running as i32,
+            "{} ended {:?}: {}",
+            sandbox.id,
+            sandbox.state,
+            sandbox.state_reason
+        );
+    }
+    assert_eq!(records_in(data_dir, &transient).await, 0);
+
+    let mut live: Vec<String> = all.iter().map(|s| s.id.clone()).collect();
+    live.sort();
+    assert_eq!(
+        sandbox_dirs(data_dir),
+        live,
+        "exactly one directory per live record: no orphan, no leftover"
+    );
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let temp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = spawn_server(temp.path(), port, "0s");
+    let mut client = wait_until_serving(port).await;
+    client
+        .create_sandbox(pb::CreateSandboxRequest::default())
+        .await
+        .unwrap();
+    // SAFETY: kill(2) with a child's pid has no memory effects.
+    let sent = unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let status = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
