@@ -33,16 +33,31 @@ fn serve_help_documents_every_setting_and_its_variable() {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
     }
-    assert!(help.contains("127.0.0.1:50051"), "the default address is shown");
-    assert!(!help.contains("test-process-create-delay"), "test knobs stay hidden");
+    assert!(
+        help.contains("127.0.0.1:50051"),
+        "the default address is shown"
+    );
+    assert!(
+        !help.contains("test-process-create-delay"),
+        "test knobs stay hidden"
+    );
 }
 
 #[test]
 fn bad_settings_are_refused_with_a_sentence() {
     for (args, expected) in [
-        (&["serve", "--listen", "nowhere"][..], "neither HOST:PORT nor unix:PATH"),
-        (&["serve", "--provider", "kvm"][..], "provider \"kvm\" is unknown"),
-        (&["serve", "--default-timeout", "soon"][..], "default_timeout \"soon\""),
+        (
+            &["serve", "--listen", "nowhere"][..],
+            "neither HOST:PORT nor unix:PATH",
+        ),
+        (
+            &["serve", "--provider", "kvm"][..],
+            "provider \"kvm\" is unknown",
+        ),
+        (
+            &["serve", "--default-timeout", "soon"][..],
+            "default_timeout \"soon\"",
+        ),
     ] {
         let output = paddock(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

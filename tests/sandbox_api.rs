@@ -49,6 +49,23 @@ fn state(sandbox: &pb::Sandbox) -> pb::SandboxState {
     pb::SandboxState::try_from(sandbox.state).expect("known state")
 }
 
+/// Polls the sandbox until it is in `wanted`, for up to 10 s.
+async fn wait_for_state(client: &Client, id: &str, wanted: pb::SandboxState) -> pb::Sandbox {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{id} to become {wanted:?}"),
+        || {
+            let mut client = client.clone();
+            let id = id.to_owned();
+            async move {
+                let sandbox = get(&mut client, &id).await;
+                (state(&sandbox) == wanted).then_some(sandbox)
+            }
+        },
+    )
+    .await
+}
+
 fn named(name: &str) -> pb::CreateSandboxRequest {
     pb::CreateSandboxRequest {
         name: Some(name.to_owned()),
@@ -704,19 +721,7 @@ async fn expired_sandboxes_are_deleted_and_idle_ones_stopped() {
     )
     .await;
 
-    let expired = eventually(
-        Duration::from_secs(10),
-        "the expired sandbox to be deleted",
-        || {
-            let mut client = client.clone();
-            let id = short_lived.id.clone();
-            async move {
-                let sandbox = get(&mut client, &id).await;
-                (state(&sandbox) == pb::SandboxState::Deleted).then_some(sandbox)
-            }
-        },
-    )
-    .await;
+    let expired = wait_for_state(&client, &short_lived.id, pb::SandboxState::Deleted).await;
     assert!(
         expired.state_reason.contains("lifetime"),
         "{}",
@@ -724,19 +729,7 @@ async fn expired_sandboxes_are_deleted_and_idle_ones_stopped() {
     );
     assert!(!server.sandbox_dir(&short_lived.id).exists());
 
-    let stopped = eventually(
-        Duration::from_secs(10),
-        "the idle sandbox to be stopped",
-        || {
-            let mut client = client.clone();
-            let id = idle.id.clone();
-            async move {
-                let sandbox = get(&mut client, &id).await;
-                (state(&sandbox) == pb::SandboxState::Stopped).then_some(sandbox)
-            }
-        },
-    )
-    .await;
+    let stopped = wait_for_state(&client, &idle.id, pb::SandboxState::Stopped).await;
     assert!(
         stopped.state_reason.contains("idle"),
         "{}",

@@ -149,6 +149,29 @@ fn create_sqlite_parent(url: &str) -> Result<()> {
     }
 }
 
+impl SqlStore {
+    /// The tenant's one sandbox matching `condition`, which compares a
+    /// column with `$2` (`$1` is the tenant).
+    async fn find_one(
+        &self,
+        condition: &str,
+        tenant: &str,
+        value: &str,
+    ) -> Result<Option<Sandbox>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE tenant = $1 AND {condition}"
+        )))
+        .bind(tenant)
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(sandbox_from_row)
+        .transpose()
+    }
+}
+
 /// Classifies a database error once: a unique violation is ALREADY_EXISTS, a
 /// lost connection UNAVAILABLE, the rest INTERNAL.
 fn db_error(error: sqlx::Error) -> Error {
@@ -460,46 +483,16 @@ impl Store for SqlStore {
     }
 
     async fn get_sandbox(&self, tenant: &str, id: &str) -> Result<Option<Sandbox>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE tenant = $1 AND id = $2"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sandbox_from_row)
-        .transpose()
+        self.find_one("id = $2", tenant, id).await
     }
 
     async fn find_by_name(&self, tenant: &str, name: &str) -> Result<Option<Sandbox>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {SANDBOX_COLUMNS} FROM sandboxes \
-             WHERE tenant = $1 AND name = $2 AND state <> 'DELETED'"
-        )))
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sandbox_from_row)
-        .transpose()
+        self.find_one("name = $2 AND state <> 'DELETED'", tenant, name)
+            .await
     }
 
     async fn find_by_request_id(&self, tenant: &str, request_id: &str) -> Result<Option<Sandbox>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE tenant = $1 AND request_id = $2"
-        )))
-        .bind(tenant)
-        .bind(request_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .as_ref()
-        .map(sandbox_from_row)
-        .transpose()
+        self.find_one("request_id = $2", tenant, request_id).await
     }
 
     async fn list_sandboxes(&self, query: &SandboxQuery) -> Result<Vec<Sandbox>> {
