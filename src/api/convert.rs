@@ -249,7 +249,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         state_reason: state_reason.clone(),
         image: spec.image.clone().unwrap_or_default(),
         labels: labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        metadata: Some(metadata_to_pb(metadata)),
+        metadata: (!metadata.is_empty()).then(|| metadata_to_pb(metadata)),
         workdir: spec.workdir.clone(),
         resources: spec.resources.is_limited().then(|| pb::Resources {
             cpu_millis: as_i64(spec.resources.cpu_millis),
