@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,41 +17,62 @@ use paddock::store::{SandboxQuery, SqlStore, Store};
 
 const CREATES: usize = 20;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A `paddock serve` child process, killed when dropped so that a failing
+/// test never leaves a server behind.
+struct ServerProcess {
+    child: Child,
+    port: u16,
 }
 
-/// Starts the real `paddock serve` binary.
-fn spawn_server(data_dir: &Path, port: u16, create_delay: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
-        .env("PADDOCK_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn paddock serve")
+impl ServerProcess {
+    /// Starts the real binary on an ephemeral port and waits until it
+    /// serves; the port is read from its `serving` log line, so parallel
+    /// tests never race for a port.
+    fn spawn(data_dir: &Path, create_delay: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
+            .env("PADDOCK_LOG", "info")
+            .env("PADDOCK_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn paddock serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the server logs that it serves before exiting")
+                .unwrap();
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if entry["message"] == "serving" {
+                let addr: std::net::SocketAddr = entry["addr"].as_str().unwrap().parse().unwrap();
+                break addr.port();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self { child, port }
+    }
+
+    async fn client(&self) -> SandboxServiceClient<tonic::transport::Channel> {
+        let addr = BoundAddr::Tcp(([127, 0, 0, 1], self.port).into());
+        SandboxServiceClient::new(connect(&addr).await)
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().unwrap();
+    }
 }
 
-async fn wait_until_serving(port: u16) -> SandboxServiceClient<tonic::transport::Channel> {
-    let addr = BoundAddr::Tcp(([127, 0, 0, 1], port).into());
-    eventually(
-        Duration::from_secs(30),
-        "the server to accept calls",
-        || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
-    SandboxServiceClient::new(connect(&addr).await)
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn records_in(data_dir: &Path, states: &[SandboxState]) -> usize {
@@ -82,12 +104,10 @@ fn sandbox_dirs(data_dir: &Path) -> Vec<String> {
 async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path();
-    let port = free_port();
-
     // Every create waits 3 s inside the provider, so all are in flight when
     // the server dies.
-    let mut server = spawn_server(data_dir, port, "3s");
-    let client = wait_until_serving(port).await;
+    let mut server = ServerProcess::spawn(data_dir, "3s");
+    let client = server.client().await;
     let mut creates = Vec::new();
     for i in 0..CREATES {
         let mut client = client.clone();
@@ -115,8 +135,7 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
         },
     )
     .await;
-    server.kill().expect("SIGKILL the server");
-    server.wait().unwrap();
+    server.kill();
     for create in creates {
         assert!(
             create.await.unwrap().is_err(),
@@ -138,8 +157,8 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     .unwrap();
 
     // Restart: reconciliation settles every record and removes the orphan.
-    let mut server = spawn_server(data_dir, port, "0s");
-    let mut client = wait_until_serving(port).await;
+    let server = ServerProcess::spawn(data_dir, "0s");
+    let mut client = server.client().await;
     let all = client
         .list_sandboxes(pb::ListSandboxesRequest {
             states: (1..=8).collect(),
@@ -169,25 +188,21 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
         live,
         "exactly one directory per live record: no orphan, no leftover"
     );
-
-    server.kill().unwrap();
-    server.wait().unwrap();
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let temp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = spawn_server(temp.path(), port, "0s");
-    let mut client = wait_until_serving(port).await;
+    let mut server = ServerProcess::spawn(temp.path(), "0s");
+    let mut client = server.client().await;
     client
         .create_sandbox(pb::CreateSandboxRequest::default())
         .await
         .unwrap();
     // SAFETY: kill(2) with a child's pid has no memory effects.
-    let sent = unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    let sent = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(sent, 0);
-    let status = tokio::task::spawn_blocking(move || server.wait())
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
         .await
         .unwrap()
         .unwrap();
