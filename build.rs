@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 const PROTO_ROOT: &str = "proto";
-const PROTOS: &[&str] = &["proto/paddock/v1/sandbox.proto"];
+const PROTOS: &[&str] = &[
+    "proto/paddock/v1/sandbox.proto",
+    "proto/paddock/v1/exec.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");

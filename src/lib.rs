@@ -4,6 +4,7 @@
 //! [`sandbox`] to the state [`store`] and the sandbox [`provider`]s. The domain
 //! never sees tonic or prost types; providers never see the store.
 
+pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod config;

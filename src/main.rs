@@ -21,12 +21,16 @@ enum Command {
     /// Settings come from flags, then PADDOCK_* environment variables, then
     /// the TOML file named by --config, then the defaults shown.
     Serve(Box<ServeArgs>),
+    /// Run the in-sandbox agent (started by providers, not by hand).
+    #[command(hide = true)]
+    Agent(Box<paddock::agent::AgentArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_server(*args),
+        Command::Agent(args) => run_agent(*args),
     }
 }
 
@@ -58,6 +62,31 @@ fn run_server(args: ServeArgs) -> ExitCode {
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "server failed");
             eprintln!("paddock serve: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_agent(args: paddock::agent::AgentArgs) -> ExitCode {
+    if let Err(error) = paddock::telemetry::init(paddock::telemetry::LogFormat::Human, "info") {
+        eprintln!("paddock agent: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paddock agent: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(paddock::agent::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paddock agent: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,500 @@
+//! One command in the sandbox: its process group, its pipes or terminal, the
+//! pumps that move its output into its log, and its recorded state.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use prost::Message;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::pipe;
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::output::{OutputLog, Stream};
+use super::reaper::{ExitStatus, Reaper};
+use super::signals;
+use crate::pb;
+
+/// How long output may stay silent after the command's leader exits before
+/// the pumps stop waiting for processes that still hold its pipes.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+const CHUNK_BYTES: usize = 64 * 1024;
+/// The pumps' "last output" mark while a chunk is being appended (perhaps
+/// waiting for a slow reader): never quiet.
+const BUSY: i64 = i64::MAX;
+
+/// What to run, as the agent sees it.
+pub struct Launch {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: BTreeMap<String, String>,
+    /// The working directory, in the agent's view of the filesystem.
+    pub cwd: PathBuf,
+    /// Terminal size, for tty commands.
+    pub tty: Option<(u16, u16)>,
+    /// When to end it.
+    pub timeout: Option<Duration>,
+}
+
+/// Where a command's stdin goes.
+enum Input {
+    Pipe(pipe::Sender),
+    Pty(Arc<AsyncFd<OwnedFd>>),
+}
+
+/// A command and its state. Shared by the registry and every stream on it.
+pub struct Command {
+    /// The command's id.
+    pub id: String,
+    /// Its output log.
+    pub log: Arc<OutputLog>,
+    dir: PathBuf,
+    record: Mutex<pb::Command>,
+    pgid: i32,
+    input: tokio::sync::Mutex<Option<Input>>,
+    pty: Option<Arc<AsyncFd<OwnedFd>>>,
+    ended: watch::Sender<bool>,
+}
+
+impl Command {
+    /// Starts `launch` as a new process group and returns the command,
+    /// RUNNING. Fails when the program cannot be started.
+    pub fn spawn(
+        reaper: &Reaper,
+        id: String,
+        dir: PathBuf,
+        output_budget: u64,
+        record: pb::Command,
+        launch: Launch,
+    ) -> std::io::Result<Arc<Self>> {
+        let log = OutputLog::create(&dir, output_budget)?;
+        let mut process = std::process::Command::new(&launch.argv[0]);
+        process
+            .args(&launch.argv[1..])
+            .env_clear()
+            .envs(&launch.env)
+            .current_dir(&launch.cwd);
+        let mut pty_master = None;
+        match launch.tty {
+            Some((rows, cols)) => {
+                let (master, slave) = open_pty(rows, cols)?;
+                process
+                    .stdin(Stdio::from(slave.try_clone()?))
+                    .stdout(Stdio::from(slave.try_clone()?))
+                    .stderr(Stdio::from(slave));
+                // SAFETY: setsid and ioctl are async-signal-safe.
+                unsafe {
+                    process.pre_exec(|| {
+                        if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                pty_master = Some(master);
+            }
+            None => {
+                process
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                // SAFETY: setpgid is async-signal-safe.
+                unsafe {
+                    process.pre_exec(|| {
+                        if libc::setpgid(0, 0) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
+        }
+        let (mut child, exited) = reaper.spawn(|| process.spawn())?;
+        // The parent's copies of the terminal's slave side must close, or the
+        // master never sees the end of output.
+        drop(process);
+        let pid = child.id() as i32;
+
+        let mut record = record;
+        record.state = pb::CommandState::Running as i32;
+        record.pid = pid;
+        record.start_time = Some(timestamp(SystemTime::now()));
+
+        let last_output = Arc::new(AtomicI64::new(0));
+        let started = Instant::now();
+        let mut pumps = Vec::new();
+        let (input, pty) = match pty_master {
+            Some(master) => {
+                // SAFETY: the master fd is owned here and stays open for as
+                // long as the AsyncFd lives; nothing else registers it.
+                let master =
+                    Arc::new(unsafe { AsyncFd::register(master) }.map_err(std::io::Error::from)?);
+                pumps.push(tokio::spawn(pump_pty(
+                    master.clone(),
+                    log.clone(),
+                    last_output.clone(),
+                    started,
+                )));
+                (Some(Input::Pty(master.clone())), Some(master))
+            }
+            None => {
+                let stdout =
+                    pipe::Receiver::from_owned_fd(child.stdout.take().expect("piped").into())?;
+                let stderr =
+                    pipe::Receiver::from_owned_fd(child.stderr.take().expect("piped").into())?;
+                let stdin = pipe::Sender::from_owned_fd(child.stdin.take().expect("piped").into())?;
+                for (reader, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+                    pumps.push(tokio::spawn(pump_pipe(
+                        reader,
+                        stream,
+                        log.clone(),
+                        last_output.clone(),
+                        started,
+                    )));
+                }
+                (Some(Input::Pipe(stdin)), None)
+            }
+        };
+
+        let command = Arc::new(Self {
+            id,
+            log,
+            dir,
+            record: Mutex::new(record),
+            pgid: pid,
+            input: tokio::sync::Mutex::new(input),
+            pty,
+            ended: watch::channel(false).0,
+        });
+        command.persist();
+        tokio::spawn(command.clone().supervise(
+            exited,
+            pumps,
+            last_output,
+            started,
+            launch.timeout,
+        ));
+        Ok(command)
+    }
+
+    /// A command recorded by an earlier agent. One that was RUNNING is now
+    /// LOST: this agent cannot know how it ended.
+    pub fn reopen(dir: &Path) -> std::io::Result<Arc<Self>> {
+        let bytes = std::fs::read(dir.join("command.pb"))?;
+        let mut record = pb::Command::decode(bytes.as_slice())
+            .map_err(|e| std::io::Error::other(format!("corrupt command record: {e}")))?;
+        if record.state == pb::CommandState::Running as i32 {
+            record.state = pb::CommandState::Lost as i32;
+            record.state_reason = "the sandbox's agent stopped while the command ran".into();
+            record.pid = 0;
+        }
+        let command = Arc::new(Self {
+            id: record.id.clone(),
+            log: OutputLog::reopen(dir)?,
+            dir: dir.to_path_buf(),
+            record: Mutex::new(record),
+            pgid: 0,
+            input: tokio::sync::Mutex::new(None),
+            pty: None,
+            ended: watch::channel(true).0,
+        });
+        command.persist();
+        Ok(command)
+    }
+
+    /// The command's record, with its log position.
+    pub fn record(&self) -> pb::Command {
+        let mut record = self.record.lock().expect("command record").clone();
+        record.first_retained_seq = self.log.first_retained_seq();
+        record.last_seq = self.log.position().last_seq;
+        record
+    }
+
+    /// Whether the command is still running.
+    pub fn is_running(&self) -> bool {
+        !*self.ended.borrow()
+    }
+
+    /// Resolves once the command has ended and its log is complete.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.subscribe();
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+
+    /// Sends `signal` to the command's process group.
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        if !self.is_running() || self.pgid <= 0 {
+            return Ok(());
+        }
+        // SAFETY: kill takes plain integers.
+        if unsafe { libc::kill(-self.pgid, signal) } < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes to the command's stdin. Fails once stdin is closed.
+    pub async fn write_stdin(&self, data: &[u8]) -> std::io::Result<()> {
+        let mut input = self.input.lock().await;
+        match input.as_mut() {
+            Some(Input::Pipe(pipe)) => pipe.write_all(data).await,
+            Some(Input::Pty(master)) => write_pty(master, data).await,
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "stdin is closed",
+            )),
+        }
+    }
+
+    /// Closes the command's stdin (for a tty, sends end-of-file).
+    pub async fn close_stdin(&self) -> std::io::Result<()> {
+        let mut input = self.input.lock().await;
+        match input.take() {
+            Some(Input::Pty(master)) => {
+                // A terminal has no half-close: EOF is ^D at a line start.
+                write_pty(&master, &[4]).await?;
+                *input = Some(Input::Pty(master));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Resizes the command's terminal; does nothing without one.
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        match &self.pty {
+            Some(master) => set_window_size(master.get_ref(), rows, cols),
+            None => Ok(()),
+        }
+    }
+
+    async fn supervise(
+        self: Arc<Self>,
+        exited: tokio::sync::oneshot::Receiver<ExitStatus>,
+        pumps: Vec<tokio::task::JoinHandle<()>>,
+        last_output: Arc<AtomicI64>,
+        started: Instant,
+        timeout: Option<Duration>,
+    ) {
+        let mut timed_out = false;
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(exited);
+        let status = tokio::select! {
+            status = &mut exited => status,
+            () = deadline => {
+                timed_out = true;
+                let _ = self.signal(libc::SIGKILL);
+                exited.await
+            }
+        };
+        // Let the pumps drain what the leader left in its pipes; stop waiting
+        // once the output has been quiet for a moment (a background process
+        // may hold the pipes open forever).
+        for pump in &pumps {
+            while !pump.is_finished() {
+                let last = last_output.load(Ordering::Relaxed);
+                let quiet_for = (started.elapsed().as_millis() as i64).saturating_sub(last);
+                if last != BUSY && quiet_for >= DRAIN_QUIET.as_millis() as i64 {
+                    pump.abort();
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        for pump in pumps {
+            let _ = pump.await;
+        }
+        {
+            let mut record = self.record.lock().expect("command record");
+            record.state = pb::CommandState::Exited as i32;
+            record.timed_out = timed_out;
+            record.end_time = Some(timestamp(SystemTime::now()));
+            record.pid = 0;
+            match status {
+                Ok(ExitStatus::Code(code)) => record.exit_code = Some(code),
+                Ok(ExitStatus::Signal(signal)) => record.signal = signals::name(signal),
+                Err(_) => {
+                    record.state = pb::CommandState::Lost as i32;
+                    record.state_reason = "the agent lost track of the process".into();
+                }
+            }
+        }
+        *self.input.lock().await = None;
+        self.persist();
+        self.log.complete();
+        self.ended.send_replace(true);
+    }
+
+    fn persist(&self) {
+        let bytes = self.record().encode_to_vec();
+        let temp = self.dir.join("command.pb.tmp");
+        let written = std::fs::write(&temp, bytes)
+            .and_then(|()| std::fs::rename(&temp, self.dir.join("command.pb")));
+        if let Err(error) = written {
+            warn!(command_id = %self.id, %error, "cannot record the command's state");
+        }
+    }
+}
+
+async fn pump_pipe(
+    mut reader: pipe::Receiver,
+    stream: Stream,
+    log: Arc<OutputLog>,
+    last_output: Arc<AtomicI64>,
+    started: Instant,
+) {
+    let mut buffer = vec![0; CHUNK_BYTES];
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) => return,
+            Ok(n) => {
+                last_output.store(BUSY, Ordering::Relaxed);
+                let appended = log.append(stream, &buffer[..n]).await;
+                last_output.store(started.elapsed().as_millis() as i64, Ordering::Relaxed);
+                if let Err(error) = appended {
+                    warn!(%error, "cannot write the output log");
+                    return;
+                }
+            }
+            Err(error) => {
+                warn!(%error, "cannot read a command's output");
+                return;
+            }
+        }
+    }
+}
+
+async fn pump_pty(
+    master: Arc<AsyncFd<OwnedFd>>,
+    log: Arc<OutputLog>,
+    last_output: Arc<AtomicI64>,
+    started: Instant,
+) {
+    let mut buffer = vec![0; CHUNK_BYTES];
+    loop {
+        let Ok(mut ready) = master.readable().await else {
+            return;
+        };
+        let read = ready.try_io(|fd| {
+            let mut file = std::mem::ManuallyDrop::new(
+                // SAFETY: the fd stays owned by `master`; ManuallyDrop keeps
+                // this borrowed File from closing it.
+                unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) },
+            );
+            file.read(&mut buffer)
+        });
+        match read {
+            Err(_would_block) => continue,
+            Ok(Ok(0)) => return,
+            Ok(Ok(n)) => {
+                last_output.store(BUSY, Ordering::Relaxed);
+                let appended = log.append(Stream::Pty, &buffer[..n]).await;
+                last_output.store(started.elapsed().as_millis() as i64, Ordering::Relaxed);
+                if appended.is_err() {
+                    return;
+                }
+            }
+            // EIO: every process holding the terminal's slave side is gone.
+            Ok(Err(_)) => return,
+        }
+    }
+}
+
+async fn write_pty(master: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let mut ready = master.writable().await?;
+        // SAFETY: write reads `data` only.
+        let written = ready.try_io(|fd| {
+            let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match written {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(error)) => return Err(error),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+fn open_pty(rows: u16, cols: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut master = -1;
+    let mut slave = -1;
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes the two fds; the other pointers may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: openpty returned two open fds that we now own.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    for fd in [&master, &slave] {
+        // SAFETY: fcntl on an fd we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(master.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((master, slave))
+}
+
+fn set_window_size(fd: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A protobuf timestamp.
+pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}

@@ -1,0 +1,483 @@
+//! A command's output log: numbered chunks kept on the sandbox's disk within a
+//! byte budget, read by any number of readers that replay and then follow.
+//!
+//! The log is a few segment files of records `[seq: i64][stream: u8]
+//! [len: u32][data]`. When the newest segment passes half the budget a new
+//! one begins; the oldest segments are deleted while the total exceeds the
+//! budget. Readers that keep a segment open can finish it after deletion.
+//!
+//! Flow control: a reader that registers as a *follower* holds the writer
+//! back while it is more than [`FOLLOW_WINDOW`] chunks behind, so a slow
+//! interactive client slows the command instead of losing output.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, watch};
+
+/// How far (in chunks) a follower may fall behind before the writer waits.
+pub const FOLLOW_WINDOW: i64 = 32;
+
+const HEADER_BYTES: usize = 8 + 1 + 4;
+
+/// Where a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+    /// A terminal.
+    Pty,
+}
+
+impl Stream {
+    fn code(self) -> u8 {
+        match self {
+            Self::Stdout => 1,
+            Self::Stderr => 2,
+            Self::Pty => 3,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            1 => Self::Stdout,
+            2 => Self::Stderr,
+            3 => Self::Pty,
+            _ => return None,
+        })
+    }
+}
+
+/// What a reader gets next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A chunk.
+    Chunk {
+        /// Its number, from 1.
+        seq: i64,
+        /// Its stream.
+        stream: Stream,
+        /// Its bytes.
+        data: Vec<u8>,
+    },
+    /// Chunks `first..=last` are no longer retained.
+    Lost {
+        /// The first missing chunk.
+        first: i64,
+        /// The last missing chunk.
+        last: i64,
+    },
+}
+
+struct Segment {
+    index: u64,
+    first_seq: i64,
+    bytes: u64,
+}
+
+struct Writer {
+    segments: VecDeque<Segment>,
+    file: File,
+    next_seq: i64,
+}
+
+/// The published position of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The last chunk written (0 before any).
+    pub last_seq: i64,
+    /// Whether the log is complete: no chunk will follow.
+    pub complete: bool,
+}
+
+/// One command's output log.
+pub struct OutputLog {
+    dir: PathBuf,
+    budget: u64,
+    writer: Mutex<Writer>,
+    position: watch::Sender<Position>,
+    followers: Mutex<HashMap<u64, i64>>,
+    follower_moved: Notify,
+    next_follower: AtomicU64,
+}
+
+impl OutputLog {
+    /// A new, empty log in `dir` (created) keeping about `budget` bytes.
+    pub fn create(dir: &Path, budget: u64) -> std::io::Result<Arc<Self>> {
+        std::fs::create_dir_all(dir)?;
+        let file = open_segment(dir, 0)?;
+        Ok(Arc::new(Self {
+            dir: dir.to_path_buf(),
+            budget,
+            writer: Mutex::new(Writer {
+                segments: VecDeque::from([Segment {
+                    index: 0,
+                    first_seq: 1,
+                    bytes: 0,
+                }]),
+                file,
+                next_seq: 1,
+            }),
+            position: watch::channel(Position::default()).0,
+            followers: Mutex::new(HashMap::new()),
+            follower_moved: Notify::new(),
+            next_follower: AtomicU64::new(1),
+        }))
+    }
+
+    /// Reopens a log written by an earlier agent, complete: its chunks can be
+    /// replayed, and nothing more will be written.
+    pub fn reopen(dir: &Path) -> std::io::Result<Arc<Self>> {
+        let mut indexes: Vec<u64> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("out.")?.parse().ok())
+            .collect();
+        indexes.sort_unstable();
+        let mut segments = VecDeque::new();
+        let mut last_seq = 0;
+        for index in indexes {
+            let mut reader = BufReader::new(File::open(segment_path(dir, index))?);
+            let mut first_seq = None;
+            let mut bytes = 0;
+            while let Some((seq, _, data)) = read_record(&mut reader)? {
+                first_seq.get_or_insert(seq);
+                last_seq = seq;
+                bytes += (HEADER_BYTES + data.len()) as u64;
+            }
+            segments.push_back(Segment {
+                index,
+                first_seq: first_seq.unwrap_or(last_seq + 1),
+                bytes,
+            });
+        }
+        let next_index = segments.back().map_or(0, |s| s.index + 1);
+        let file = open_segment(dir, next_index)?;
+        segments.push_back(Segment {
+            index: next_index,
+            first_seq: last_seq + 1,
+            bytes: 0,
+        });
+        let log = Arc::new(Self {
+            dir: dir.to_path_buf(),
+            budget: u64::MAX,
+            writer: Mutex::new(Writer {
+                segments,
+                file,
+                next_seq: last_seq + 1,
+            }),
+            position: watch::channel(Position {
+                last_seq,
+                complete: true,
+            })
+            .0,
+            followers: Mutex::new(HashMap::new()),
+            follower_moved: Notify::new(),
+            next_follower: AtomicU64::new(1),
+        });
+        Ok(log)
+    }
+
+    /// The current position.
+    pub fn position(&self) -> Position {
+        *self.position.borrow()
+    }
+
+    /// The first chunk still retained (0 when none is).
+    pub fn first_retained_seq(&self) -> i64 {
+        let writer = self.writer.lock().expect("log writer");
+        let first = writer.segments.front().map_or(0, |s| s.first_seq);
+        if first >= writer.next_seq { 0 } else { first }
+    }
+
+    /// Appends a chunk, first waiting while a follower lags too far behind.
+    pub async fn append(&self, stream: Stream, data: &[u8]) -> std::io::Result<i64> {
+        loop {
+            let moved = self.follower_moved.notified();
+            let last = self.position().last_seq;
+            let slowest = self
+                .followers
+                .lock()
+                .expect("followers")
+                .values()
+                .min()
+                .copied();
+            match slowest {
+                Some(delivered) if last - delivered >= FOLLOW_WINDOW => moved.await,
+                _ => break,
+            }
+        }
+        let seq = self.write_record(stream, data)?;
+        self.position.send_modify(|p| p.last_seq = seq);
+        Ok(seq)
+    }
+
+    fn write_record(&self, stream: Stream, data: &[u8]) -> std::io::Result<i64> {
+        let mut writer = self.writer.lock().expect("log writer");
+        let seq = writer.next_seq;
+        let mut record = Vec::with_capacity(HEADER_BYTES + data.len());
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.push(stream.code());
+        record.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        record.extend_from_slice(data);
+        writer.file.write_all(&record)?;
+        writer.next_seq += 1;
+        let current = writer.segments.back_mut().expect("a current segment");
+        current.bytes += record.len() as u64;
+        if current.bytes >= self.budget / 2 {
+            let index = current.index + 1;
+            writer.file = open_segment(&self.dir, index)?;
+            let next_seq = writer.next_seq;
+            writer.segments.push_back(Segment {
+                index,
+                first_seq: next_seq,
+                bytes: 0,
+            });
+        }
+        while writer.segments.len() > 1
+            && writer.segments.iter().map(|s| s.bytes).sum::<u64>() > self.budget
+        {
+            let oldest = writer.segments.pop_front().expect("a segment");
+            let _ = std::fs::remove_file(segment_path(&self.dir, oldest.index));
+        }
+        Ok(seq)
+    }
+
+    /// Marks the log complete: readers end after the last chunk.
+    pub fn complete(&self) {
+        self.position.send_modify(|p| p.complete = true);
+    }
+
+    /// A reader of every retained chunk after `after_seq`. A follower holds
+    /// the writer back when it lags (see the module docs).
+    pub fn reader(self: &Arc<Self>, after_seq: i64, follow: bool) -> LogReader {
+        let follower = follow.then(|| {
+            let id = self.next_follower.fetch_add(1, Ordering::Relaxed);
+            self.followers
+                .lock()
+                .expect("followers")
+                .insert(id, after_seq.max(0));
+            id
+        });
+        LogReader {
+            log: self.clone(),
+            next_seq: after_seq.max(0) + 1,
+            open: None,
+            position: self.position.subscribe(),
+            follower,
+        }
+    }
+
+    fn segment_for(&self, seq: i64) -> Result<u64, i64> {
+        let writer = self.writer.lock().expect("log writer");
+        let first = writer.segments.front().map_or(1, |s| s.first_seq);
+        if seq < first {
+            return Err(first);
+        }
+        Ok(writer
+            .segments
+            .iter()
+            .rev()
+            .find(|s| s.first_seq <= seq)
+            .map_or(0, |s| s.index))
+    }
+}
+
+fn segment_path(dir: &Path, index: u64) -> PathBuf {
+    dir.join(format!("out.{index}"))
+}
+
+fn open_segment(dir: &Path, index: u64) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, index))
+}
+
+fn read_record(reader: &mut impl Read) -> std::io::Result<Option<(i64, Stream, Vec<u8>)>> {
+    let mut header = [0u8; HEADER_BYTES];
+    match reader.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let seq = i64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+    let stream = Stream::from_code(header[8])
+        .ok_or_else(|| std::io::Error::other("corrupt output log: unknown stream"))?;
+    let len = u32::from_le_bytes(header[9..].try_into().expect("4 bytes")) as usize;
+    let mut data = vec![0; len];
+    reader.read_exact(&mut data)?;
+    Ok(Some((seq, stream, data)))
+}
+
+struct OpenSegment {
+    index: u64,
+    reader: BufReader<File>,
+}
+
+/// Reads a log from a chunk number on, then follows it live.
+pub struct LogReader {
+    log: Arc<OutputLog>,
+    next_seq: i64,
+    open: Option<OpenSegment>,
+    position: watch::Receiver<Position>,
+    follower: Option<u64>,
+}
+
+impl LogReader {
+    /// The next item, waiting for new output; `None` once the log is
+    /// complete and read to its end.
+    pub async fn next(&mut self) -> std::io::Result<Option<Item>> {
+        loop {
+            let position = *self.position.borrow_and_update();
+            if self.next_seq <= position.last_seq {
+                return self.read_next().map(Some);
+            }
+            if position.complete {
+                return Ok(None);
+            }
+            if self.position.changed().await.is_err() {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn read_next(&mut self) -> std::io::Result<Item> {
+        let index = match self.log.segment_for(self.next_seq) {
+            Ok(index) => index,
+            Err(first_retained) => {
+                let lost = Item::Lost {
+                    first: self.next_seq,
+                    last: first_retained - 1,
+                };
+                self.next_seq = first_retained;
+                self.open = None;
+                return Ok(lost);
+            }
+        };
+        if self.open.as_ref().is_none_or(|o| o.index < index) {
+            let file = File::open(segment_path(&self.log.dir, index))?;
+            self.open = Some(OpenSegment {
+                index,
+                reader: BufReader::with_capacity(128 * 1024, file),
+            });
+        }
+        let open = self.open.as_mut().expect("an open segment");
+        loop {
+            let Some((seq, stream, data)) = read_record(&mut open.reader)? else {
+                return Err(std::io::Error::other(format!(
+                    "output log {} lacks chunk {}",
+                    self.log.dir.display(),
+                    self.next_seq
+                )));
+            };
+            if seq < self.next_seq {
+                continue;
+            }
+            self.next_seq = seq + 1;
+            self.acknowledge(seq);
+            return Ok(Item::Chunk { seq, stream, data });
+        }
+    }
+
+    fn acknowledge(&self, seq: i64) {
+        if let Some(id) = self.follower {
+            self.log
+                .followers
+                .lock()
+                .expect("followers")
+                .insert(id, seq);
+            self.log.follower_moved.notify_waiters();
+        }
+    }
+}
+
+impl Drop for LogReader {
+    fn drop(&mut self) {
+        if let Some(id) = self.follower {
+            self.log.followers.lock().expect("followers").remove(&id);
+            self.log.follower_moved.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn replays_then_follows_and_reports_lost_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::create(dir.path(), 256 * 1024).unwrap();
+        let chunk = vec![7u8; 32 * 1024];
+        for _ in 0..20 {
+            log.append(Stream::Stdout, &chunk).await.unwrap();
+        }
+        log.append(Stream::Stderr, b"tail").await.unwrap();
+        log.complete();
+        let first = log.first_retained_seq();
+        assert!(first > 1, "old segments were dropped within the budget");
+
+        let mut reader = log.reader(0, false);
+        assert_eq!(
+            reader.next().await.unwrap(),
+            Some(Item::Lost {
+                first: 1,
+                last: first - 1
+            })
+        );
+        let mut seqs = Vec::new();
+        while let Some(item) = reader.next().await.unwrap() {
+            let Item::Chunk { seq, .. } = item else {
+                panic!("only chunks follow")
+            };
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, (first..=21).collect::<Vec<_>>());
+        let total: usize = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len() as usize)
+            .sum();
+        assert!(total <= 256 * 1024 + 64 * 1024, "{total} bytes on disk");
+
+        let reopened = OutputLog::reopen(dir.path()).unwrap();
+        assert_eq!(reopened.position().last_seq, 21);
+        let mut reader = reopened.reader(20, false);
+        assert!(matches!(
+            reader.next().await.unwrap(),
+            Some(Item::Chunk {
+                seq: 21,
+                stream: Stream::Stderr,
+                ..
+            })
+        ));
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_follower_holds_the_writer_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::create(dir.path(), 1 << 20).unwrap();
+        let mut follower = log.reader(0, true);
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for _ in 0..(FOLLOW_WINDOW * 3) {
+                    log.append(Stream::Stdout, b"x").await.unwrap();
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(log.position().last_seq, FOLLOW_WINDOW, "the writer waits");
+        for _ in 0..(FOLLOW_WINDOW * 3) {
+            follower.next().await.unwrap().unwrap();
+        }
+        writer.await.unwrap();
+        assert_eq!(log.position().last_seq, FOLLOW_WINDOW * 3);
+    }
+}
