@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::provider::AgentLaunch;
 use crate::sandbox::LifecycleConfig;
 use crate::telemetry::LogFormat;
 
@@ -81,6 +82,25 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_LOG", value_name = "FILTER")]
     pub log: Option<String>,
 
+    /// The `paddock` binary that runs sandbox agents (`paddock agent`)
+    /// [default: this program].
+    #[arg(long, env = "PADDOCK_AGENT_BINARY", value_name = "FILE")]
+    pub agent_binary: Option<PathBuf>,
+
+    /// The most commands running at once in one sandbox [default: 1024].
+    #[arg(long, env = "PADDOCK_MAX_COMMANDS_PER_SANDBOX", value_name = "N")]
+    pub max_commands_per_sandbox: Option<usize>,
+
+    /// The most Exec streams and RunCommand calls in flight on this server
+    /// [default: 4096].
+    #[arg(long, env = "PADDOCK_MAX_COMMANDS", value_name = "N")]
+    pub max_commands: Option<usize>,
+
+    /// The output each command keeps in its log on the sandbox's disk, such
+    /// as 64MiB; older output is dropped past it [default: 64MiB].
+    #[arg(long, env = "PADDOCK_COMMAND_OUTPUT_BUDGET", value_name = "BYTES")]
+    pub command_output_budget: Option<String>,
+
     /// Testing only: make each process-provider create wait this long, so that
     /// crash tests can kill the server mid-create.
     #[arg(long, env = "PADDOCK_TEST_PROCESS_CREATE_DELAY", hide = true)]
@@ -102,6 +122,10 @@ struct FileConfig {
     shutdown_grace: Option<String>,
     log_format: Option<String>,
     log: Option<String>,
+    agent_binary: Option<PathBuf>,
+    max_commands_per_sandbox: Option<usize>,
+    max_commands: Option<usize>,
+    command_output_budget: Option<String>,
 }
 
 /// Where the server listens.
@@ -173,6 +197,10 @@ pub struct ServerConfig {
     pub log_filter: String,
     /// See [`ServeArgs::test_process_create_delay`].
     pub test_process_create_delay: Duration,
+    /// How sandbox agents run.
+    pub agent: AgentLaunch,
+    /// The most Exec streams and RunCommand calls in flight.
+    pub max_commands: usize,
 }
 
 impl ServerConfig {
@@ -246,6 +274,23 @@ impl ServerConfig {
                 args.test_process_create_delay,
                 Duration::ZERO,
             )?,
+            agent: AgentLaunch {
+                binary: match args.agent_binary.or(file.agent_binary) {
+                    Some(path) => path,
+                    None => std::env::current_exe()
+                        .context("cannot find this program to run sandbox agents")?,
+                },
+                max_commands: args
+                    .max_commands_per_sandbox
+                    .or(file.max_commands_per_sandbox)
+                    .unwrap_or(1024),
+                output_budget: bytes(
+                    "command_output_budget",
+                    args.command_output_budget.or(file.command_output_budget),
+                    64 << 20,
+                )?,
+            },
+            max_commands: args.max_commands.or(file.max_commands).unwrap_or(4096),
         })
     }
 
@@ -275,6 +320,35 @@ fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/paddock");
     }
     PathBuf::from("paddock-data")
+}
+
+/// Parses a byte size such as 65536, 512KiB, 64MiB or 1GiB; at least 8 MiB,
+/// so that a reader following live output never loses any.
+fn bytes(name: &str, text: Option<String>, default: u64) -> anyhow::Result<u64> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let trimmed = text.trim();
+    let (number, unit) = match trimmed.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => trimmed.split_at(at),
+        None => (trimmed, ""),
+    };
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => bail!("{name} {text:?} is not a size such as 64MiB or 1GiB"),
+    };
+    let value = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .with_context(|| format!("{name} {text:?} is not a size such as 64MiB or 1GiB"))?;
+    if value < 8 << 20 {
+        bail!("{name} {text:?} is below the least, 8MiB");
+    }
+    Ok(value)
 }
 
 fn duration(name: &str, text: Option<String>, default: Duration) -> anyhow::Result<Duration> {

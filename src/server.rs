@@ -16,9 +16,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::api::SandboxApi;
+use crate::api::{ExecApi, SandboxApi};
 use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
+use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
 use crate::provider::{ProcessProvider, Provider, Providers};
 use crate::sandbox::{Manager, spawn_reaper};
@@ -114,6 +115,7 @@ impl Server {
         health
             .set_serving::<SandboxServiceServer<SandboxApi>>()
             .await;
+        health.set_serving::<ExecServiceServer<ExecApi>>().await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         // Both reflection versions describe every service, each other
@@ -137,6 +139,10 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
+            .add_service(ExecServiceServer::new(ExecApi::new(
+                manager.clone(),
+                config.max_commands,
+            )))
             .add_service(SandboxServiceServer::new(SandboxApi::new(
                 manager,
                 stopping_rx,
@@ -151,6 +157,7 @@ impl Server {
                 health
                     .set_not_serving::<SandboxServiceServer<SandboxApi>>()
                     .await;
+                health.set_not_serving::<ExecServiceServer<ExecApi>>().await;
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;
@@ -199,7 +206,7 @@ impl Server {
 }
 
 async fn build_providers(config: &ServerConfig) -> anyhow::Result<Providers> {
-    let process = ProcessProvider::open(config.data_dir.join("sandboxes"))
+    let process = ProcessProvider::open(config.data_dir.join("sandboxes"), config.agent.clone())
         .await?
         .with_create_delay(config.test_process_create_delay);
     let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process)];

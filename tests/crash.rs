@@ -22,6 +22,7 @@ const CREATES: usize = 20;
 struct ServerProcess {
     child: Child,
     port: u16,
+    data_dir: std::path::PathBuf,
 }
 
 impl ServerProcess {
@@ -36,6 +37,7 @@ impl ServerProcess {
             .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
             .env("PADDOCK_LOG", "info")
             .env("PADDOCK_LOG_FORMAT", "json")
+            .env("PADDOCK_AGENT_BINARY", env!("CARGO_BIN_EXE_paddock"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -54,7 +56,11 @@ impl ServerProcess {
         };
         // Keep draining the log so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        Self { child, port }
+        Self {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     async fn client(&self) -> SandboxServiceClient<tonic::transport::Channel> {
@@ -72,6 +78,7 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        common::kill_agents(&self.data_dir);
     }
 }
 

@@ -77,7 +77,7 @@ fn named(name: &str) -> pb::CreateSandboxRequest {
 async fn health_reports_every_service_serving() {
     let server = TestServer::start().await;
     let mut health = server.health().await;
-    for service in ["", "paddock.v1.SandboxService"] {
+    for service in ["", "paddock.v1.SandboxService", "paddock.v1.ExecService"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.to_owned(),
@@ -102,6 +102,7 @@ async fn reflection_lists_services_in_both_versions() {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
+        "paddock.v1.ExecService",
         "paddock.v1.SandboxService",
     ];
 
@@ -755,7 +756,10 @@ async fn list_providers_reports_the_process_provider_honestly() {
     assert_eq!(
         process.capabilities,
         Some(pb::ProviderCapabilities {
+            tty: true,
+            signals: true,
             stop_start: true,
+            exec: true,
             ..Default::default()
         })
     );

@@ -2,7 +2,9 @@
 //! domain, and convert back.
 
 pub mod convert;
+mod exec;
 mod sandbox;
 mod status;
 
+pub use exec::ExecApi;
 pub use sandbox::SandboxApi;

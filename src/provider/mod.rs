@@ -2,6 +2,7 @@
 //! container, a pod. The domain drives them through [`Provider`]; they never
 //! see the store.
 
+mod agent_process;
 mod process;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
 
+pub use agent_process::AgentLaunch;
 pub use process::ProcessProvider;
 
 /// What a provider can do. A flag is true only when the provider really does
@@ -110,6 +112,11 @@ pub trait Provider: Send + Sync + 'static {
     /// What the provider sees of the sandbox's object; `None` when there is
     /// no complete object.
     async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>>;
+
+    /// A channel to the running sandbox's agent, which serves
+    /// `paddock.v1.ExecService`. The channel connects lazily; calls on it fail
+    /// with UNAVAILABLE while the agent cannot be reached.
+    async fn connect(&self, sandbox_id: &str) -> Result<tonic::transport::Channel>;
 
     /// Every complete object this provider made, for start-up reconciliation
     /// (which removes those whose sandbox is gone). Half-made objects are

@@ -21,12 +21,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::fs;
+use tonic::transport::Channel;
 use tracing::{debug, instrument, warn};
 
+use super::agent_process::{self, AgentFiles, AgentLaunch};
 use super::{Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
 use crate::error::{Error, Result};
 
 const MARKER: &str = "sandbox.json";
+/// The sandbox's environment, for its agent; it holds secrets, so 0600.
+const ENV_FILE: &str = "env.json";
 const ROOTFS: &str = "rootfs";
 const CREATING_PREFIX: &str = ".creating-";
 const DELETING_PREFIX: &str = ".deleting-";
@@ -36,13 +40,21 @@ const DELETING_PREFIX: &str = ".deleting-";
 struct Marker {
     sandbox_id: String,
     tenant: String,
+    /// The sandbox's working directory (a sandbox path), for its agent.
+    #[serde(default = "root_workdir")]
+    workdir: String,
     running: bool,
+}
+
+fn root_workdir() -> String {
+    "/".to_owned()
 }
 
 /// Sandboxes as private directories under one root directory.
 #[derive(Debug)]
 pub struct ProcessProvider {
     root: PathBuf,
+    agent: AgentLaunch,
     create_delay: Duration,
 }
 
@@ -51,8 +63,8 @@ impl ProcessProvider {
     pub const NAME: &'static str = "process";
 
     /// A provider keeping its sandboxes under `root`, which is created (mode
-    /// 0700) when missing.
-    pub async fn open(root: impl Into<PathBuf>) -> Result<Self> {
+    /// 0700) when missing, and running their agents as `agent` says.
+    pub async fn open(root: impl Into<PathBuf>, agent: AgentLaunch) -> Result<Self> {
         let root = root.into();
         create_private_dir_all(&root).await.map_err(|e| {
             Error::unavailable(format!(
@@ -62,6 +74,7 @@ impl ProcessProvider {
         })?;
         Ok(Self {
             root,
+            agent,
             create_delay: Duration::ZERO,
         })
     }
@@ -105,6 +118,14 @@ impl ProcessProvider {
                 "the process sandbox directory of {sandbox_id} is gone"
             )));
         };
+        let agent = AgentFiles::new(&dir);
+        if running {
+            agent
+                .ensure_running(&self.agent, sandbox_id, &marker.workdir)
+                .await?;
+        } else {
+            agent.stop(sandbox_id).await?;
+        }
         if marker.running != running {
             marker.running = running;
             write_marker(&dir, &marker).await?;
@@ -139,6 +160,21 @@ async fn write_marker(dir: &Path, marker: &Marker) -> Result<()> {
         .map_err(|e| io_error("writing a process sandbox marker", dir, e))
 }
 
+async fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| io_error("writing a sandbox file", path, e))?;
+    file.write_all(bytes)
+        .await
+        .map_err(|e| io_error("writing a sandbox file", path, e))
+}
+
 fn io_error(context: &str, path: &Path, error: std::io::Error) -> Error {
     Error::internal(context, format!("{}: {error}", path.display()))
 }
@@ -154,11 +190,14 @@ impl Provider for ProcessProvider {
             name: Self::NAME.to_owned(),
             available: true,
             detail: format!("sandboxes are directories under {}", self.root.display()),
-            isolation: "none yet: a sandbox is a private directory (mode 0700) on the host; \
-                        no command runs in it until the in-sandbox agent lands"
+            isolation: "none: commands run as the server's user on the host, in the sandbox's \
+                        private directory (mode 0700); they can see and reach whatever that user can"
                 .to_owned(),
             capabilities: Capabilities {
+                tty: true,
+                signals: true,
                 stop_start: true,
+                exec: true,
                 ..Capabilities::default()
             },
         }
@@ -183,8 +222,15 @@ impl Provider for ProcessProvider {
         let marker = Marker {
             sandbox_id: request.sandbox_id.to_owned(),
             tenant: request.tenant.to_owned(),
+            workdir: request.spec.workdir.clone(),
             running: false,
         };
+        write_private(
+            &staging.join(ENV_FILE),
+            &serde_json::to_vec(&request.spec.env)
+                .map_err(|e| Error::internal("encoding a sandbox's environment", e))?,
+        )
+        .await?;
         write_marker(&staging, &marker).await?;
         if !self.create_delay.is_zero() {
             tokio::time::sleep(self.create_delay).await;
@@ -209,6 +255,7 @@ impl Provider for ProcessProvider {
     #[instrument(name = "provider.process.delete", skip(self))]
     async fn delete(&self, sandbox_id: &str) -> Result<()> {
         let dir = self.sandbox_dir(sandbox_id)?;
+        AgentFiles::new(&dir).stop(sandbox_id).await?;
         let doomed = self.root.join(format!("{DELETING_PREFIX}{sandbox_id}"));
         match fs::rename(&dir, &doomed).await {
             Ok(()) => {}
@@ -230,11 +277,17 @@ impl Provider for ProcessProvider {
 
     async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>> {
         let dir = self.sandbox_dir(sandbox_id)?;
+        let agent_alive = AgentFiles::new(&dir).live_pid(sandbox_id).is_some();
         Ok(self.read_marker(&dir).await?.map(|marker| Observed {
             sandbox_id: marker.sandbox_id,
             provider_ref: dir.display().to_string(),
-            running: marker.running,
+            running: marker.running && agent_alive,
         }))
+    }
+
+    async fn connect(&self, sandbox_id: &str) -> Result<Channel> {
+        let dir = self.sandbox_dir(sandbox_id)?;
+        Ok(agent_process::channel(AgentFiles::new(&dir).socket()))
     }
 
     async fn list(&self) -> Result<Vec<Observed>> {
@@ -255,7 +308,10 @@ impl Provider for ProcessProvider {
             if !crate::ids::is_sandbox_id(&name) {
                 continue;
             }
-            match self.inspect(&name).await? {
+            match self.inspect(&name).await.unwrap_or_else(|error| {
+                warn!(path = %entry.path().display(), %error, "unreadable process sandbox marker");
+                None
+            }) {
                 Some(observed) => found.push(observed),
                 // A sandbox directory without its marker cannot come from a
                 // rename of a complete staging directory; leave it for a human.

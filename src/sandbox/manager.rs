@@ -145,6 +145,8 @@ struct Inner {
     config: LifecycleConfig,
     /// The latest revision this replica wrote, to wake watchers at once.
     revisions: watch::Sender<i64>,
+    /// Channels to the agents of running sandboxes.
+    agents: super::agents::AgentChannels,
 }
 
 impl Manager {
@@ -161,6 +163,7 @@ impl Manager {
                 providers,
                 config,
                 revisions: watch::channel(latest).0,
+                agents: Default::default(),
             }),
         })
     }
@@ -175,6 +178,10 @@ impl Manager {
 
     pub(super) fn config(&self) -> &LifecycleConfig {
         &self.inner.config
+    }
+
+    pub(super) fn agent_channels(&self) -> &super::agents::AgentChannels {
+        &self.inner.agents
     }
 
     pub(super) fn subscribe_revisions(&self) -> watch::Receiver<i64> {
@@ -465,6 +472,7 @@ impl Manager {
     /// Takes a STOPPING sandbox to STOPPED, or to FAILED when the provider
     /// cannot stop it.
     pub(super) async fn finish_stop(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
+        self.agent_channels().forget(&sandbox.id);
         let provider = self.providers().get(&sandbox.provider)?.clone();
         match self.call(provider.stop(&sandbox.id)).await {
             Ok(()) => {
@@ -557,6 +565,7 @@ impl Manager {
     /// Takes a DELETING sandbox to DELETED. When the provider fails, the
     /// sandbox stays DELETING, so that a retry or the next start-up finishes.
     pub(super) async fn finish_delete(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
+        self.agent_channels().forget(&sandbox.id);
         let provider = self.providers().get(&sandbox.provider)?.clone();
         self.call(provider.delete(&sandbox.id)).await?;
         self.transition(

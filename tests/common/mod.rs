@@ -48,6 +48,7 @@ impl TestServer {
             data_dir: Some(data_dir.to_path_buf()),
             reap_interval: Some("100ms".into()),
             shutdown_grace: Some("5s".into()),
+            agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
             ..ServeArgs::default()
         };
         configure(&mut args);
@@ -110,6 +111,28 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        kill_agents(&self.data_dir);
+    }
+}
+
+/// Kills the agents of every process sandbox under `data_dir`: agents
+/// outlive their server by design, but not a test.
+pub fn kill_agents(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("sandboxes")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = std::fs::read_to_string(entry.path().join("agent.pid")) else {
+            continue;
+        };
+        let Ok(pid) = pid.trim().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("\0agent\0") {
+            // SAFETY: kill takes plain integers.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
 }

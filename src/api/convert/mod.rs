@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 use crate::ids;
 use crate::pb;
 use crate::provider::ProviderInfo;
+pub mod exec;
+
 use crate::sandbox::rules::{self, MAX_METADATA_BYTES, MAX_VOLUMES};
 use crate::sandbox::{
     CreateSandbox, IfExists, LabelSelector, ListQuery, Metadata, NetworkMode, Resources, Sandbox,

@@ -1,0 +1,286 @@
+//! `paddock.v1.ExecService`: validates each call, checks the sandbox, and
+//! relays it to the sandbox's agent, which runs the command.
+//!
+//! The agent is untrusted: everything read from it is bounded in size, unary
+//! calls have deadlines, and its errors are re-worded before they reach the
+//! caller.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::convert::{self, exec as rules};
+use crate::pb;
+use crate::pb::exec_service_client::ExecServiceClient;
+use crate::pb::exec_service_server::ExecService;
+use crate::sandbox::{DEFAULT_TENANT, Manager};
+
+/// The largest message read from an agent: a RunCommand answer with both
+/// capped outputs, or one output chunk, with room to spare.
+const AGENT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// The deadline of the agent calls that answer at once.
+const AGENT_CALL_DEADLINE: Duration = Duration::from_secs(30);
+/// How long an Exec stream may take to send its first message.
+const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest agent error message passed on.
+const MAX_AGENT_MESSAGE_CHARS: usize = 1024;
+
+/// The exec service.
+#[derive(Clone)]
+pub struct ExecApi {
+    manager: Manager,
+    in_flight: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl ExecApi {
+    /// A service relaying to the agents `manager` reaches, with at most
+    /// `max_commands` Exec streams and RunCommand calls in flight.
+    pub fn new(manager: Manager, max_commands: usize) -> Self {
+        Self {
+            manager,
+            in_flight: Arc::new(Semaphore::new(max_commands)),
+            limit: max_commands,
+        }
+    }
+
+    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "this server runs {} commands at once, its limit; retry when one ends",
+                self.limit
+            ))
+        })
+    }
+
+    async fn agent(&self, sandbox_id: &str) -> Result<ExecServiceClient<Channel>, Status> {
+        let channel = self.manager.agent(DEFAULT_TENANT, sandbox_id).await?;
+        Ok(ExecServiceClient::new(channel)
+            .max_decoding_message_size(AGENT_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(AGENT_MAX_MESSAGE_BYTES))
+    }
+}
+
+/// Re-words an agent's error: the codes a caller can act on pass, anything
+/// else is the agent being unreachable or broken.
+fn agent_status(status: Status) -> Status {
+    let message: String = status
+        .message()
+        .chars()
+        .take(MAX_AGENT_MESSAGE_CHARS)
+        .collect();
+    match status.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::FailedPrecondition
+        | Code::ResourceExhausted
+        | Code::DeadlineExceeded
+        | Code::Cancelled => Status::new(status.code(), message),
+        Code::Unavailable | Code::Unknown => {
+            Status::unavailable(format!("the sandbox's agent cannot be reached: {message}"))
+        }
+        _ => Status::internal(format!("the sandbox's agent failed: {message}")),
+    }
+}
+
+/// Runs a unary agent call under the agent deadline.
+async fn bounded<T>(
+    call: impl Future<Output = Result<Response<T>, Status>>,
+) -> Result<Response<T>, Status> {
+    tokio::time::timeout(AGENT_CALL_DEADLINE, call)
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the sandbox's agent did not answer within {}s",
+                AGENT_CALL_DEADLINE.as_secs()
+            ))
+        })?
+        .map_err(agent_status)
+}
+
+type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + Send>>;
+
+/// The relay of one Exec stream's answers: the agent's responses, or the
+/// error that a malformed client message caused.
+struct ExecRelay {
+    responses: Streaming<pb::ExecResponse>,
+    refused: Option<oneshot::Receiver<Status>>,
+    ended: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, Status>, ExecRelay)> {
+    if relay.ended {
+        return None;
+    }
+    let next = match relay.refused.as_mut() {
+        Some(refused) => tokio::select! {
+            biased;
+            status = refused => {
+                relay.refused = None;
+                match status {
+                    Ok(status) => {
+                        relay.ended = true;
+                        return Some((Err(status), relay));
+                    }
+                    // The client finished sending; keep relaying answers.
+                    Err(_) => relay.responses.message().await,
+                }
+            }
+            message = relay.responses.message() => message,
+        },
+        None => relay.responses.message().await,
+    };
+    match next {
+        Ok(Some(message)) => Some((Ok(message), relay)),
+        Ok(None) => None,
+        Err(status) => {
+            relay.ended = true;
+            Some((Err(agent_status(status)), relay))
+        }
+    }
+}
+
+/// The caller's next valid message for the agent. A malformed one ends the
+/// forwarding and is reported through `refuse`.
+async fn next_follow_up(
+    (mut inbound, mut refuse): (Streaming<pb::ExecRequest>, Option<oneshot::Sender<Status>>),
+) -> Option<(
+    pb::ExecRequest,
+    (Streaming<pb::ExecRequest>, Option<oneshot::Sender<Status>>),
+)> {
+    let message = inbound.message().await.ok().flatten()?;
+    match rules::exec_follow_up(&message) {
+        Ok(()) => Some((message, (inbound, refuse))),
+        Err(error) => {
+            if let Some(refuse) = refuse.take() {
+                let _ = refuse.send(error.into());
+            }
+            None
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl ExecService for ExecApi {
+    type ExecStream = ExecStream;
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<pb::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(FIRST_MESSAGE_DEADLINE, inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded("no start or attach message arrived within 30s")
+            })??
+            .ok_or_else(|| {
+                Status::invalid_argument("request: the stream ended before start or attach")
+            })?;
+        let sandbox_id = rules::exec_first(&first)?;
+        let permit = self.admit()?;
+        let mut agent = self.agent(&sandbox_id).await?;
+
+        let (refuse, refused) = oneshot::channel::<Status>();
+        let follow_ups = futures::stream::unfold((inbound, Some(refuse)), next_follow_up);
+        let outbound = futures::stream::iter([first]).chain(follow_ups);
+        let responses = agent
+            .exec(outbound)
+            .await
+            .map_err(agent_status)?
+            .into_inner();
+        let relay = ExecRelay {
+            responses,
+            refused: Some(refused),
+            ended: false,
+            _permit: permit,
+        };
+        Ok(Response::new(Box::pin(futures::stream::unfold(
+            relay, relay_next,
+        ))))
+    }
+
+    async fn run_command(
+        &self,
+        request: Request<pb::RunCommandRequest>,
+    ) -> Result<Response<pb::RunCommandResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = rules::run_request(&request)?;
+        let _permit = self.admit()?;
+        let mut agent = self.agent(&sandbox_id).await?;
+        agent.run_command(request).await.map_err(agent_status)
+    }
+
+    async fn start_command(
+        &self,
+        request: Request<pb::StartCommandRequest>,
+    ) -> Result<Response<pb::StartCommandResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+        rules::spec("spec.", request.spec.as_ref())?;
+        let mut agent = self.agent(&sandbox_id).await?;
+        bounded(agent.start_command(request)).await
+    }
+
+    async fn get_command(
+        &self,
+        request: Request<pb::GetCommandRequest>,
+    ) -> Result<Response<pb::GetCommandResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+        rules::command_id("command_id", &request.command_id)?;
+        let mut agent = self.agent(&sandbox_id).await?;
+        bounded(agent.get_command(request)).await
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<pb::ListCommandsRequest>,
+    ) -> Result<Response<pb::ListCommandsResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+        for state in &request.states {
+            match pb::CommandState::try_from(*state) {
+                Ok(pb::CommandState::Unspecified) | Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "states: {state} is not a command state to filter by"
+                    )));
+                }
+                Ok(_) => {}
+            }
+        }
+        let mut agent = self.agent(&sandbox_id).await?;
+        bounded(agent.list_commands(request)).await
+    }
+
+    async fn signal_command(
+        &self,
+        request: Request<pb::SignalCommandRequest>,
+    ) -> Result<Response<pb::SignalCommandResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+        rules::command_id("command_id", &request.command_id)?;
+        rules::signal("signal", &request.signal)?;
+        let mut agent = self.agent(&sandbox_id).await?;
+        bounded(agent.signal_command(request)).await
+    }
+
+    async fn kill_processes(
+        &self,
+        request: Request<pb::KillProcessesRequest>,
+    ) -> Result<Response<pb::KillProcessesResponse>, Status> {
+        let request = request.into_inner();
+        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+        if !request.signal.is_empty() {
+            rules::signal("signal", &request.signal)?;
+        }
+        let mut agent = self.agent(&sandbox_id).await?;
+        bounded(agent.kill_processes(request)).await
+    }
+}
