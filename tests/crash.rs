@@ -3,84 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{connect, eventually};
+use common::eventually;
+use common::spawned::ServerProcess;
 use paddock::pb;
-use paddock::pb::sandbox_service_client::SandboxServiceClient;
 use paddock::sandbox::{DEFAULT_TENANT, SandboxState};
-use paddock::server::BoundAddr;
 use paddock::store::{SandboxQuery, SqlStore, Store};
 
 const CREATES: usize = 20;
-
-/// A `paddock serve` child process, killed when dropped so that a failing
-/// test never leaves a server behind.
-struct ServerProcess {
-    child: Child,
-    port: u16,
-    data_dir: std::path::PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts the real binary on an ephemeral port and waits until it
-    /// serves; the port is read from its `serving` log line, so parallel
-    /// tests never race for a port.
-    fn spawn(data_dir: &Path, create_delay: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
-            .env("PADDOCK_LOG", "info")
-            .env("PADDOCK_LOG_FORMAT", "json")
-            .env("PADDOCK_AGENT_BINARY", env!("CARGO_BIN_EXE_paddock"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn paddock serve");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("the server logs that it serves before exiting")
-                .unwrap();
-            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if entry["message"] == "serving" {
-                let addr: std::net::SocketAddr = entry["addr"].as_str().unwrap().parse().unwrap();
-                break addr.port();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            port,
-            data_dir: data_dir.to_path_buf(),
-        }
-    }
-
-    async fn client(&self) -> SandboxServiceClient<tonic::transport::Channel> {
-        let addr = BoundAddr::Tcp(([127, 0, 0, 1], self.port).into());
-        SandboxServiceClient::new(connect(&addr).await)
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        common::kill_agents(&self.data_dir);
-    }
-}
 
 async fn records_in(data_dir: &Path, states: &[SandboxState]) -> usize {
     let store = SqlStore::connect(&SqlStore::sqlite_url(&data_dir.join("paddock.db")))
@@ -207,9 +139,9 @@ async fn sigterm_shuts_down_gracefully() {
         .await
         .unwrap();
     // SAFETY: kill(2) with a child's pid has no memory effects.
-    let sent = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    let sent = unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(sent, 0);
-    let status = tokio::task::spawn_blocking(move || server.child.wait())
+    let status = tokio::task::spawn_blocking(move || server.wait())
         .await
         .unwrap()
         .unwrap();

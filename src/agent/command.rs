@@ -132,8 +132,10 @@ impl Command {
         let last_output = Arc::new(AtomicI64::new(0));
         let started = Instant::now();
         let mut pumps = Vec::new();
+        let mut probes = Vec::new();
         let (input, pty) = match pty_master {
             Some(master) => {
+                probes.push(master.try_clone()?);
                 // SAFETY: the master fd is owned here and stays open for as
                 // long as the AsyncFd lives; nothing else registers it.
                 let master =
@@ -178,9 +180,12 @@ impl Command {
         command.persist();
         tokio::spawn(command.clone().supervise(
             exited,
-            pumps,
-            last_output,
-            started,
+            Pumps {
+                tasks: pumps,
+                probes,
+                last_output,
+                started,
+            },
             launch.timeout,
         ));
         Ok(command)
@@ -283,9 +288,7 @@ impl Command {
     async fn supervise(
         self: Arc<Self>,
         exited: tokio::sync::oneshot::Receiver<ExitStatus>,
-        pumps: Vec<tokio::task::JoinHandle<()>>,
-        last_output: Arc<AtomicI64>,
-        started: Instant,
+        pumps: Pumps,
         timeout: Option<Duration>,
     ) {
         let mut timed_out = false;
@@ -304,23 +307,7 @@ impl Command {
                 exited.await
             }
         };
-        // Let the pumps drain what the leader left in its pipes; stop waiting
-        // once the output has been quiet for a moment (a background process
-        // may hold the pipes open forever).
-        for pump in &pumps {
-            while !pump.is_finished() {
-                let last = last_output.load(Ordering::Relaxed);
-                let quiet_for = (started.elapsed().as_millis() as i64).saturating_sub(last);
-                if last != BUSY && quiet_for >= DRAIN_QUIET.as_millis() as i64 {
-                    pump.abort();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        for pump in pumps {
-            let _ = pump.await;
-        }
+        pumps.drain().await;
         {
             let mut record = self.record.lock().expect("command record");
             record.state = pb::CommandState::Exited as i32;
@@ -351,6 +338,52 @@ impl Command {
             warn!(command_id = %self.id, %error, "cannot record the command's state");
         }
     }
+}
+
+/// The tasks moving a command's output into its log.
+struct Pumps {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Duplicates of the read ends, to ask how much is still unread.
+    probes: Vec<OwnedFd>,
+    /// Milliseconds since `started` of the last read, or [`BUSY`].
+    last_output: Arc<AtomicI64>,
+    started: Instant,
+}
+
+impl Pumps {
+    /// Waits until the pumps have moved everything the command's leader
+    /// left behind. A pipe may stay open for ever when a background process
+    /// holds it, so a pump is stopped once nothing is unread in its pipe and
+    /// the output has been quiet for [`DRAIN_QUIET`] since the leader ended.
+    async fn drain(self) {
+        let exited_at = self.started.elapsed().as_millis() as i64;
+        loop {
+            if self.tasks.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            let last = self.last_output.load(Ordering::Relaxed);
+            let now = self.started.elapsed().as_millis() as i64;
+            let quiet = last != BUSY && now - last.max(exited_at) >= DRAIN_QUIET.as_millis() as i64;
+            if quiet && self.probes.iter().all(|fd| unread_bytes(fd) == 0) {
+                self.tasks.iter().for_each(|t| t.abort());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// How many bytes wait to be read from a pipe or terminal.
+fn unread_bytes(fd: &OwnedFd) -> i32 {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) } < 0 {
+        return 0;
+    }
+    count
 }
 
 async fn pump_pipe(

@@ -109,10 +109,17 @@ type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + 
 /// error that a malformed client message caused.
 struct ExecRelay {
     responses: Streaming<pb::ExecResponse>,
-    refused: Option<oneshot::Receiver<Status>>,
+    refused: Option<oneshot::Receiver<Refusal>>,
+    /// The caller's request stream after a refusal, held until the answer
+    /// ends: dropping it earlier would reset the stream before the caller
+    /// reads the error.
+    held_requests: Option<Streaming<pb::ExecRequest>>,
     ended: bool,
     _permit: OwnedSemaphorePermit,
 }
+
+/// A malformed caller message: the error, and the request stream it came on.
+type Refusal = (Status, Streaming<pb::ExecRequest>);
 
 async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, Status>, ExecRelay)> {
     if relay.ended {
@@ -121,11 +128,12 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
     let next = match relay.refused.as_mut() {
         Some(refused) => tokio::select! {
             biased;
-            status = refused => {
+            refusal = refused => {
                 relay.refused = None;
-                match status {
-                    Ok(status) => {
+                match refusal {
+                    Ok((status, requests)) => {
                         relay.ended = true;
+                        relay.held_requests = Some(requests);
                         return Some((Err(status), relay));
                     }
                     // The client finished sending; keep relaying answers.
@@ -149,18 +157,16 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
 /// The caller's next valid message for the agent. A malformed one ends the
 /// forwarding and is reported through `refuse`.
 async fn next_follow_up(
-    (mut inbound, mut refuse): (Streaming<pb::ExecRequest>, Option<oneshot::Sender<Status>>),
+    (mut inbound, refuse): (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
 ) -> Option<(
     pb::ExecRequest,
-    (Streaming<pb::ExecRequest>, Option<oneshot::Sender<Status>>),
+    (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
 )> {
     let message = inbound.message().await.ok().flatten()?;
     match rules::exec_follow_up(&message) {
         Ok(()) => Some((message, (inbound, refuse))),
         Err(error) => {
-            if let Some(refuse) = refuse.take() {
-                let _ = refuse.send(error.into());
-            }
+            let _ = refuse.send((error.into(), inbound));
             None
         }
     }
@@ -187,8 +193,8 @@ impl ExecService for ExecApi {
         let permit = self.admit()?;
         let mut agent = self.agent(&sandbox_id).await?;
 
-        let (refuse, refused) = oneshot::channel::<Status>();
-        let follow_ups = futures::stream::unfold((inbound, Some(refuse)), next_follow_up);
+        let (refuse, refused) = oneshot::channel::<Refusal>();
+        let follow_ups = futures::stream::unfold((inbound, refuse), next_follow_up);
         let outbound = futures::stream::iter([first]).chain(follow_ups);
         let responses = agent
             .exec(outbound)
@@ -198,6 +204,7 @@ impl ExecService for ExecApi {
         let relay = ExecRelay {
             responses,
             refused: Some(refused),
+            held_requests: None,
             ended: false,
             _permit: permit,
         };

@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 pub mod postgres;
+pub mod spawned;
 
 /// A running server and the temporary data directory it owns.
 pub struct TestServer {

@@ -1,0 +1,93 @@
+//! The real `paddock serve` binary as a child process, for tests that kill
+//! it or measure it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use paddock::pb::sandbox_service_client::SandboxServiceClient;
+use paddock::server::BoundAddr;
+
+use super::connect;
+
+/// A `paddock serve` child process, killed when dropped so that a failing
+/// test never leaves a server behind.
+pub struct ServerProcess {
+    child: Child,
+    port: u16,
+    data_dir: std::path::PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts the real binary on an ephemeral port and waits until it
+    /// serves; the port is read from its `serving` log line, so parallel
+    /// tests never race for a port.
+    pub fn spawn(data_dir: &Path, create_delay: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
+            .env("PADDOCK_LOG", "info")
+            .env("PADDOCK_LOG_FORMAT", "json")
+            .env("PADDOCK_AGENT_BINARY", env!("CARGO_BIN_EXE_paddock"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn paddock serve");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("the server logs that it serves before exiting")
+                .unwrap();
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if entry["message"] == "serving" {
+                let addr: std::net::SocketAddr = entry["addr"].as_str().unwrap().parse().unwrap();
+                break addr.port();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            port,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the server to exit.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        connect(&BoundAddr::Tcp(([127, 0, 0, 1], self.port).into())).await
+    }
+
+    /// A SandboxService client.
+    pub async fn client(&self) -> SandboxServiceClient<tonic::transport::Channel> {
+        let addr = BoundAddr::Tcp(([127, 0, 0, 1], self.port).into());
+        SandboxServiceClient::new(connect(&addr).await)
+    }
+
+    /// SIGKILLs the server and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        super::kill_agents(&self.data_dir);
+    }
+}
