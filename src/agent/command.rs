@@ -149,10 +149,12 @@ impl Command {
                 (Some(Input::Pty(master.clone())), Some(master))
             }
             None => {
-                let stdout =
-                    pipe::Receiver::from_owned_fd(child.stdout.take().expect("piped").into())?;
-                let stderr =
-                    pipe::Receiver::from_owned_fd(child.stderr.take().expect("piped").into())?;
+                let stdout: OwnedFd = child.stdout.take().expect("piped").into();
+                let stderr: OwnedFd = child.stderr.take().expect("piped").into();
+                probes.push(stdout.try_clone()?);
+                probes.push(stderr.try_clone()?);
+                let stdout = pipe::Receiver::from_owned_fd(stdout)?;
+                let stderr = pipe::Receiver::from_owned_fd(stderr)?;
                 let stdin = pipe::Sender::from_owned_fd(child.stdin.take().expect("piped").into())?;
                 for (reader, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
                     pumps.push(tokio::spawn(pump_pipe(
@@ -381,7 +383,8 @@ fn unread_bytes(fd: &OwnedFd) -> i32 {
     let mut count: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut count) } < 0 {
-        return 0;
+        // Unknown: assume something is left, so the pump keeps reading.
+        return 1;
     }
     count
 }

@@ -62,7 +62,11 @@ impl Reaper {
     }
 }
 
+/// Reaps every ended child. The table stays locked from `waitpid` to the
+/// hand-over: once a pid is reaped it may be reused at once, and a spawn that
+/// got the reused pid must not receive the old process's status.
 fn reap_all(table: &Mutex<Table>) {
+    let mut table = table.lock().expect("reaper table");
     loop {
         let mut raw = 0;
         // SAFETY: waitpid writes only to `raw`.
@@ -75,7 +79,7 @@ fn reap_all(table: &Mutex<Table>) {
         } else {
             ExitStatus::Code(libc::WEXITSTATUS(raw))
         };
-        match table.lock().expect("reaper table").remove(&pid) {
+        match table.remove(&pid) {
             Some(waiter) => {
                 let _ = waiter.send(status);
             }
