@@ -218,13 +218,17 @@ async fn create_rejects_bad_input_with_the_field_named() {
             "resources:",
         ),
         (
-            "no network on the process provider",
+            "volumes on the process provider",
             pb::CreateSandboxRequest {
-                network: pb::NetworkMode::None as i32,
+                volumes: vec![pb::Volume {
+                    name: "cache".into(),
+                    mount_path: "/cache".into(),
+                    read_only: false,
+                }],
                 ..Default::default()
             },
             Code::FailedPrecondition,
-            "network:",
+            "volumes:",
         ),
         (
             "overlong request id",

@@ -293,11 +293,7 @@ fn peak_rss(pid: u32) -> u64 {
 }
 
 fn agent_pid(server: &TestServer, sandbox_id: &str) -> u32 {
-    std::fs::read_to_string(server.sandbox_dir(sandbox_id).join("agent.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
+    common::agent_pid(&server.sandbox_dir(sandbox_id))
 }
 
 #[tokio::test]
@@ -355,12 +351,7 @@ async fn a_gib_of_stdout_arrives_in_full_with_bounded_memory_despite_a_pausing_r
     };
     assert_eq!(received, TOTAL);
     assert_eq!(exited.exit_code, Some(0));
-    let agent_pid: u32 =
-        std::fs::read_to_string(data.path().join("sandboxes").join(&id).join("agent.pid"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+    let agent_pid = common::agent_pid(&data.path().join("sandboxes").join(&id));
     let agent_rss = peak_rss(agent_pid);
     assert!(
         agent_rss < AGENT_RSS_BOUND,
@@ -587,9 +578,18 @@ async fn a_command_whose_agent_died_is_lost_not_running() {
         .into_inner()
         .command
         .unwrap();
-    let sleep_pid = command.pid;
+    let agent = agent_pid(&server, &id);
     // SAFETY: kill takes plain integers.
-    unsafe { libc::kill(agent_pid(&server, &id) as i32, libc::SIGKILL) };
+    unsafe { libc::kill(agent as i32, libc::SIGKILL) };
+    eventually(Duration::from_secs(5), "the agent to die", || async move {
+        let stat = std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap_or_default();
+        let dead = stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        dead.then_some(())
+    })
+    .await;
 
     let status = client
         .get_command(pb::GetCommandRequest {
@@ -627,8 +627,6 @@ async fn a_command_whose_agent_died_is_lost_not_running() {
         .unwrap();
     assert_eq!(lost.state, pb::CommandState::Lost as i32);
     assert!(!lost.state_reason.is_empty());
-    // SAFETY: as above; the orphaned sleep is this test's to clean up.
-    unsafe { libc::kill(sleep_pid, libc::SIGKILL) };
 }
 
 #[tokio::test]
@@ -846,4 +844,115 @@ async fn exec_checks_its_input_and_the_sandbox() {
     .await;
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("STOPPED"), "{}", status.message());
+}
+
+/// Whether the process provider confines sandboxes with bubblewrap here.
+/// Under CI=true it must (scripts/test installs bubblewrap).
+async fn confined(server: &TestServer) -> bool {
+    let providers = server
+        .sandboxes()
+        .await
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .providers;
+    let confined = providers[0].isolation.starts_with("bubblewrap");
+    if !confined {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !in_ci,
+            "bubblewrap is unavailable, and CI=true forbids skipping the isolation tests"
+        );
+        eprintln!("SKIPPED: isolation test; install bubblewrap (bwrap) to run it");
+    }
+    confined
+}
+
+#[tokio::test]
+async fn bubblewrap_gives_each_sandbox_its_own_namespaces() {
+    let server = TestServer::start().await;
+    if !confined(&server).await {
+        return;
+    }
+    let mut sandboxes = server.sandboxes().await;
+    let offline = sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            network: pb::NetworkMode::None as i32,
+            workdir: "/work/project".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap()
+        .id;
+    let mut client = exec_client(&server).await;
+    let ran = client
+        .run_command(pb::RunCommandRequest {
+            sandbox_id: offline.clone(),
+            shell: "hostname; pwd; echo $$; ls /proc | grep -c '^[0-9]'; \
+                    grep -c : /proc/net/dev; echo made > here; touch /etc/paddock-escape"
+                .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let stdout = String::from_utf8(ran.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "sandbox", "its own host name");
+    assert_eq!(lines[1], "/work/project", "the workdir at its sandbox path");
+    assert!(
+        lines[3].parse::<u32>().unwrap() <= 5,
+        "only its own processes: {stdout}"
+    );
+    assert_eq!(lines[4], "1", "loopback only with NETWORK_MODE_NONE");
+    assert!(
+        String::from_utf8_lossy(&ran.stderr).contains("Read-only file system"),
+        "the host's files are read-only: {:?}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(!std::path::Path::new("/etc/paddock-escape").exists());
+    assert_eq!(
+        std::fs::read_to_string(
+            server
+                .sandbox_dir(&offline)
+                .join("rootfs/work/project/here")
+        )
+        .unwrap(),
+        "made\n",
+        "the workdir is the sandbox's own directory"
+    );
+
+    // KillProcesses reaches processes that left their command's group.
+    let escaped = client
+        .start_command(pb::StartCommandRequest {
+            sandbox_id: offline.clone(),
+            spec: Some(shell_spec("setsid sleep 100 & sleep 100")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    client
+        .kill_processes(pb::KillProcessesRequest {
+            sandbox_id: offline.clone(),
+            signal: String::new(),
+        })
+        .await
+        .unwrap();
+    wait_until_ended(&mut client, &offline, &escaped.id).await;
+    let left = client
+        .run_command(pb::RunCommandRequest {
+            sandbox_id: offline.clone(),
+            shell: "ps -e -o comm= | grep -c sleep || true".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(String::from_utf8(left.stdout).unwrap().trim(), "0");
 }

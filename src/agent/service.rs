@@ -366,6 +366,12 @@ impl ExecService for AgentExec {
                 .ok_or_else(|| Status::invalid_argument(format!("signal: {signal:?} is unknown")))?
         };
         let mut signalled = 0;
+        if std::process::id() == 1 {
+            // The agent is the init of its own PID namespace: reach every
+            // process in it, those that left their command's group too.
+            // SAFETY: kill takes plain integers; -1 spares the caller.
+            unsafe { libc::kill(-1, number) };
+        }
         for command in self.agent.commands() {
             if command.is_running() {
                 command

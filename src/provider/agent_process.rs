@@ -29,6 +29,75 @@ pub struct AgentLaunch {
     pub output_budget: u64,
 }
 
+/// Where a sandbox's agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confinement {
+    /// In bubblewrap: its own mount, PID, IPC and UTS namespaces (and network
+    /// namespace when asked), the agent as PID 1, the host's filesystem
+    /// read-only but for the sandbox's directory, its workdir and a private
+    /// /tmp.
+    Bubblewrap(PathBuf),
+    /// As a plain process of the server's user.
+    None,
+}
+
+impl Confinement {
+    /// Bubblewrap when `bwrap` is on the PATH and works here (it needs user
+    /// namespaces or privileges), otherwise none.
+    pub async fn detect() -> Self {
+        let Some(bwrap) = find_on_path("bwrap") else {
+            return Self::None;
+        };
+        let works = tokio::process::Command::new(&bwrap)
+            .args([
+                "--unshare-pid",
+                "--unshare-ipc",
+                "--unshare-uts",
+                "--unshare-net",
+            ])
+            .args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--as-pid-1",
+            ])
+            .arg("true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|status| status.success());
+        if works {
+            Self::Bubblewrap(bwrap)
+        } else {
+            warn!(bwrap = %bwrap.display(), "bwrap is installed but cannot make namespaces here; sandboxes run unconfined");
+            Self::None
+        }
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// What one agent runs for.
+pub struct AgentSandbox<'a> {
+    /// The sandbox's id.
+    pub sandbox_id: &'a str,
+    /// Its working directory, a sandbox path.
+    pub workdir: &'a str,
+    /// Whether it is cut off the network.
+    pub no_network: bool,
+}
+
 /// The files of one sandbox's agent.
 pub struct AgentFiles {
     dir: PathBuf,
@@ -68,9 +137,10 @@ impl AgentFiles {
     pub async fn ensure_running(
         &self,
         launch: &AgentLaunch,
-        sandbox_id: &str,
-        workdir: &str,
+        confinement: &Confinement,
+        sandbox: AgentSandbox<'_>,
     ) -> Result<()> {
+        let sandbox_id = sandbox.sandbox_id;
         if self.live_pid(sandbox_id).is_some()
             && tokio::net::UnixStream::connect(self.socket()).await.is_ok()
         {
@@ -79,17 +149,49 @@ impl AgentFiles {
         self.stop(sandbox_id).await?;
         let log = std::fs::File::create(self.dir.join("agent.log"))
             .map_err(|e| Error::internal("starting a sandbox agent", e))?;
-        let mut command = tokio::process::Command::new(&launch.binary);
+        let rootfs = self.dir.join("rootfs");
+        let (mut command, agent_root) = match confinement {
+            Confinement::None => (tokio::process::Command::new(&launch.binary), rootfs.clone()),
+            Confinement::Bubblewrap(bwrap) => {
+                let mut command = tokio::process::Command::new(bwrap);
+                command
+                    .args(["--unshare-pid", "--unshare-ipc", "--unshare-uts"])
+                    .args(["--hostname", "sandbox", "--as-pid-1", "--new-session"])
+                    .args(host_read_only_binds(sandbox.workdir))
+                    .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
+                    .arg("--bind")
+                    .arg(&self.dir)
+                    .arg(&self.dir);
+                if sandbox.no_network {
+                    command.arg("--unshare-net");
+                }
+                if sandbox.workdir != "/" {
+                    command
+                        .arg("--bind")
+                        .arg(rootfs.join(sandbox.workdir.trim_start_matches('/')))
+                        .arg(sandbox.workdir);
+                }
+                // The agent's own binary may sit under the directory left
+                // out for the workdir.
+                command
+                    .arg("--ro-bind")
+                    .arg(&launch.binary)
+                    .arg(&launch.binary)
+                    .arg("--")
+                    .arg(&launch.binary);
+                (command, PathBuf::from("/"))
+            }
+        };
         command
             .arg("agent")
             .arg("--socket")
             .arg(self.socket())
             .args(["--sandbox-id", sandbox_id])
             .arg("--root")
-            .arg(self.dir.join("rootfs"))
+            .arg(agent_root)
             .arg("--state-dir")
             .arg(self.dir.join("agent"))
-            .args(["--workdir", workdir])
+            .args(["--workdir", sandbox.workdir])
             .arg("--env-file")
             .arg(self.dir.join("env.json"))
             .args(["--max-commands", &launch.max_commands.to_string()])
@@ -143,14 +245,20 @@ impl AgentFiles {
             let _ = std::fs::remove_file(self.socket());
             return Ok(());
         };
+        // Under bubblewrap the agent is the child of the recorded process,
+        // which does not pass signals on.
+        let agent = children(pid).into_iter().next().unwrap_or(pid);
         // SAFETY: kill takes plain integers.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+        unsafe { libc::kill(agent, libc::SIGTERM) };
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
         while self.live_pid(sandbox_id).is_some() && !is_zombie(pid) {
             if tokio::time::Instant::now() >= deadline {
                 warn!(sandbox_id, pid, "agent ignored SIGTERM; killing it");
                 // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe {
+                    libc::kill(agent, libc::SIGKILL);
+                    libc::kill(pid, libc::SIGKILL);
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -159,6 +267,40 @@ impl AgentFiles {
         let _ = std::fs::remove_file(self.pid_file());
         Ok(())
     }
+}
+
+/// Read-only binds of the host's top-level directories, so the sandbox's
+/// programs and libraries are the host's. The new root stays writable for
+/// mount points; the top-level directory holding the sandbox's workdir is
+/// left out, so the workdir can be mounted there.
+fn host_read_only_binds(workdir: &str) -> Vec<String> {
+    let workdir_top = workdir
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let Ok(entries) = std::fs::read_dir("/") else {
+        return vec!["--ro-bind".into(), "/".into(), "/".into()];
+    };
+    let mut binds = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(name.as_str(), "proc" | "dev" | "tmp") || name == workdir_top {
+            continue;
+        }
+        let path = format!("/{name}");
+        binds.extend(["--ro-bind-try".to_owned(), path.clone(), path]);
+    }
+    binds
+}
+
+/// The children of process `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 fn is_zombie(pid: i32) -> bool {

@@ -24,9 +24,10 @@ use tokio::fs;
 use tonic::transport::Channel;
 use tracing::{debug, instrument, warn};
 
-use super::agent_process::{self, AgentFiles, AgentLaunch};
+use super::agent_process::{self, AgentFiles, AgentLaunch, AgentSandbox, Confinement};
 use super::{Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
 use crate::error::{Error, Result};
+use crate::sandbox::NetworkMode;
 
 const MARKER: &str = "sandbox.json";
 /// The sandbox's environment, for its agent; it holds secrets, so 0600.
@@ -43,6 +44,9 @@ struct Marker {
     /// The sandbox's working directory (a sandbox path), for its agent.
     #[serde(default = "root_workdir")]
     workdir: String,
+    /// Whether the sandbox is cut off the network.
+    #[serde(default)]
+    no_network: bool,
     running: bool,
 }
 
@@ -55,6 +59,7 @@ fn root_workdir() -> String {
 pub struct ProcessProvider {
     root: PathBuf,
     agent: AgentLaunch,
+    confinement: Confinement,
     create_delay: Duration,
 }
 
@@ -72,9 +77,11 @@ impl ProcessProvider {
                 root.display()
             ))
         })?;
+        let confinement = Confinement::detect().await;
         Ok(Self {
             root,
             agent,
+            confinement,
             create_delay: Duration::ZERO,
         })
     }
@@ -120,8 +127,13 @@ impl ProcessProvider {
         };
         let agent = AgentFiles::new(&dir);
         if running {
+            let sandbox = AgentSandbox {
+                sandbox_id,
+                workdir: &marker.workdir,
+                no_network: marker.no_network,
+            };
             agent
-                .ensure_running(&self.agent, sandbox_id, &marker.workdir)
+                .ensure_running(&self.agent, &self.confinement, sandbox)
                 .await?;
         } else {
             agent.stop(sandbox_id).await?;
@@ -190,14 +202,25 @@ impl Provider for ProcessProvider {
             name: Self::NAME.to_owned(),
             available: true,
             detail: format!("sandboxes are directories under {}", self.root.display()),
-            isolation: "none: commands run as the server's user on the host, in the sandbox's \
-                        private directory (mode 0700); they can see and reach whatever that user can"
-                .to_owned(),
+            isolation: match &self.confinement {
+                Confinement::Bubblewrap(_) => {
+                    "bubblewrap: each sandbox has its own mount, PID, IPC \
+                    and UTS namespaces (and network namespace with NETWORK_MODE_NONE); the host's \
+                    files are visible read-only, all but the sandbox's own directory and a private \
+                    /tmp; commands run as the server's user with no resource limits"
+                        .to_owned()
+                }
+                Confinement::None => "none: bubblewrap (bwrap) is not available, so commands run \
+                    as the server's user on the host, in the sandbox's private directory; they can \
+                    see and reach whatever that user can"
+                    .to_owned(),
+            },
             capabilities: Capabilities {
                 tty: true,
                 signals: true,
                 stop_start: true,
                 exec: true,
+                network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
                 ..Capabilities::default()
             },
         }
@@ -223,6 +246,7 @@ impl Provider for ProcessProvider {
             sandbox_id: request.sandbox_id.to_owned(),
             tenant: request.tenant.to_owned(),
             workdir: request.spec.workdir.clone(),
+            no_network: request.spec.network == NetworkMode::None,
             running: false,
         };
         write_private(

@@ -124,18 +124,40 @@ pub fn kill_agents(data_dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let Ok(pid) = std::fs::read_to_string(entry.path().join("agent.pid")) else {
+        let Some(launcher) = recorded_agent_pid(&entry.path()) else {
             continue;
         };
-        let Ok(pid) = pid.trim().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = std::fs::read(format!("/proc/{launcher}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains("\0agent\0") {
-            // SAFETY: kill takes plain integers.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            for pid in children(launcher).into_iter().chain([launcher]) {
+                // SAFETY: kill takes plain integers.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
         }
     }
+}
+
+fn recorded_agent_pid(sandbox_dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(sandbox_dir.join("agent.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The pid of the agent of the process sandbox in `sandbox_dir`: the recorded
+/// process, or its child when bubblewrap launched it.
+pub fn agent_pid(sandbox_dir: &Path) -> u32 {
+    let launcher = recorded_agent_pid(sandbox_dir).expect("an agent pid file");
+    children(launcher).into_iter().next().unwrap_or(launcher)
 }
 
 /// A channel to a server at `addr`, over TCP or a Unix socket.
