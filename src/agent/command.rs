@@ -357,23 +357,23 @@ impl Pumps {
     /// left behind. A pipe may stay open for ever when a background process
     /// holds it, so a pump is stopped once nothing is unread in its pipe and
     /// the output has been quiet for [`DRAIN_QUIET`] since the leader ended.
-    async fn drain(self) {
+    async fn drain(mut self) {
         let exited_at = self.started.elapsed().as_millis() as i64;
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let mut finished = futures::future::join_all(self.tasks.iter_mut());
         loop {
-            if self.tasks.iter().all(|t| t.is_finished()) {
-                break;
+            tokio::select! {
+                _ = &mut finished => return,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
             let last = self.last_output.load(Ordering::Relaxed);
             let now = self.started.elapsed().as_millis() as i64;
             let quiet = last != BUSY && now - last.max(exited_at) >= DRAIN_QUIET.as_millis() as i64;
             if quiet && self.probes.iter().all(|fd| unread_bytes(fd) == 0) {
-                self.tasks.iter().for_each(|t| t.abort());
-                break;
+                aborts.iter().for_each(|a| a.abort());
+                finished.await;
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for task in self.tasks {
-            let _ = task.await;
         }
     }
 }
