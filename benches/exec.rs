@@ -119,6 +119,23 @@ async fn main() {
         .sandbox
         .unwrap();
     let mut exec = ExecServiceClient::new(channel);
+    let socket = data
+        .path()
+        .join("sandboxes")
+        .join(&sandbox.id)
+        .join("agent.sock");
+    let mut direct = ExecServiceClient::new(
+        tonic::transport::Endpoint::from_static("http://agent.invalid")
+            .connect_with_connector(tower::service_fn(move |_| {
+                let socket = socket.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(socket).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+            .await
+            .unwrap(),
+    );
     let run_true = pb::RunCommandRequest {
         sandbox_id: sandbox.id.clone(),
         command: vec!["true".into()],
@@ -131,10 +148,21 @@ async fn main() {
     }
 
     let (mut run, mut bidi, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut inside = Vec::new();
+    let mut agent_only = Vec::new();
     for _ in 0..rounds {
         let started = Instant::now();
-        exec.run_command(run_true.clone()).await.unwrap();
+        let ran = exec
+            .run_command(run_true.clone())
+            .await
+            .unwrap()
+            .into_inner();
         run.push(started.elapsed());
+        let d = ran.duration.unwrap_or_default();
+        inside.push(Duration::new(d.seconds as u64, d.nanos as u32));
+        let started = Instant::now();
+        direct.run_command(run_true.clone()).await.unwrap();
+        agent_only.push(started.elapsed());
         let started = Instant::now();
         exec_true(&mut exec, &sandbox.id).await;
         bidi.push(started.elapsed());
@@ -150,7 +178,21 @@ async fn main() {
     );
     let floor = stats(floor);
     report("RunCommand vs fork/exec", stats(run), Stats { ..floor });
-    report("Exec (bidirectional) vs fork/exec", stats(bidi), floor);
+    report(
+        "Exec (bidirectional) vs fork/exec",
+        stats(bidi),
+        Stats { ..floor },
+    );
+    report(
+        "  RunCommand straight to the agent",
+        stats(agent_only),
+        Stats { ..floor },
+    );
+    report(
+        "  of which start to exit in the agent",
+        stats(inside),
+        floor,
+    );
 
     sandboxes
         .delete_sandbox(pb::DeleteSandboxRequest {

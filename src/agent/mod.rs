@@ -155,10 +155,9 @@ impl Agent {
         .map_err(|error| {
             Status::failed_precondition(format!("cannot start {:?} in {workdir}: {error}", argv[0]))
         })?;
-        self.commands
-            .lock()
-            .expect("commands")
-            .insert(id, command.clone());
+        let mut commands = self.commands.lock().expect("commands");
+        commands.insert(id, command.clone());
+        forget_oldest_ended(&mut commands);
         Ok(command)
     }
 
@@ -170,15 +169,34 @@ impl Agent {
         for entry in entries.flatten() {
             match Command::reopen(&entry.path()) {
                 Ok(command) => {
-                    self.commands
-                        .lock()
-                        .expect("commands")
-                        .insert(command.id.clone(), command);
+                    let mut commands = self.commands.lock().expect("commands");
+                    commands.insert(command.id.clone(), command);
+                    forget_oldest_ended(&mut commands);
                 }
                 Err(error) => {
                     warn!(path = %entry.path().display(), %error, "cannot load a command record")
                 }
             }
+        }
+    }
+}
+
+/// How many ended commands the agent keeps, with their output logs; older
+/// ones are forgotten.
+pub const ENDED_COMMANDS_KEPT: usize = 1000;
+
+/// Forgets the oldest ended commands past [`ENDED_COMMANDS_KEPT`]. Ids sort by
+/// time, so the map's order is the commands' age.
+fn forget_oldest_ended(commands: &mut BTreeMap<String, Arc<Command>>) {
+    let ended: Vec<String> = commands
+        .values()
+        .filter(|c| !c.is_running())
+        .map(|c| c.id.clone())
+        .collect();
+    let excess = ended.len().saturating_sub(ENDED_COMMANDS_KEPT);
+    for id in ended.into_iter().take(excess) {
+        if let Some(command) = commands.remove(&id) {
+            command.log.remove();
         }
     }
 }

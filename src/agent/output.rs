@@ -83,7 +83,8 @@ struct Segment {
 
 struct Writer {
     segments: VecDeque<Segment>,
-    file: File,
+    /// The newest segment, open for appending until the log is complete.
+    file: Option<File>,
     next_seq: i64,
 }
 
@@ -121,7 +122,7 @@ impl OutputLog {
                     first_seq: 1,
                     bytes: 0,
                 }]),
-                file,
+                file: Some(file),
                 next_seq: 1,
             }),
             position: watch::channel(Position::default()).0,
@@ -156,19 +157,12 @@ impl OutputLog {
                 bytes,
             });
         }
-        let next_index = segments.back().map_or(0, |s| s.index + 1);
-        let file = open_segment(dir, next_index)?;
-        segments.push_back(Segment {
-            index: next_index,
-            first_seq: last_seq + 1,
-            bytes: 0,
-        });
         let log = Arc::new(Self {
             dir: dir.to_path_buf(),
             budget: u64::MAX,
             writer: Mutex::new(Writer {
                 segments,
-                file,
+                file: None,
                 next_seq: last_seq + 1,
             }),
             position: watch::channel(Position {
@@ -225,13 +219,17 @@ impl OutputLog {
         record.push(stream.code());
         record.extend_from_slice(&(data.len() as u32).to_le_bytes());
         record.extend_from_slice(data);
-        writer.file.write_all(&record)?;
+        writer
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the output log is complete"))?
+            .write_all(&record)?;
         writer.next_seq += 1;
         let current = writer.segments.back_mut().expect("a current segment");
         current.bytes += record.len() as u64;
         if current.bytes >= self.budget / 2 {
             let index = current.index + 1;
-            writer.file = open_segment(&self.dir, index)?;
+            writer.file = Some(open_segment(&self.dir, index)?);
             let next_seq = writer.next_seq;
             writer.segments.push_back(Segment {
                 index,
@@ -248,9 +246,16 @@ impl OutputLog {
         Ok(seq)
     }
 
-    /// Marks the log complete: readers end after the last chunk.
+    /// Marks the log complete: readers end after the last chunk. Its file
+    /// is closed, so that ended commands hold no descriptors.
     pub fn complete(&self) {
+        self.writer.lock().expect("log writer").file = None;
         self.position.send_modify(|p| p.complete = true);
+    }
+
+    /// Removes the log's files.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// A reader of every retained chunk after `after_seq`. A follower holds
