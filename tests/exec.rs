@@ -956,3 +956,83 @@ async fn bubblewrap_gives_each_sandbox_its_own_namespaces() {
         .into_inner();
     assert_eq!(String::from_utf8(left.stdout).unwrap().trim(), "0");
 }
+
+#[tokio::test]
+async fn attach_says_when_asked_output_is_no_longer_kept() {
+    let server = TestServer::start_with(|args| {
+        args.command_output_budget = Some("8MiB".into());
+    })
+    .await;
+    let id = sandbox(&server).await;
+    let mut client = exec_client(&server).await;
+    let command = client
+        .start_command(pb::StartCommandRequest {
+            sandbox_id: id.clone(),
+            spec: Some(shell_spec("head -c 32000000 /dev/zero; echo; echo tail")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    let ended = wait_until_ended(&mut client, &id, &command.id).await;
+    assert!(ended.first_retained_seq > 1, "{ended:?}");
+    let mut log = Session::open(
+        &mut client,
+        Req::Attach(pb::ExecAttach {
+            sandbox_id: id.clone(),
+            command_id: command.id.clone(),
+            after_seq: 0,
+        }),
+    )
+    .await;
+    let Some(Resp::OutputLost(lost)) = log.next().await else {
+        panic!("the stream says first that early output is gone");
+    };
+    assert_eq!(lost.first_seq, 1);
+    assert_eq!(lost.last_seq, ended.first_retained_seq - 1);
+    let Some(Resp::Output(first)) = log.next().await else {
+        panic!("then the retained output follows");
+    };
+    assert_eq!(first.seq, ended.first_retained_seq);
+    let (rest, exited) = log.finish().await;
+    assert!(rest.ends_with(b"\ntail\n"));
+    assert_eq!(exited.exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn on_disconnect_kill_ends_the_command_with_its_stream() {
+    let server = TestServer::start().await;
+    let id = sandbox(&server).await;
+    let mut client = exec_client(&server).await;
+    let session = Session::open(
+        &mut client,
+        Req::Start(pb::ExecStart {
+            sandbox_id: id.clone(),
+            spec: Some(shell_spec("sleep 100")),
+            on_disconnect: pb::OnDisconnect::Kill as i32,
+        }),
+    )
+    .await;
+    let command_id = session.command_id.clone();
+    drop(session);
+    let ended = wait_until_ended(&mut client, &id, &command_id).await;
+    assert_eq!(ended.signal, "SIGKILL");
+
+    // The default keeps the command running after its stream ends.
+    let session = Session::start(&mut client, &id, shell_spec("sleep 100")).await;
+    let command_id = session.command_id.clone();
+    drop(session);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let still = client
+        .get_command(pb::GetCommandRequest {
+            sandbox_id: id.clone(),
+            command_id,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    assert_eq!(still.state, pb::CommandState::Running as i32);
+}

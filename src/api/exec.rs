@@ -108,6 +108,8 @@ type ExecStream = Pin<Box<dyn Stream<Item = Result<pb::ExecResponse, Status>> + 
 /// The relay of one Exec stream's answers: the agent's responses, or the
 /// error that a malformed client message caused.
 struct ExecRelay {
+    manager: Manager,
+    sandbox_id: String,
     responses: Streaming<pb::ExecResponse>,
     refused: Option<oneshot::Receiver<Refusal>>,
     /// The caller's request stream after a refusal, held until the answer
@@ -145,7 +147,13 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
         None => relay.responses.message().await,
     };
     match next {
-        Ok(Some(message)) => Some((Ok(message), relay)),
+        Ok(Some(message)) => {
+            // An open stream that moves data keeps its sandbox from idling out.
+            if let Err(error) = relay.manager.note_activity(&relay.sandbox_id).await {
+                tracing::warn!(sandbox_id = %relay.sandbox_id, %error, "cannot note activity");
+            }
+            Some((Ok(message), relay))
+        }
         Ok(None) => None,
         Err(status) => {
             relay.ended = true;
@@ -202,6 +210,8 @@ impl ExecService for ExecApi {
             .map_err(agent_status)?
             .into_inner();
         let relay = ExecRelay {
+            manager: self.manager.clone(),
+            sandbox_id,
             responses,
             refused: Some(refused),
             held_requests: None,

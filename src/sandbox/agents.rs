@@ -62,7 +62,9 @@ impl Manager {
         Ok(channel)
     }
 
-    async fn note_activity(&self, id: &str) -> Result<()> {
+    /// Notes that the sandbox `id` is in use (an open exec stream moved data),
+    /// writing to the store at most once a second per sandbox.
+    pub async fn note_activity(&self, id: &str) -> Result<()> {
         let now = Instant::now();
         let due = {
             let mut activity = self.agent_channels().activity.lock().expect("activity");
