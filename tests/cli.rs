@@ -29,6 +29,13 @@ fn serve_help_documents_every_setting_and_its_variable() {
         ("--shutdown-grace", "PADDOCK_SHUTDOWN_GRACE"),
         ("--log-format", "PADDOCK_LOG_FORMAT"),
         ("--log", "PADDOCK_LOG"),
+        ("--agent-binary", "PADDOCK_AGENT_BINARY"),
+        (
+            "--max-commands-per-sandbox",
+            "PADDOCK_MAX_COMMANDS_PER_SANDBOX",
+        ),
+        ("--max-commands", "PADDOCK_MAX_COMMANDS"),
+        ("--command-output-budget", "PADDOCK_COMMAND_OUTPUT_BUDGET"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
@@ -57,6 +64,10 @@ fn bad_settings_are_refused_with_a_sentence() {
         (
             &["serve", "--default-timeout", "soon"][..],
             "default_timeout \"soon\"",
+        ),
+        (
+            &["serve", "--command-output-budget", "1MiB"][..],
+            "below the least, 8MiB",
         ),
     ] {
         let output = paddock(args);
