@@ -16,7 +16,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::api::{ExecApi, SandboxApi};
+use crate::api::{AgentBusyCheck, ExecApi, SandboxApi};
 use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
@@ -133,7 +133,11 @@ impl Server {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let reaper = spawn_reaper(manager.clone(), config.reap_interval);
+        let reaper = spawn_reaper(
+            manager.clone(),
+            config.reap_interval,
+            Arc::new(AgentBusyCheck::new(manager.clone())),
+        );
         let router = tonic::transport::Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)

@@ -1036,3 +1036,67 @@ async fn on_disconnect_kill_ends_the_command_with_its_stream() {
         .unwrap();
     assert_eq!(still.state, pb::CommandState::Running as i32);
 }
+
+#[tokio::test]
+async fn a_running_detached_command_keeps_its_sandbox_from_idling_out() {
+    let server = TestServer::start().await;
+    let mut sandboxes = server.sandboxes().await;
+    let id = sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            idle_timeout: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap()
+        .id;
+    let mut client = exec_client(&server).await;
+    let build = client
+        .start_command(pb::StartCommandRequest {
+            sandbox_id: id.clone(),
+            spec: Some(shell_spec("sleep 3")),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during = sandboxes
+        .get_sandbox(pb::GetSandboxRequest {
+            sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(
+        during.state,
+        pb::SandboxState::Running as i32,
+        "busy, not idle"
+    );
+    let ended = wait_until_ended(&mut client, &id, &build.id).await;
+    assert_eq!(ended.exit_code, Some(0), "the command ran to its end");
+    eventually(Duration::from_secs(10), "the idle sandbox to stop", || {
+        let mut sandboxes = sandboxes.clone();
+        let id = id.clone();
+        async move {
+            let state = sandboxes
+                .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+                .sandbox
+                .unwrap()
+                .state;
+            (state == pb::SandboxState::Stopped as i32).then_some(())
+        }
+    })
+    .await;
+}

@@ -301,3 +301,33 @@ impl ExecService for ExecApi {
         bounded(agent.kill_processes(request)).await
     }
 }
+
+/// Asks a sandbox's agent whether commands still run in it, so that the
+/// reaper does not stop a sandbox busy with a detached command.
+pub struct AgentBusyCheck {
+    manager: Manager,
+}
+
+impl AgentBusyCheck {
+    /// A check through the agents `manager` reaches.
+    pub fn new(manager: Manager) -> Self {
+        Self { manager }
+    }
+}
+
+#[tonic::async_trait]
+impl crate::sandbox::BusyCheck for AgentBusyCheck {
+    async fn is_busy(&self, tenant: &str, sandbox_id: &str) -> bool {
+        let Ok(channel) = self.manager.running_agent(tenant, sandbox_id).await else {
+            return false;
+        };
+        let mut agent =
+            ExecServiceClient::new(channel).max_decoding_message_size(AGENT_MAX_MESSAGE_BYTES);
+        let running = bounded(agent.list_commands(pb::ListCommandsRequest {
+            sandbox_id: sandbox_id.to_owned(),
+            states: vec![pb::CommandState::Running as i32],
+        }))
+        .await;
+        running.is_ok_and(|r| !r.into_inner().commands.is_empty())
+    }
+}

@@ -6,5 +6,5 @@ mod exec;
 mod sandbox;
 mod status;
 
-pub use exec::ExecApi;
+pub use exec::{AgentBusyCheck, ExecApi};
 pub use sandbox::SandboxApi;

@@ -34,6 +34,13 @@ impl Manager {
     /// A channel to the agent of the tenant's sandbox `id`, which must be
     /// RUNNING on a provider that runs commands. Notes activity on it.
     pub async fn agent(&self, tenant: &str, id: &str) -> Result<Channel> {
+        let channel = self.running_agent(tenant, id).await?;
+        self.note_activity(id).await?;
+        Ok(channel)
+    }
+
+    /// Like [`Manager::agent`], without noting activity (for looking in).
+    pub async fn running_agent(&self, tenant: &str, id: &str) -> Result<Channel> {
         let sandbox = self.get(tenant, id).await?;
         if sandbox.state != SandboxState::Running {
             return Err(Error::failed_precondition(format!(
@@ -48,7 +55,6 @@ impl Manager {
                 sandbox.provider
             )));
         }
-        self.note_activity(id).await?;
         let agents = self.agent_channels();
         if let Some(channel) = agents.channels.lock().expect("agent channels").get(id) {
             return Ok(channel.clone());

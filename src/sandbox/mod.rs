@@ -19,7 +19,7 @@ pub use manager::{
     CreateSandbox, IfExists, LifecycleConfig, ListQuery, Manager, SandboxPage, SandboxUpdate,
     TimeoutUpdate,
 };
-pub use reaper::spawn_reaper;
+pub use reaper::{BusyCheck, spawn_reaper};
 pub use reconcile::ReconcileReport;
 pub use selector::LabelSelector;
 pub use state::SandboxState;

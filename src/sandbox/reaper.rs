@@ -1,7 +1,9 @@
 //! The reaper: deletes sandboxes whose lifetime ran out and stops idle ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -12,14 +14,28 @@ use crate::error::Result;
 /// The most sandboxes handled in one pass.
 const BATCH: usize = 100;
 
-/// Runs the reaper every `interval` until the task is aborted.
-pub fn spawn_reaper(manager: Manager, interval: Duration) -> JoinHandle<()> {
+/// Tells whether a sandbox is at work in ways the API does not see, such as
+/// a detached command still running.
+#[async_trait]
+pub trait BusyCheck: Send + Sync + 'static {
+    /// Whether the tenant's sandbox `sandbox_id` is at work now. Errors (an
+    /// unreachable agent, say) count as not busy.
+    async fn is_busy(&self, tenant: &str, sandbox_id: &str) -> bool;
+}
+
+/// Runs the reaper every `interval` until the task is aborted. An idle
+/// sandbox that `busy` reports at work is not stopped.
+pub fn spawn_reaper(
+    manager: Manager,
+    interval: Duration,
+    busy: Arc<dyn BusyCheck>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(error) = manager.reap_once().await {
+            if let Err(error) = manager.reap_once(busy.as_ref()).await {
                 warn!(error = %error, "reaper pass failed");
             }
         }
@@ -28,7 +44,7 @@ pub fn spawn_reaper(manager: Manager, interval: Duration) -> JoinHandle<()> {
 
 impl Manager {
     /// One reaper pass; returns how many sandboxes it acted on.
-    pub async fn reap_once(&self) -> Result<usize> {
+    pub async fn reap_once(&self, busy: &dyn BusyCheck) -> Result<usize> {
         let now = clock::now();
         let due = self.store().list_due(now, BATCH).await?;
         let count = due.len();
@@ -41,6 +57,11 @@ impl Manager {
                     "its lifetime (timeout) ran out",
                 )
                 .await
+            } else if busy.is_busy(&sandbox.tenant, &sandbox.id).await {
+                // Work under way counts as activity.
+                self.record_activity(&sandbox.id)
+                    .await
+                    .map(|()| sandbox.clone())
             } else {
                 info!(sandbox_id = %sandbox.id, "idle timeout reached; stopping");
                 self.stop(&sandbox.tenant, &sandbox.id, &idle_reason(&sandbox))
