@@ -29,3 +29,6 @@ ensure_toolchain() {
   command -v cc >/dev/null || apt_install build-essential
 }
 
+ensure_python() {
+  command -v python3 >/dev/null || apt_install python3
+}
