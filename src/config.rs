@@ -5,7 +5,6 @@
 //! fields are all optional so that an unset flag falls through to the file;
 //! [`ServerConfig::resolve`] then applies the file and the defaults.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,15 +151,6 @@ impl ListenAddr {
                 Ok(Self::Tcp(text.to_owned()))
             }
             _ => bail!("listen address {text:?} is neither HOST:PORT nor unix:PATH"),
-        }
-    }
-
-    /// Whether only this machine can reach the address (loopback or a Unix
-    /// socket).
-    pub fn is_local(&self, resolved: Option<SocketAddr>) -> bool {
-        match self {
-            Self::Unix(_) => true,
-            Self::Tcp(_) => resolved.is_some_and(|a| a.ip().is_loopback()),
         }
     }
 }

@@ -91,7 +91,9 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     std::fs::create_dir_all(orphan_dir.join("rootfs")).unwrap();
     std::fs::write(
         orphan_dir.join("sandbox.json"),
-        format!(r#"{{"sandbox_id":"{orphan}","tenant":"default","running":true}}"#),
+        format!(
+            r#"{{"sandbox_id":"{orphan}","tenant":"default","workdir":"/workspace","no_network":false,"running":true}}"#
+        ),
     )
     .unwrap();
 

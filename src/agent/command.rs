@@ -121,7 +121,7 @@ impl Command {
         let mut record = record;
         record.state = pb::CommandState::Running as i32;
         record.pid = pid;
-        record.start_time = Some(timestamp(SystemTime::now()));
+        record.start_time = Some(SystemTime::now().into());
 
         let last_output = Arc::new(AtomicI64::new(0));
         let started = Instant::now();
@@ -308,7 +308,7 @@ impl Command {
             let mut record = self.record.lock().expect("command record");
             record.state = pb::CommandState::Exited as i32;
             record.timed_out = timed_out;
-            record.end_time = Some(timestamp(SystemTime::now()));
+            record.end_time = Some(SystemTime::now().into());
             record.pid = 0;
             match status {
                 Ok(ExitStatus::Code(code)) => record.exit_code = Some(code),
@@ -516,15 +516,4 @@ fn set_window_size(fd: &OwnedFd, rows: u16, cols: u16) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// A protobuf timestamp.
-pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
-    let since = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: since.as_secs() as i64,
-        nanos: since.subsec_nanos() as i32,
-    }
 }

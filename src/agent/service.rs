@@ -48,15 +48,11 @@ fn output_stream(stream: OutputStream) -> pb::OutputStream {
 }
 
 fn exited(record: &pb::Command) -> pb::ExecExited {
-    let duration = match (&record.start_time, &record.end_time) {
+    let time =
+        |t: Option<prost_types::Timestamp>| t.and_then(|t| std::time::SystemTime::try_from(t).ok());
+    let duration = match (time(record.start_time), time(record.end_time)) {
         (Some(start), Some(end)) => {
-            let nanos = (end.seconds - start.seconds) as i128 * 1_000_000_000
-                + (end.nanos - start.nanos) as i128;
-            let nanos = nanos.max(0);
-            Some(prost_types::Duration {
-                seconds: (nanos / 1_000_000_000) as i64,
-                nanos: (nanos % 1_000_000_000) as i32,
-            })
+            prost_types::Duration::try_from(end.duration_since(start).unwrap_or_default()).ok()
         }
         _ => None,
     };

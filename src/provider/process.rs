@@ -42,16 +42,10 @@ struct Marker {
     sandbox_id: String,
     tenant: String,
     /// The sandbox's working directory (a sandbox path), for its agent.
-    #[serde(default = "root_workdir")]
     workdir: String,
     /// Whether the sandbox is cut off the network.
-    #[serde(default)]
     no_network: bool,
     running: bool,
-}
-
-fn root_workdir() -> String {
-    "/".to_owned()
 }
 
 /// Sandboxes as private directories under one root directory.

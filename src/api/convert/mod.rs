@@ -5,7 +5,7 @@
 //! the build until it is handled here.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use prost_types::value::Kind;
 
@@ -520,18 +520,14 @@ fn positive_duration(field: &str, duration: prost_types::Duration) -> Result<Dur
 }
 
 fn duration_to_pb(duration: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
-        nanos: duration.subsec_nanos() as i32,
-    }
+    prost_types::Duration::try_from(duration).unwrap_or(prost_types::Duration {
+        seconds: i64::MAX,
+        nanos: 0,
+    })
 }
 
 fn timestamp(time: SystemTime) -> prost_types::Timestamp {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
-        nanos: since_epoch.subsec_nanos() as i32,
-    }
+    time.into()
 }
 
 fn as_i64(value: Option<u64>) -> i64 {
