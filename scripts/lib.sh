@@ -32,3 +32,23 @@ ensure_toolchain() {
 ensure_python() {
   command -v python3 >/dev/null || apt_install python3
 }
+
+# Makes sure a Docker engine answers: installs docker.io when the engine is
+# missing (Debian, Ubuntu) and starts dockerd in the background when nothing
+# answers on the default socket. Its log goes to $DOCKERD_LOG.
+DOCKERD_LOG=${DOCKERD_LOG:-/tmp/paddock-dockerd.log}
+ensure_docker() {
+  if docker version >/dev/null 2>&1; then return; fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  if [ -n "${DOCKER_HOST:-}" ] && [ "${DOCKER_HOST#unix://}" = "$DOCKER_HOST" ]; then
+    die "the Docker engine at DOCKER_HOST=$DOCKER_HOST does not answer"
+  fi
+  log "starting dockerd (log: $DOCKERD_LOG)"
+  as_root sh -c "nohup dockerd >'$DOCKERD_LOG' 2>&1 &"
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && return
+    sleep 0.5
+  done
+  tail -n 20 "$DOCKERD_LOG" >&2 || true
+  die "dockerd did not start; see $DOCKERD_LOG"
+}

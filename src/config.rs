@@ -43,9 +43,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 
-    /// The provider for requests that name none: "auto" (the Docker engine
-    /// once supported and answering, else process) or "process"
-    /// [default: auto].
+    /// The provider for requests that name none: "auto" (docker when the
+    /// engine answers at start-up and the agent binary is static, else
+    /// process), "docker" or "process" [default: auto].
     #[arg(long, env = "PADDOCK_PROVIDER", value_name = "NAME")]
     pub provider: Option<String>,
 
@@ -86,6 +86,31 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_AGENT_BINARY", value_name = "FILE")]
     pub agent_binary: Option<PathBuf>,
 
+    /// The Docker engine: unix:///PATH or tcp://HOST:PORT [default:
+    /// $DOCKER_HOST, else unix:///var/run/docker.sock].
+    #[arg(long, env = "PADDOCK_DOCKER_HOST", value_name = "URL")]
+    pub docker_host: Option<String>,
+
+    /// A directory holding ca.pem, cert.pem and key.pem: speak TLS to a TCP
+    /// Docker engine with them.
+    #[arg(long, env = "PADDOCK_DOCKER_TLS_DIR", value_name = "DIR")]
+    pub docker_tls_dir: Option<PathBuf>,
+
+    /// The image of Docker sandboxes whose request names none [default: none,
+    /// requests must name one].
+    #[arg(long, env = "PADDOCK_DOCKER_DEFAULT_IMAGE", value_name = "IMAGE")]
+    pub docker_default_image: Option<String>,
+
+    /// The longest an image pull may take [default: 10m].
+    #[arg(long, env = "PADDOCK_DOCKER_PULL_TIMEOUT", value_name = "DURATION")]
+    pub docker_pull_timeout: Option<String>,
+
+    /// The statically linked `paddock` binary run as the agent inside Docker
+    /// sandboxes (see scripts/build-static-agent) [default: the agent
+    /// binary].
+    #[arg(long, env = "PADDOCK_DOCKER_AGENT_BINARY", value_name = "FILE")]
+    pub docker_agent_binary: Option<PathBuf>,
+
     /// The most commands running at once in one sandbox [default: 1024].
     #[arg(long, env = "PADDOCK_MAX_COMMANDS_PER_SANDBOX", value_name = "N")]
     pub max_commands_per_sandbox: Option<usize>,
@@ -100,8 +125,8 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_COMMAND_OUTPUT_BUDGET", value_name = "BYTES")]
     pub command_output_budget: Option<String>,
 
-    /// Testing only: make each process-provider create wait this long, so that
-    /// crash tests can kill the server mid-create.
+    /// Testing only: make each create (process and docker providers) wait
+    /// this long, so that crash tests can kill the server mid-create.
     #[arg(long, env = "PADDOCK_TEST_PROCESS_CREATE_DELAY", hide = true)]
     pub test_process_create_delay: Option<String>,
 }
@@ -122,6 +147,11 @@ struct FileConfig {
     log_format: Option<String>,
     log: Option<String>,
     agent_binary: Option<PathBuf>,
+    docker_host: Option<String>,
+    docker_tls_dir: Option<PathBuf>,
+    docker_default_image: Option<String>,
+    docker_pull_timeout: Option<String>,
+    docker_agent_binary: Option<PathBuf>,
     max_commands_per_sandbox: Option<usize>,
     max_commands: Option<usize>,
     command_output_budget: Option<String>,
@@ -160,8 +190,25 @@ impl ListenAddr {
 pub enum ProviderChoice {
     /// The Docker engine when it answers, else process.
     Auto,
+    /// The Docker engine.
+    Docker,
     /// The process provider.
     Process,
+}
+
+/// How to use a Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// The engine's address; `None` means `DOCKER_HOST` or the default socket.
+    pub host: Option<String>,
+    /// TLS files for a TCP engine.
+    pub tls_dir: Option<PathBuf>,
+    /// The image of sandboxes whose request names none.
+    pub default_image: Option<String>,
+    /// The longest an image pull may take.
+    pub pull_timeout: Duration,
+    /// The static agent binary.
+    pub agent_binary: PathBuf,
 }
 
 /// The resolved server configuration.
@@ -189,6 +236,8 @@ pub struct ServerConfig {
     pub test_process_create_delay: Duration,
     /// How sandbox agents run.
     pub agent: AgentLaunch,
+    /// How to use a Docker engine.
+    pub docker: DockerConfig,
     /// The most Exec streams and RunCommand calls in flight.
     pub max_commands: usize,
 }
@@ -208,8 +257,34 @@ impl ServerConfig {
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let provider = match args.provider.or(file.provider).as_deref().unwrap_or("auto") {
             "auto" => ProviderChoice::Auto,
+            "docker" => ProviderChoice::Docker,
             "process" => ProviderChoice::Process,
-            other => bail!("provider {other:?} is unknown; use auto or process"),
+            other => bail!("provider {other:?} is unknown; use auto, docker or process"),
+        };
+        let agent_binary = match args.agent_binary.or(file.agent_binary) {
+            Some(path) => path,
+            None => {
+                std::env::current_exe().context("cannot find this program to run sandbox agents")?
+            }
+        };
+        let docker_default_image = args.docker_default_image.or(file.docker_default_image);
+        if let Some(image) = &docker_default_image {
+            crate::sandbox::rules::check_image("docker_default_image", image)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let docker = DockerConfig {
+            host: args.docker_host.or(file.docker_host),
+            tls_dir: args.docker_tls_dir.or(file.docker_tls_dir),
+            default_image: docker_default_image,
+            pull_timeout: duration(
+                "docker_pull_timeout",
+                args.docker_pull_timeout.or(file.docker_pull_timeout),
+                Duration::from_secs(600),
+            )?,
+            agent_binary: args
+                .docker_agent_binary
+                .or(file.docker_agent_binary)
+                .unwrap_or_else(|| agent_binary.clone()),
         };
         let log_format = match args
             .log_format
@@ -265,11 +340,7 @@ impl ServerConfig {
                 Duration::ZERO,
             )?,
             agent: AgentLaunch {
-                binary: match args.agent_binary.or(file.agent_binary) {
-                    Some(path) => path,
-                    None => std::env::current_exe()
-                        .context("cannot find this program to run sandbox agents")?,
-                },
+                binary: agent_binary,
                 max_commands: args
                     .max_commands_per_sandbox
                     .or(file.max_commands_per_sandbox)
@@ -281,6 +352,7 @@ impl ServerConfig {
                 )?,
             },
             max_commands: args.max_commands.or(file.max_commands).unwrap_or(4096),
+            docker,
         })
     }
 

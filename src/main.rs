@@ -24,6 +24,10 @@ enum Command {
     /// Run the in-sandbox agent (started by providers, not by hand).
     #[command(hide = true)]
     Agent(Box<paddock::agent::AgentArgs>),
+    /// Join stdin and stdout to an agent's socket (run inside sandboxes by
+    /// providers that reach their agent through a process's stdio).
+    #[command(hide = true)]
+    AgentBridge(paddock::agent::bridge::BridgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_server(*args),
         Command::Agent(args) => run_agent(*args),
+        Command::AgentBridge(args) => match paddock::agent::bridge::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("paddock agent-bridge: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -21,7 +21,9 @@ use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
-use crate::provider::{ProcessProvider, Provider, Providers};
+use crate::provider::{
+    AgentLaunch, DockerProvider, DockerSettings, ProcessProvider, Provider, Providers,
+};
 use crate::sandbox::{Manager, spawn_reaper};
 use crate::store::{SqlStore, Store};
 
@@ -55,6 +57,7 @@ pub struct Server {
     manager: Manager,
     listener: Listener,
     addr: BoundAddr,
+    store_id: String,
 }
 
 impl Server {
@@ -72,7 +75,11 @@ impl Server {
                 .await
                 .context("cannot open the state store")?,
         );
-        let providers = build_providers(&config).await?;
+        let store_id = store
+            .store_id()
+            .await
+            .context("cannot read the store's identity")?;
+        let providers = build_providers(&config, &store_id).await?;
         info!(
             default_provider = providers.default_name(),
             "providers ready"
@@ -88,7 +95,13 @@ impl Server {
             manager,
             listener,
             addr,
+            store_id,
         })
+    }
+
+    /// The store's identity, which labels this server's provider objects.
+    pub fn store_id(&self) -> &str {
+        &self.store_id
     }
 
     /// Where the server listens.
@@ -109,6 +122,7 @@ impl Server {
             manager,
             listener,
             addr,
+            store_id: _,
         } = self;
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -138,6 +152,7 @@ impl Server {
             config.reap_interval,
             Arc::new(AgentBusyCheck::new(manager.clone())),
         );
+        let observers = manager.spawn_observers();
         let router = tonic::transport::Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
@@ -203,22 +218,49 @@ impl Server {
             }
         };
         reaper.abort();
+        for observer in observers {
+            observer.abort();
+        }
         served.context("the gRPC server failed")?;
         info!("stopped");
         Ok(())
     }
 }
 
-async fn build_providers(config: &ServerConfig) -> anyhow::Result<Providers> {
+/// Every provider, and the default: with "auto", docker when its engine
+/// answers and the agent binary can run in containers, else process. Docker
+/// is listed even when its engine is away, so that ListProviders says why.
+async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Result<Providers> {
     let process = ProcessProvider::open(config.data_dir.join("sandboxes"), config.agent.clone())
         .await?
         .with_create_delay(config.test_process_create_delay);
-    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process)];
-    // "auto" picks the Docker engine once that provider exists; until then
-    // the process provider is the only choice.
+    let docker = DockerProvider::open(DockerSettings {
+        host: config.docker.host.clone(),
+        tls_dir: config.docker.tls_dir.clone(),
+        default_image: config.docker.default_image.clone(),
+        pull_timeout: config.docker.pull_timeout,
+        agent: AgentLaunch {
+            binary: config.docker.agent_binary.clone(),
+            ..config.agent.clone()
+        },
+        scope: store_id.to_owned(),
+        create_delay: config.test_process_create_delay,
+    })
+    .await?;
+    let docker_info = docker.info().await;
     let default = match config.provider {
-        ProviderChoice::Auto | ProviderChoice::Process => ProcessProvider::NAME,
+        ProviderChoice::Process => ProcessProvider::NAME,
+        ProviderChoice::Docker => DockerProvider::NAME,
+        ProviderChoice::Auto if docker_info.available => DockerProvider::NAME,
+        ProviderChoice::Auto => {
+            info!(reason = %docker_info.detail, "provider auto: using process, not docker");
+            ProcessProvider::NAME
+        }
     };
+    if default == DockerProvider::NAME && !docker_info.available {
+        warn!(reason = %docker_info.detail, "the default provider docker is not available yet");
+    }
+    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process), docker];
     Ok(Providers::new(all, default)?)
 }
 

@@ -3,6 +3,7 @@
 //! their output logs on the sandbox's disk, and serves `paddock.v1.ExecService`
 //! on a Unix socket that its provider hands to the control plane.
 
+pub mod bridge;
 mod command;
 mod output;
 mod reaper;
@@ -47,6 +48,11 @@ pub struct AgentArgs {
     /// A JSON object of environment variables for every command.
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
+    /// Start every command's environment from the agent's own (a
+    /// container's image and configured environment) instead of a minimal
+    /// default one.
+    #[arg(long)]
+    pub inherit_env: bool,
     /// The most commands running at once.
     #[arg(long, default_value_t = 1024)]
     pub max_commands: usize,
@@ -115,6 +121,9 @@ impl Agent {
             ("HOME".to_owned(), workdir.clone()),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ]);
+        if self.args.inherit_env {
+            env.extend(std::env::vars());
+        }
         if spec.tty {
             env.insert("TERM".into(), "xterm-256color".into());
         }

@@ -3,6 +3,7 @@
 //! see the store.
 
 mod agent_process;
+mod docker;
 mod process;
 
 use std::collections::BTreeMap;
@@ -12,8 +13,10 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
+use tokio::sync::broadcast;
 
 pub use agent_process::AgentLaunch;
+pub use docker::{DockerProvider, DockerSettings};
 pub use process::ProcessProvider;
 
 /// What a provider can do. A flag is true only when the provider really does
@@ -38,6 +41,8 @@ pub struct Capabilities {
     pub exec: bool,
     /// Files move in and out of sandboxes.
     pub files: bool,
+    /// A sandbox's root filesystem can be read-only.
+    pub read_only_root: bool,
 }
 
 /// How a provider describes itself to callers.
@@ -77,6 +82,33 @@ pub struct Observed {
     pub running: bool,
 }
 
+/// Something that happened to a provider object without Paddock asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The sandbox's object stopped by itself: its init exited or was killed,
+    /// or its engine went down.
+    Stopped {
+        /// The sandbox's tenant.
+        tenant: String,
+        /// The sandbox.
+        sandbox_id: String,
+        /// What happened, for humans.
+        reason: String,
+    },
+    /// Someone else removed the sandbox's object.
+    Removed {
+        /// The sandbox's tenant.
+        tenant: String,
+        /// The sandbox.
+        sandbox_id: String,
+        /// What happened, for humans.
+        reason: String,
+    },
+    /// Observations may have been missed (the provider lost its engine for a
+    /// while): every sandbox of the provider should be checked.
+    Resync,
+}
+
 /// A way of making sandboxes.
 ///
 /// Every method is idempotent and safe to call again after a crash at any
@@ -90,6 +122,15 @@ pub trait Provider: Send + Sync + 'static {
 
     /// The provider's availability, isolation and capabilities now.
     async fn info(&self) -> ProviderInfo;
+
+    /// Checks and completes a sandbox's spec before its record is written:
+    /// fills in defaults (such as the image) and makes sure what the spec
+    /// needs is there (pulling the image). A failure here leaves nothing
+    /// behind. The default accepts the spec as it is.
+    async fn prepare(&self, spec: &mut SandboxSpec) -> Result<()> {
+        let _ = spec;
+        Ok(())
+    }
 
     /// Makes the object for a sandbox, not yet running, and returns its
     /// provider reference. If an object for this sandbox id exists already
@@ -122,6 +163,13 @@ pub trait Provider: Send + Sync + 'static {
     /// (which removes those whose sandbox is gone). Half-made objects are
     /// cleared as a side effect.
     async fn list(&self) -> Result<Vec<Observed>>;
+
+    /// Observations of objects changing without Paddock asking (engine
+    /// events), for providers that can see them; `None` for those that
+    /// cannot.
+    fn observe(&self) -> Option<broadcast::Receiver<Observation>> {
+        None
+    }
 }
 
 /// The providers a server drives, chosen at start-up, and the default one.

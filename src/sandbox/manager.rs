@@ -229,6 +229,10 @@ impl Manager {
                 info.detail
             )));
         }
+        // Not under the provider-call deadline: a pull may take longer, and
+        // the provider bounds it with its own.
+        let mut request = request;
+        provider.prepare(&mut request.spec).await?;
 
         let record = Sandbox {
             id: ids::new_sandbox_id(),
@@ -751,6 +755,11 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
             !spec.volumes.is_empty() && !caps.volumes,
             "volumes",
             "cannot mount volumes",
+        ),
+        (
+            spec.read_only_root && !caps.read_only_root,
+            "read_only_root",
+            "cannot make a root filesystem read-only",
         ),
     ];
     match lacking.into_iter().find(|(lacks, ..)| *lacks) {

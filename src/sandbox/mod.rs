@@ -88,6 +88,10 @@ pub struct SandboxSpec {
     pub network: NetworkMode,
     /// Named volumes.
     pub volumes: Vec<Volume>,
+    /// Whether the root filesystem is read-only (volumes, the workdir's
+    /// volume if any, and /tmp as the image has it stay as they are).
+    #[serde(default)]
+    pub read_only_root: bool,
     /// Stop after this long without activity.
     #[serde(with = "optional_millis")]
     pub idle_timeout: Option<Duration>,

@@ -3,10 +3,12 @@
 
 use std::collections::HashSet;
 
+use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use super::{Manager, Sandbox, SandboxState};
 use crate::error::Result;
+use crate::provider::Observation;
 use crate::store::SandboxQuery;
 
 /// How many records one store read fetches.
@@ -78,6 +80,87 @@ impl Manager {
         }
         info!(?report, "reconciliation done");
         Ok(report)
+    }
+
+    /// Follows every provider's observations (engine events) in background
+    /// tasks, bringing records in line with what happened: a sandbox whose
+    /// object stopped by itself becomes STOPPED with the reason, one whose
+    /// object was removed by someone else FAILED, and after a gap in the
+    /// observations every sandbox of the provider is checked again.
+    pub fn spawn_observers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        for provider in self.providers().all() {
+            let Some(mut observations) = provider.observe() else {
+                continue;
+            };
+            let manager = self.clone();
+            let name = provider.name().to_owned();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let observation = match observations.recv().await {
+                        Ok(observation) => observation,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            warn!(provider = %name, missed, "observations were missed; checking every sandbox");
+                            Observation::Resync
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if let Err(error) = manager.apply_observation(&name, observation).await {
+                        warn!(provider = %name, %error, "cannot apply a provider observation");
+                    }
+                }
+            }));
+        }
+        tasks
+    }
+
+    async fn apply_observation(&self, provider: &str, observation: Observation) -> Result<()> {
+        match observation {
+            Observation::Stopped {
+                tenant,
+                sandbox_id,
+                reason,
+            } => {
+                let sandbox = self.get(&tenant, &sandbox_id).await?;
+                if sandbox.state == SandboxState::Running {
+                    info!(%sandbox_id, %reason, "sandbox stopped by itself");
+                    self.agent_channels().forget(&sandbox_id);
+                    self.transition(
+                        &sandbox,
+                        SandboxState::Running,
+                        SandboxState::Stopped,
+                        &reason,
+                    )
+                    .await?;
+                }
+            }
+            Observation::Removed {
+                tenant,
+                sandbox_id,
+                reason,
+            } => {
+                let sandbox = self.get(&tenant, &sandbox_id).await?;
+                if matches!(sandbox.state, SandboxState::Running | SandboxState::Stopped) {
+                    info!(%sandbox_id, %reason, "sandbox's object removed by someone else");
+                    self.agent_channels().forget(&sandbox_id);
+                    self.transition(&sandbox, sandbox.state, SandboxState::Failed, &reason)
+                        .await?;
+                }
+            }
+            Observation::Resync => {
+                for sandbox in self
+                    .all_in(&[SandboxState::Running, SandboxState::Stopped])
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.provider == provider)
+                {
+                    if let Err(error) = self.realign(&sandbox).await {
+                        warn!(sandbox_id = %sandbox.id, %error, "cannot check a sandbox's object");
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every record, of every tenant, in one of `states`.

@@ -82,6 +82,8 @@ impl SandboxState {
             (Pending | Stopped, Starting)
                 | (Starting, Running)
                 | (Running, Stopping)
+                // Its object stopped by itself (it exited, or its engine went down).
+                | (Running, Stopped)
                 | (Stopping, Stopped)
                 | (Running | Stopped | Failed | Deleting, Deleting)
                 | (Deleting, Deleted)

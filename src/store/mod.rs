@@ -51,6 +51,10 @@ pub struct EventQuery {
 /// finds a new event below `r`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The store's identity: chosen at random the first time it is asked for,
+    /// then the same for every server that uses this store.
+    async fn store_id(&self) -> Result<String>;
+
     /// Writes a new record and its CREATED event, and returns the record with
     /// its revision. `ALREADY_EXISTS` when the id, the tenant's live name (one
     /// not DELETED) or the tenant's request id is taken; nothing is written then.

@@ -608,6 +608,24 @@ impl Store for SqlStore {
             .collect()
     }
 
+    async fn store_id(&self) -> Result<String> {
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        // Racing servers may both insert; one row wins and both read it.
+        sqlx::query(
+            "INSERT INTO store_identity (singleton, store_id) VALUES (1, $1) \
+             ON CONFLICT (singleton) DO NOTHING",
+        )
+        .bind(&fresh)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let row = sqlx::query("SELECT store_id FROM store_identity WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.try_get::<String, _>(0).map_err(db_error)
+    }
+
     async fn latest_revision(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM sandbox_events")
             .fetch_one(&self.pool)

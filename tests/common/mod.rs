@@ -15,13 +15,63 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
+pub mod docker;
 pub mod postgres;
 pub mod spawned;
+
+/// A provider a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// Local processes.
+    Process,
+    /// Containers on the test Docker engine, from the busybox test image.
+    Docker,
+}
+
+impl Provider {
+    /// The provider's name in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Docker => "docker",
+        }
+    }
+}
+
+/// Generates, for each `async fn NAME(provider: Provider)` listed, a test
+/// `process_provider::NAME` and a test `docker_provider::NAME`, so that one
+/// suite of behaviour runs against both providers. Docker tests skip
+/// outside CI when no engine is set up (and fail under CI=true).
+#[macro_export]
+macro_rules! on_every_provider {
+    ($($name:ident),* $(,)?) => {
+        mod process_provider {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::common::Provider::Process).await
+                }
+            )*
+        }
+        mod docker_provider {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if super::common::docker::available() {
+                        super::$name(super::common::Provider::Docker).await
+                    }
+                }
+            )*
+        }
+    };
+}
 
 /// A running server and the temporary data directory it owns.
 pub struct TestServer {
     pub addr: BoundAddr,
     pub data_dir: PathBuf,
+    /// The store's identity: the `io.paddock.scope` label of its containers.
+    pub scope: String,
     _temp: Option<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -31,6 +81,11 @@ impl TestServer {
     /// A server on 127.0.0.1 with an ephemeral port and a fresh SQLite file.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    /// A server whose default provider is `provider`.
+    pub async fn for_provider(provider: Provider) -> Self {
+        Self::start_with(|args| args.provider = Some(provider.name().into())).await
     }
 
     /// Like [`TestServer::start`], with settings changed by `configure`.
@@ -50,12 +105,16 @@ impl TestServer {
             reap_interval: Some("100ms".into()),
             shutdown_grace: Some("5s".into()),
             agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
+            provider: Some("process".into()),
+            docker_agent_binary: std::env::var_os(docker::AGENT_VARIABLE).map(Into::into),
+            docker_default_image: Some(docker::BUSYBOX.into()),
             ..ServeArgs::default()
         };
         configure(&mut args);
         let config = ServerConfig::resolve(args).expect("valid test config");
         let server = Server::start(config).await.expect("server starts");
         let addr = server.local_addr().clone();
+        let scope = server.store_id().to_owned();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stop.await;
@@ -63,6 +122,7 @@ impl TestServer {
         Self {
             addr,
             data_dir: data_dir.to_path_buf(),
+            scope,
             _temp: None,
             shutdown: Some(shutdown),
             task: Some(task),
@@ -114,6 +174,11 @@ impl Drop for TestServer {
             let _ = shutdown.send(());
         }
         kill_agents(&self.data_dir);
+        // A server on a caller's directory may be followed by another on it:
+        // that caller removes the containers (docker::RemoveContainers).
+        if self._temp.is_some() {
+            docker::remove_containers(&self.scope);
+        }
     }
 }
 

@@ -23,6 +23,12 @@ impl ServerProcess {
     /// serves; the port is read from its `serving` log line, so parallel
     /// tests never race for a port.
     pub fn spawn(data_dir: &Path, create_delay: &str) -> Self {
+        Self::spawn_with(data_dir, create_delay, &[])
+    }
+
+    /// Like [`ServerProcess::spawn`], with more environment variables (they
+    /// win over the defaults, which choose the process provider).
+    pub fn spawn_with(data_dir: &Path, create_delay: &str, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
@@ -31,6 +37,8 @@ impl ServerProcess {
             .env("PADDOCK_LOG", "info")
             .env("PADDOCK_LOG_FORMAT", "json")
             .env("PADDOCK_AGENT_BINARY", env!("CARGO_BIN_EXE_paddock"))
+            .env("PADDOCK_PROVIDER", "process")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

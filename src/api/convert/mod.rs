@@ -67,6 +67,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
         timeout,
         idle_timeout,
         volumes,
+        read_only_root,
     } = request;
 
     if let Some(name) = &name {
@@ -119,6 +120,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             resources: resources_from_pb(resources)?,
             network: network_from_pb(network)?,
             volumes: volumes_from_pb(volumes)?,
+            read_only_root,
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
@@ -270,6 +272,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         last_activity_time: Some(timestamp(*last_activity_at)),
         idle_timeout: spec.idle_timeout.map(duration_to_pb),
         revision: *revision,
+        read_only_root: spec.read_only_root,
     }
 }
 
@@ -306,6 +309,7 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             images: caps.images,
             exec: caps.exec,
             files: caps.files,
+            read_only_root: caps.read_only_root,
         }),
     }
 }

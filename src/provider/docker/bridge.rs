@@ -1,0 +1,160 @@
+//! Reaching a container's agent through the engine: a long-lived exec of
+//! `paddock agent-bridge` whose stdin and stdout carry HTTP/2 to the agent's
+//! socket. It needs nothing from the container but the agent, so it works on
+//! a remote engine and in a container with no network.
+//!
+//! A tonic channel built here opens one bridge when it first needs a
+//! connection and another after that one breaks; every call on the channel
+//! shares it.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bytes::{Buf, Bytes};
+use futures::Stream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{debug, warn};
+
+use super::layout;
+
+/// How long opening a bridge may take, exec included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Flow-control windows: a bridge's round trip runs through the engine, so
+/// larger windows than HTTP/2's 64 KiB default keep bulk output moving.
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// A channel to the agent of `container`, connecting through bridges on
+/// demand.
+pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
+    Endpoint::from_static("http://agent.invalid")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .tcp_nodelay(true)
+        .connect_with_connector_lazy(tower::service_fn(move |_| {
+            let docker = docker.clone();
+            let container = container.clone();
+            async move {
+                let pipe = open(&docker, &container).await?;
+                Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(pipe))
+            }
+        }))
+}
+
+/// Starts a bridge in `container` and returns its stdio as one byte pipe.
+async fn open(docker: &Docker, container: &str) -> io::Result<ExecPipe> {
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(false),
+                user: Some("0"),
+                cmd: Some(vec![
+                    layout::AGENT_BINARY,
+                    "agent-bridge",
+                    "--socket",
+                    layout::AGENT_SOCKET,
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| io::Error::other(format!("cannot start a bridge to the agent: {e}")))?;
+    let started = docker
+        .start_exec(
+            &exec.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: Some(256 << 10),
+            }),
+        )
+        .await
+        .map_err(|e| io::Error::other(format!("cannot attach to the agent bridge: {e}")))?;
+    match started {
+        StartExecResults::Attached { output, input } => {
+            debug!(container, exec_id = %exec.id, "agent bridge opened");
+            Ok(ExecPipe {
+                output,
+                input,
+                pending: Bytes::new(),
+                container: container.to_owned(),
+            })
+        }
+        StartExecResults::Detached => Err(io::Error::other(
+            "the engine started the agent bridge detached",
+        )),
+    }
+}
+
+type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+
+/// An attached exec's output frames read as a byte stream, and its stdin
+/// written as one.
+struct ExecPipe {
+    output: OutputStream,
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Stdout bytes received but not yet read.
+    pending: Bytes,
+    container: String,
+}
+
+impl AsyncRead for ExecPipe {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if !self.pending.is_empty() {
+                let n = self.pending.len().min(buf.remaining());
+                buf.put_slice(&self.pending[..n]);
+                self.pending.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.output.as_mut().poll_next(cx)) {
+                Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                    self.pending = message;
+                }
+                Some(Ok(LogOutput::StdErr { message })) => {
+                    warn!(
+                        container = %self.container,
+                        message = %String::from_utf8_lossy(&message).trim_end(),
+                        "the agent bridge reports a problem"
+                    );
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => {}
+                Some(Err(error)) => return Poll::Ready(Err(io::Error::other(error))),
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ExecPipe {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.input.as_mut().poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.input.as_mut().poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.input.as_mut().poll_shutdown(cx)
+    }
+}
