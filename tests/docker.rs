@@ -63,6 +63,68 @@ fn inspect(container: &str, format: &str) -> String {
 }
 
 #[tokio::test]
+async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
+    if !docker::available() {
+        return;
+    }
+    let server = TestServer::start_with(|args| args.provider = Some("auto".into())).await;
+    let providers = server
+        .sandboxes()
+        .await
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .providers;
+    let docker = providers.iter().find(|p| p.name == "docker").unwrap();
+    assert!(docker.available && docker.is_default, "{docker:?}");
+    assert!(docker.detail.contains("API 1."), "{}", docker.detail);
+    assert_eq!(
+        docker.capabilities,
+        Some(pb::ProviderCapabilities {
+            tty: true,
+            signals: true,
+            stop_start: true,
+            volumes: true,
+            network_none: true,
+            resource_limits: true,
+            images: true,
+            exec: true,
+            files: false,
+            read_only_root: true,
+        })
+    );
+
+    // A dynamically linked agent cannot run in images: docker says so and
+    // auto falls back to process.
+    let server = TestServer::start_with(|args| {
+        args.provider = Some("auto".into());
+        args.docker_agent_binary = Some(env!("CARGO_BIN_EXE_paddock").into());
+    })
+    .await;
+    let providers = server
+        .sandboxes()
+        .await
+        .list_providers(pb::ListProvidersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .providers;
+    let docker = providers.iter().find(|p| p.name == "docker").unwrap();
+    assert!(!docker.available && !docker.is_default);
+    assert!(
+        docker.detail.contains("dynamically linked"),
+        "{}",
+        docker.detail
+    );
+    assert!(
+        providers
+            .iter()
+            .any(|p| p.name == "process" && p.is_default)
+    );
+}
+
+#[tokio::test]
 async fn a_sandbox_is_a_labelled_limited_container_for_its_whole_life() {
     let Some(server) = docker_server().await else {
         return;

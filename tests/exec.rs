@@ -1,12 +1,14 @@
-//! ExecService through gRPC on the process provider: terminals, streams,
-//! signals, timeouts, reattach, restarts and limits.
+//! ExecService through gRPC: terminals, streams, signals, timeouts,
+//! reattach, restarts and limits, on the process provider and on Docker
+//! (`on_every_provider!` at the end), plus checks only the process provider
+//! has (bubblewrap, memory of the server and agent processes).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::spawned::ServerProcess;
-use common::{TestServer, eventually};
+use common::{Provider, TestServer, eventually};
 use paddock::pb;
 use paddock::pb::exec_request::Request as Req;
 use paddock::pb::exec_response::Response as Resp;
@@ -136,9 +138,8 @@ impl Session {
     }
 }
 
-#[tokio::test]
-async fn a_tty_shell_echoes_and_sees_resizes() {
-    let server = TestServer::start().await;
+async fn a_tty_shell_echoes_and_sees_resizes(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let mut shell = Session::start(
@@ -168,9 +169,8 @@ async fn a_tty_shell_echoes_and_sees_resizes() {
     assert_eq!(exited.exit_code, Some(5));
 }
 
-#[tokio::test]
-async fn run_command_keeps_stdout_and_stderr_apart_and_caps_them() {
-    let server = TestServer::start().await;
+async fn run_command_keeps_stdout_and_stderr_apart_and_caps_them(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let ran = client
@@ -221,10 +221,9 @@ async fn run_command_keeps_stdout_and_stderr_apart_and_caps_them() {
     assert_eq!(exited.exit_code, Some(0));
 }
 
-#[tokio::test]
-async fn a_hundred_mib_through_stdin_comes_back_intact() {
+async fn a_hundred_mib_through_stdin_comes_back_intact(provider: Provider) {
     const TOTAL: usize = 100 << 20;
-    let server = TestServer::start().await;
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let mut cat = Session::start(
@@ -371,9 +370,8 @@ async fn a_gib_of_stdout_arrives_in_full_with_bounded_memory_despite_a_pausing_r
     );
 }
 
-#[tokio::test]
-async fn signals_and_timeouts_end_commands_and_say_so() {
-    let server = TestServer::start().await;
+async fn signals_and_timeouts_end_commands_and_say_so(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
 
@@ -460,9 +458,8 @@ async fn wait_until_ended(client: &mut Exec, sandbox_id: &str, command_id: &str)
     .await
 }
 
-#[tokio::test]
-async fn a_dropped_client_reattaches_and_gets_every_later_byte_once() {
-    let server = TestServer::start().await;
+async fn a_dropped_client_reattaches_and_gets_every_later_byte_once(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let script = "for i in $(seq 1 3000); do echo line $i; done; sleep 0.5; echo done; exit 4";
@@ -511,10 +508,13 @@ async fn a_dropped_client_reattaches_and_gets_every_later_byte_once() {
     assert_eq!(exited.exit_code, Some(4));
 }
 
-#[tokio::test]
-async fn detached_output_and_exit_survive_a_server_restart() {
+async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(data.path(), |_| {}).await;
+    let server = TestServer::start_in(data.path(), |args| {
+        args.provider = Some(provider.name().into())
+    })
+    .await;
+    let _cleanup = common::docker::RemoveContainers(server.scope.clone());
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let command = client
@@ -532,7 +532,10 @@ async fn detached_output_and_exit_survive_a_server_restart() {
     assert_eq!(ended.exit_code, Some(3));
     server.stop().await;
 
-    let server = TestServer::start_in(data.path(), |_| {}).await;
+    let server = TestServer::start_in(data.path(), |args| {
+        args.provider = Some(provider.name().into())
+    })
+    .await;
     let mut client = exec_client(&server).await;
     let listed = client
         .list_commands(pb::ListCommandsRequest {
@@ -563,9 +566,8 @@ async fn detached_output_and_exit_survive_a_server_restart() {
     assert_eq!(exited.exit_code, Some(3));
 }
 
-#[tokio::test]
-async fn a_command_whose_agent_died_is_lost_not_running() {
-    let server = TestServer::start().await;
+async fn a_command_whose_agent_died_is_lost_not_running(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let command = client
@@ -578,18 +580,25 @@ async fn a_command_whose_agent_died_is_lost_not_running() {
         .into_inner()
         .command
         .unwrap();
-    let agent = agent_pid(&server, &id);
-    // SAFETY: kill takes plain integers.
-    unsafe { libc::kill(agent as i32, libc::SIGKILL) };
-    eventually(Duration::from_secs(5), "the agent to die", || async move {
-        let stat = std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap_or_default();
-        let dead = stat.is_empty()
-            || stat
-                .rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        dead.then_some(())
-    })
-    .await;
+    match provider {
+        Provider::Process => {
+            let agent = agent_pid(&server, &id);
+            // SAFETY: kill takes plain integers.
+            unsafe { libc::kill(agent as i32, libc::SIGKILL) };
+            eventually(Duration::from_secs(5), "the agent to die", || async move {
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{agent}/stat")).unwrap_or_default();
+                let dead = stat.is_empty()
+                    || stat
+                        .rsplit_once(')')
+                        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+                dead.then_some(())
+            })
+            .await;
+        }
+        // The agent is the container's PID 1: its death ends the container.
+        Provider::Docker => assert!(common::docker::docker(&["kill", &format!("paddock-{id}")])),
+    }
 
     let status = client
         .get_command(pb::GetCommandRequest {
@@ -598,7 +607,12 @@ async fn a_command_whose_agent_died_is_lost_not_running() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+    // The server either cannot reach the agent or has already seen the
+    // container stop.
+    assert!(
+        [Code::Unavailable, Code::FailedPrecondition].contains(&status.code()),
+        "{status:?}"
+    );
 
     // Stopping and starting the sandbox brings a new agent, which knows the
     // command but not how it ended.
@@ -629,9 +643,8 @@ async fn a_command_whose_agent_died_is_lost_not_running() {
     assert!(!lost.state_reason.is_empty());
 }
 
-#[tokio::test]
-async fn two_hundred_concurrent_run_commands_succeed() {
-    let server = TestServer::start().await;
+async fn two_hundred_concurrent_run_commands_succeed(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let client = exec_client(&server).await;
     let mut tasks = Vec::new();
@@ -656,9 +669,8 @@ async fn two_hundred_concurrent_run_commands_succeed() {
     }
 }
 
-#[tokio::test]
-async fn limits_answer_resource_exhausted_instead_of_hanging() {
-    let server = TestServer::start_with(|args| {
+async fn limits_answer_resource_exhausted_instead_of_hanging(provider: Provider) {
+    let server = TestServer::for_provider_with(provider, |args| {
         args.max_commands = Some(2);
         args.max_commands_per_sandbox = Some(3);
     })
@@ -720,9 +732,8 @@ async fn limits_answer_resource_exhausted_instead_of_hanging() {
     assert_eq!(killed.signalled, 3);
 }
 
-#[tokio::test]
-async fn exec_checks_its_input_and_the_sandbox() {
-    let server = TestServer::start().await;
+async fn exec_checks_its_input_and_the_sandbox(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let runner = client.clone();
@@ -857,7 +868,11 @@ async fn confined(server: &TestServer) -> bool {
         .unwrap()
         .into_inner()
         .providers;
-    let confined = providers[0].isolation.starts_with("bubblewrap");
+    let process = providers
+        .iter()
+        .find(|p| p.name == "process")
+        .expect("the process provider is listed");
+    let confined = process.isolation.starts_with("bubblewrap");
     if !confined {
         let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         assert!(
@@ -957,9 +972,8 @@ async fn bubblewrap_gives_each_sandbox_its_own_namespaces() {
     assert_eq!(String::from_utf8(left.stdout).unwrap().trim(), "0");
 }
 
-#[tokio::test]
-async fn attach_says_when_asked_output_is_no_longer_kept() {
-    let server = TestServer::start_with(|args| {
+async fn attach_says_when_asked_output_is_no_longer_kept(provider: Provider) {
+    let server = TestServer::for_provider_with(provider, |args| {
         args.command_output_budget = Some("8MiB".into());
     })
     .await;
@@ -1000,9 +1014,8 @@ async fn attach_says_when_asked_output_is_no_longer_kept() {
     assert_eq!(exited.exit_code, Some(0));
 }
 
-#[tokio::test]
-async fn on_disconnect_kill_ends_the_command_with_its_stream() {
-    let server = TestServer::start().await;
+async fn on_disconnect_kill_ends_the_command_with_its_stream(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
     let session = Session::open(
@@ -1037,9 +1050,8 @@ async fn on_disconnect_kill_ends_the_command_with_its_stream() {
     assert_eq!(still.state, pb::CommandState::Running as i32);
 }
 
-#[tokio::test]
-async fn a_running_detached_command_keeps_its_sandbox_from_idling_out() {
-    let server = TestServer::start().await;
+async fn a_running_detached_command_keeps_its_sandbox_from_idling_out(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
     let mut sandboxes = server.sandboxes().await;
     let id = sandboxes
         .create_sandbox(pb::CreateSandboxRequest {
@@ -1100,3 +1112,19 @@ async fn a_running_detached_command_keeps_its_sandbox_from_idling_out() {
     })
     .await;
 }
+
+on_every_provider!(
+    a_tty_shell_echoes_and_sees_resizes,
+    run_command_keeps_stdout_and_stderr_apart_and_caps_them,
+    a_hundred_mib_through_stdin_comes_back_intact,
+    signals_and_timeouts_end_commands_and_say_so,
+    a_dropped_client_reattaches_and_gets_every_later_byte_once,
+    detached_output_and_exit_survive_a_server_restart,
+    a_command_whose_agent_died_is_lost_not_running,
+    two_hundred_concurrent_run_commands_succeed,
+    limits_answer_resource_exhausted_instead_of_hanging,
+    exec_checks_its_input_and_the_sandbox,
+    attach_says_when_asked_output_is_no_longer_kept,
+    on_disconnect_kill_ends_the_command_with_its_stream,
+    a_running_detached_command_keeps_its_sandbox_from_idling_out,
+);

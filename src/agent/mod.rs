@@ -6,6 +6,7 @@
 pub mod bridge;
 mod command;
 mod output;
+mod peers;
 mod reaper;
 mod service;
 pub mod signals;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::Status;
 use tracing::{info, warn};
@@ -67,6 +69,8 @@ pub struct Agent {
     env: BTreeMap<String, String>,
     reaper: Reaper,
     commands: Mutex<BTreeMap<String, Arc<Command>>>,
+    /// The processes connected to the agent, spared by KillProcesses.
+    peers: peers::Peers,
 }
 
 impl Agent {
@@ -190,6 +194,40 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Sends `signal` to every process of the sandbox but the agent and the
+    /// processes connected to it; returns how many it reached. Only for an
+    /// agent that is its sandbox's init (it sees exactly the sandbox's
+    /// processes). Processes forked while it works are caught by going over
+    /// the list again until a pass finds none new.
+    pub fn signal_every_process(&self, signal: i32) -> usize {
+        let mut signalled = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let mut new = 0;
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                break;
+            };
+            for pid in entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            {
+                if pid == 1 || self.peers.contains(pid) || signalled.contains(&pid) {
+                    continue;
+                }
+                // SAFETY: kill takes plain integers.
+                if unsafe { libc::kill(pid, signal) } == 0 {
+                    signalled.insert(pid);
+                    new += 1;
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        signalled.len()
+    }
+}
+
 /// How many ended commands the agent keeps, with their output logs; older
 /// ones are forgotten.
 pub const ENDED_COMMANDS_KEPT: usize = 1000;
@@ -233,6 +271,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         env,
         reaper,
         commands: Mutex::new(BTreeMap::new()),
+        peers: peers::Peers::default(),
     });
     agent.load_commands();
 
@@ -263,7 +302,14 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             pb::exec_service_server::ExecServiceServer::new(service)
                 .max_decoding_message_size(4 << 20),
         )
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stopping)
+        .serve_with_incoming_shutdown(
+            {
+                let peers = agent.peers.clone();
+                UnixListenerStream::new(listener)
+                    .map(move |accepted| accepted.map(|s| peers.track(s)))
+            },
+            stopping,
+        )
         .await
         .context("the agent's gRPC server failed")?;
     // Let the killed commands record how they ended.

@@ -364,9 +364,9 @@ impl ExecService for AgentExec {
         let mut signalled = 0;
         if std::process::id() == 1 {
             // The agent is the init of its own PID namespace: reach every
-            // process in it, those that left their command's group too.
-            // SAFETY: kill takes plain integers; -1 spares the caller.
-            unsafe { libc::kill(-1, number) };
+            // process in it, those that left their command's group too, but
+            // not the bridges carrying calls to it.
+            self.agent.signal_every_process(number);
         }
         for command in self.agent.commands() {
             if command.is_running() {

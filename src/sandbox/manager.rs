@@ -460,14 +460,26 @@ impl Manager {
             Ok(Step::AlreadyDone) => return Ok(current),
             Ok(Step::Proceed) => {}
         }
-        let stopping = self
+        let stopping = match self
             .transition(
                 &current,
                 SandboxState::Running,
                 SandboxState::Stopping,
                 reason,
             )
-            .await?;
+            .await
+        {
+            Ok(stopping) => stopping,
+            Err(error) => {
+                // It may have stopped by itself meanwhile (an engine event):
+                // then there is nothing left to do.
+                let now = self.get(tenant, id).await?;
+                return match now.state {
+                    SandboxState::Stopped => Ok(now),
+                    _ => Err(error),
+                };
+            }
+        };
         let manager = self.clone();
         let reason = reason.to_owned();
         detached(async move { manager.finish_stop(stopping, &reason).await }).await

@@ -88,6 +88,19 @@ impl TestServer {
         Self::start_with(|args| args.provider = Some(provider.name().into())).await
     }
 
+    /// A server whose default provider is `provider`, with settings changed
+    /// by `configure`.
+    pub async fn for_provider_with(
+        provider: Provider,
+        configure: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        Self::start_with(|args| {
+            args.provider = Some(provider.name().into());
+            configure(args);
+        })
+        .await
+    }
+
     /// Like [`TestServer::start`], with settings changed by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut ServeArgs)) -> Self {
         let temp = tempfile::tempdir().expect("temp dir");
