@@ -5,7 +5,17 @@
 //! `cargo test --bench exec`, which CI runs) is a short smoke run that only
 //! checks that it works. It prints min, median and p95 per operation and the
 //! ratio Paddock/floor. The floor of the process provider is a plain
-//! fork/exec of the same program from the same process.
+//! fork/exec of the same program from the same process; the floor of the
+//! docker provider is the Docker Engine API driven directly (bollard's exec:
+//! create, start attached, read to the end, inspect for the exit code) in
+//! the same container, so on the same engine and image. After each raw exec
+//! the run pauses briefly (see `settle`) so that the engine's cleanup of it
+//! is not charged to the next Paddock sample.
+//!
+//! The docker section needs an engine, the static agent (`PADDOCK_STATIC_AGENT`,
+//! built by scripts/build-static-agent) and the image paddock-test/busybox
+//! (scripts/test-images); without them it says so and is skipped, except
+//! under CI=true, where that is an error.
 
 use std::time::{Duration, Instant};
 
@@ -84,32 +94,75 @@ async fn exec_true(client: &mut ExecServiceClient<tonic::transport::Channel>, id
     }
 }
 
+/// A server in this process on a fresh data directory, with `provider` as
+/// its default; dropped with the returned guard.
+struct BenchServer {
+    channel: tonic::transport::Channel,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    data: tempfile::TempDir,
+}
+
+impl BenchServer {
+    async fn start(provider: &str) -> Self {
+        Self::start_with(provider, "auto").await
+    }
+
+    async fn start_with(provider: &str, docker_transport: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = ServerConfig::resolve(ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data.path().to_path_buf()),
+            agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
+            docker_agent_binary: std::env::var_os(STATIC_AGENT).map(Into::into),
+            provider: Some(provider.into()),
+            docker_agent_transport: Some(docker_transport.into()),
+            log: Some("warn".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let server = Server::start(config).await.unwrap();
+        let BoundAddr::Tcp(addr) = server.local_addr().clone() else {
+            unreachable!("TCP")
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Self {
+            channel,
+            stop,
+            serving,
+            data,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.serving.await.unwrap().unwrap();
+    }
+}
+
+const STATIC_AGENT: &str = "PADDOCK_STATIC_AGENT";
+const BENCH_IMAGE: &str = "paddock-test/busybox:latest";
+
 #[tokio::main]
 async fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    process_section(full).await;
+    docker_section(full).await;
+}
+
+async fn process_section(full: bool) {
     let rounds = if full { 500 } else { 20 };
-    let data = tempfile::tempdir().unwrap();
-    let config = ServerConfig::resolve(ServeArgs {
-        listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(data.path().to_path_buf()),
-        agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
-        log: Some("warn".into()),
-        ..ServeArgs::default()
-    })
-    .unwrap();
-    let server = Server::start(config).await.unwrap();
-    let BoundAddr::Tcp(addr) = server.local_addr().clone() else {
-        unreachable!("TCP")
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let server = BenchServer::start("process").await;
+    let channel = server.channel.clone();
+    let data = &server.data;
     let mut sandboxes = SandboxServiceClient::new(channel.clone());
     let sandbox = sandboxes
         .create_sandbox(pb::CreateSandboxRequest::default())
@@ -200,6 +253,152 @@ async fn main() {
         })
         .await
         .unwrap();
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
+    server.stop().await;
+}
+
+/// Why the docker section cannot run here, if it cannot.
+async fn docker_unavailable(docker: &bollard::Docker) -> Option<String> {
+    if std::env::var_os(STATIC_AGENT).is_none() {
+        return Some(format!(
+            "{STATIC_AGENT} is not set (scripts/build-static-agent)"
+        ));
+    }
+    if let Err(e) = docker.ping().await {
+        return Some(format!("no Docker engine answers: {e}"));
+    }
+    if docker.inspect_image(BENCH_IMAGE).await.is_err() {
+        return Some(format!(
+            "the engine lacks {BENCH_IMAGE} (scripts/test-images)"
+        ));
+    }
+    None
+}
+
+/// Waits for the engine to finish tidying up after raw execs. A raw exec
+/// answers before dockerd, containerd and runc are done with it, and on a
+/// small machine that leftover work would land in the next Paddock sample
+/// (measured here: 2.4 ms alone, 4 to 6 ms right after a raw exec).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// `true` through the Docker Engine API as `docker exec` does it: create,
+/// start attached, read to the end, inspect for the exit code.
+async fn raw_docker_exec_true(docker: &bollard::Docker, container: &str) -> Duration {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures::StreamExt;
+    let started = Instant::now();
+    let exec = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(vec!["true"]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    if let StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&exec.id, None).await.unwrap()
+    {
+        while output.next().await.is_some() {}
+    }
+    let inspected = docker.inspect_exec(&exec.id).await.unwrap();
+    assert_eq!(inspected.exit_code, Some(0));
+    started.elapsed()
+}
+
+async fn docker_section(full: bool) {
+    let (rounds, batches, concurrency) = if full { (200, 10, 50) } else { (5, 1, 50) };
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await;
+    let why_not = match &docker {
+        Ok(docker) => docker_unavailable(docker).await,
+        Err(e) => Some(format!("cannot reach the Docker engine: {e}")),
+    };
+    if let Some(why) = why_not {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(!in_ci, "the docker benchmark cannot run: {why}");
+        println!("docker provider: skipped: {why}");
+        return;
+    }
+    let docker = docker.unwrap();
+    println!(
+        "exec on the docker provider ({BENCH_IMAGE}), floor: raw Docker Engine API exec in the same container, {rounds} rounds, {batches} batches of {concurrency}{}",
+        if full {
+            ""
+        } else {
+            " (smoke run; `cargo bench --bench exec` for figures)"
+        }
+    );
+    for (transport, label) in [("auto", "agent socket"), ("bridge", "exec bridge")] {
+        let server = BenchServer::start_with("docker", transport).await;
+        let mut sandboxes = SandboxServiceClient::new(server.channel.clone());
+        let sandbox = sandboxes
+            .create_sandbox(pb::CreateSandboxRequest {
+                image: BENCH_IMAGE.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .sandbox
+            .unwrap();
+        let container = format!("paddock-{}", sandbox.id);
+        let exec = ExecServiceClient::new(server.channel.clone());
+        let run_true = pb::RunCommandRequest {
+            sandbox_id: sandbox.id.clone(),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        for _ in 0..3 {
+            exec.clone().run_command(run_true.clone()).await.unwrap();
+            raw_docker_exec_true(&docker, &container).await;
+        }
+        let (mut run, mut raw) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let started = Instant::now();
+            exec.clone().run_command(run_true.clone()).await.unwrap();
+            run.push(started.elapsed());
+            raw.push(raw_docker_exec_true(&docker, &container).await);
+            settle().await;
+        }
+        let (mut batch, mut raw_batch) = (Vec::new(), Vec::new());
+        for _ in 0..batches {
+            let started = Instant::now();
+            let calls = (0..concurrency).map(|_| {
+                let mut exec = exec.clone();
+                let request = run_true.clone();
+                async move { exec.run_command(request).await.unwrap() }
+            });
+            futures::future::join_all(calls).await;
+            batch.push(started.elapsed());
+            let started = Instant::now();
+            let calls = (0..concurrency).map(|_| raw_docker_exec_true(&docker, &container));
+            futures::future::join_all(calls).await;
+            raw_batch.push(started.elapsed());
+            settle().await;
+        }
+        report(
+            &format!("RunCommand ({label}) vs raw exec"),
+            stats(run),
+            stats(raw),
+        );
+        report(
+            &format!("{concurrency} concurrent ({label}), batch"),
+            stats(batch),
+            stats(raw_batch),
+        );
+        sandboxes
+            .delete_sandbox(pb::DeleteSandboxRequest {
+                sandbox_id: sandbox.id,
+            })
+            .await
+            .unwrap();
+        server.stop().await;
+    }
 }

@@ -105,6 +105,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_DOCKER_PULL_TIMEOUT", value_name = "DURATION")]
     pub docker_pull_timeout: Option<String>,
 
+    /// How the server reaches agents in containers: "auto" (straight to the
+    /// agent's socket when the engine is local and its volumes are visible
+    /// here, else an exec bridge through the engine) or "bridge" (always the
+    /// bridge, as for a remote engine) [default: auto].
+    #[arg(long, env = "PADDOCK_DOCKER_AGENT_TRANSPORT", value_name = "MODE")]
+    pub docker_agent_transport: Option<String>,
+
     /// The statically linked `paddock` binary run as the agent inside Docker
     /// sandboxes (see scripts/build-static-agent) [default: the agent
     /// binary].
@@ -152,6 +159,7 @@ struct FileConfig {
     docker_default_image: Option<String>,
     docker_pull_timeout: Option<String>,
     docker_agent_binary: Option<PathBuf>,
+    docker_agent_transport: Option<String>,
     max_commands_per_sandbox: Option<usize>,
     max_commands: Option<usize>,
     command_output_budget: Option<String>,
@@ -209,6 +217,8 @@ pub struct DockerConfig {
     pub pull_timeout: Duration,
     /// The static agent binary.
     pub agent_binary: PathBuf,
+    /// How to reach agents.
+    pub transport: crate::provider::AgentTransport,
 }
 
 /// The resolved server configuration.
@@ -285,6 +295,16 @@ impl ServerConfig {
                 .docker_agent_binary
                 .or(file.docker_agent_binary)
                 .unwrap_or_else(|| agent_binary.clone()),
+            transport: match args
+                .docker_agent_transport
+                .or(file.docker_agent_transport)
+                .as_deref()
+                .unwrap_or("auto")
+            {
+                "auto" => crate::provider::AgentTransport::Auto,
+                "bridge" => crate::provider::AgentTransport::Bridge,
+                other => bail!("docker agent transport {other:?} is unknown; use auto or bridge"),
+            },
         };
         let log_format = match args
             .log_format

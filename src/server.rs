@@ -244,6 +244,7 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
             ..config.agent.clone()
         },
         scope: store_id.to_owned(),
+        transport: config.docker.transport,
         create_delay: config.test_process_create_delay,
     })
     .await?;

@@ -510,10 +510,7 @@ async fn a_dropped_client_reattaches_and_gets_every_later_byte_once(provider: Pr
 
 async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
     let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(data.path(), |args| {
-        args.provider = Some(provider.name().into())
-    })
-    .await;
+    let server = TestServer::start_in(data.path(), |args| provider.configure(args)).await;
     let _cleanup = common::docker::RemoveContainers(server.scope.clone());
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
@@ -532,10 +529,7 @@ async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
     assert_eq!(ended.exit_code, Some(3));
     server.stop().await;
 
-    let server = TestServer::start_in(data.path(), |args| {
-        args.provider = Some(provider.name().into())
-    })
-    .await;
+    let server = TestServer::start_in(data.path(), |args| provider.configure(args)).await;
     let mut client = exec_client(&server).await;
     let listed = client
         .list_commands(pb::ListCommandsRequest {
@@ -597,7 +591,9 @@ async fn a_command_whose_agent_died_is_lost_not_running(provider: Provider) {
             .await;
         }
         // The agent is the container's PID 1: its death ends the container.
-        Provider::Docker => assert!(common::docker::docker(&["kill", &format!("paddock-{id}")])),
+        Provider::Docker | Provider::DockerBridge => {
+            assert!(common::docker::docker(&["kill", &format!("paddock-{id}")]))
+        }
     }
 
     let status = client

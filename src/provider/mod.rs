@@ -16,7 +16,7 @@ use crate::sandbox::SandboxSpec;
 use tokio::sync::broadcast;
 
 pub use agent_process::AgentLaunch;
-pub use docker::{DockerProvider, DockerSettings};
+pub use docker::{AgentTransport, DockerProvider, DockerSettings};
 pub use process::ProcessProvider;
 
 /// What a provider can do. A flag is true only when the provider really does

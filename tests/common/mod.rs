@@ -24,8 +24,12 @@ pub mod spawned;
 pub enum Provider {
     /// Local processes.
     Process,
-    /// Containers on the test Docker engine, from the busybox test image.
+    /// Containers on the test Docker engine, from the busybox test image,
+    /// their agents reached straight through their sockets.
     Docker,
+    /// The same, with agents reached through the exec bridge, as on a
+    /// remote engine.
+    DockerBridge,
 }
 
 impl Provider {
@@ -33,14 +37,28 @@ impl Provider {
     pub fn name(self) -> &'static str {
         match self {
             Self::Process => "process",
-            Self::Docker => "docker",
+            Self::Docker | Self::DockerBridge => "docker",
+        }
+    }
+
+    /// Whether sandboxes are Docker containers.
+    pub fn is_docker(self) -> bool {
+        self != Self::Process
+    }
+
+    /// Makes this provider the server's default, reached this way.
+    pub fn configure(self, args: &mut ServeArgs) {
+        args.provider = Some(self.name().into());
+        if self == Self::DockerBridge {
+            args.docker_agent_transport = Some("bridge".into());
         }
     }
 }
 
 /// Generates, for each `async fn NAME(provider: Provider)` listed, a test
-/// `process_provider::NAME` and a test `docker_provider::NAME`, so that one
-/// suite of behaviour runs against both providers. Docker tests skip
+/// `process_provider::NAME`, `docker_provider::NAME` and
+/// `docker_provider_through_the_bridge::NAME`, so that one suite of behaviour
+/// runs against both providers and both ways of reaching Docker agents. Docker tests skip
 /// outside CI when no engine is set up (and fail under CI=true).
 #[macro_export]
 macro_rules! on_every_provider {
@@ -59,6 +77,16 @@ macro_rules! on_every_provider {
                 async fn $name() {
                     if super::common::docker::available() {
                         super::$name(super::common::Provider::Docker).await
+                    }
+                }
+            )*
+        }
+        mod docker_provider_through_the_bridge {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if super::common::docker::available() {
+                        super::$name(super::common::Provider::DockerBridge).await
                     }
                 }
             )*
@@ -85,7 +113,7 @@ impl TestServer {
 
     /// A server whose default provider is `provider`.
     pub async fn for_provider(provider: Provider) -> Self {
-        Self::start_with(|args| args.provider = Some(provider.name().into())).await
+        Self::start_with(|args| provider.configure(args)).await
     }
 
     /// A server whose default provider is `provider`, with settings changed
@@ -95,7 +123,7 @@ impl TestServer {
         configure: impl FnOnce(&mut ServeArgs),
     ) -> Self {
         Self::start_with(|args| {
-            args.provider = Some(provider.name().into());
+            provider.configure(args);
             configure(args);
         })
         .await

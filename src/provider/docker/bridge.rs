@@ -5,9 +5,11 @@
 //!
 //! A tonic channel built here opens one bridge when it first needs a
 //! connection and another after that one breaks; every call on the channel
-//! shares it.
+//! shares it. When the engine is local and the agent's socket is visible on
+//! the server's filesystem, [`local_channel`] skips the engine altogether.
 
 use std::io;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -44,6 +46,39 @@ pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
             async move {
                 let pipe = open(&docker, &container).await?;
                 Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(pipe))
+            }
+        }))
+}
+
+/// A channel to an agent whose socket the server can open itself: the engine
+/// is local and the container's state volume is visible at `socket`'s
+/// directory. No process is started per connection and no byte passes
+/// through the engine, so a call costs what it costs on the process
+/// provider. Connecting waits (up to [`CONNECT_TIMEOUT`]) for a starting
+/// agent to bind the socket.
+pub(super) fn local_channel(socket: PathBuf) -> Channel {
+    Endpoint::from_static("http://agent.invalid")
+        .connect_timeout(CONNECT_TIMEOUT)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .connect_with_connector_lazy(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+                loop {
+                    match tokio::net::UnixStream::connect(&socket).await {
+                        Ok(stream) => return Ok(hyper_util::rt::TokioIo::new(stream)),
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                            ) && tokio::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                        Err(e) => return Err::<_, io::Error>(e),
+                    }
+                }
             }
         }))
 }

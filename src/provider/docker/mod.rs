@@ -53,6 +53,8 @@ mod layout {
     pub const AGENT_BINARY: &str = "/.paddock/bin/paddock";
     pub const STATE_DIR: &str = "/.paddock/state";
     pub const AGENT_SOCKET: &str = "/.paddock/state/agent.sock";
+    /// The socket's name in the state directory.
+    pub const AGENT_SOCKET_NAME: &str = "agent.sock";
 
     /// The identity of the store whose server made the object.
     pub const LABEL_SCOPE: &str = "io.paddock.scope";
@@ -93,9 +95,22 @@ pub struct DockerSettings {
     pub agent: AgentLaunch,
     /// The identity of the store, put on every object as `io.paddock.scope`.
     pub scope: String,
+    /// How to reach agents.
+    pub transport: AgentTransport,
     /// Testing only: how long each create waits after making its container,
     /// so that crash tests can kill the server mid-create.
     pub create_delay: Duration,
+}
+
+/// How the server reaches the agents in containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// The agent's socket straight from the host when the engine is local and
+    /// the container's state volume is visible here; the exec bridge
+    /// otherwise.
+    Auto,
+    /// Always the exec bridge (as for a remote engine).
+    Bridge,
 }
 
 /// Whether the engine answers, as last seen.
@@ -411,10 +426,46 @@ impl DockerProvider {
         })
     }
 
+    /// A new channel to the agent of `container`: straight to its socket
+    /// when that is visible here (see [`AgentTransport::Auto`]), through an
+    /// exec bridge otherwise.
+    async fn new_channel(&self, container: &str) -> Channel {
+        match self.local_socket(container).await {
+            Some(socket) => {
+                debug!(container, socket = %socket.display(), "reaching the agent through its socket");
+                bridge::local_channel(socket)
+            }
+            None => bridge::agent_channel(self.docker.clone(), container.to_owned()),
+        }
+    }
+
+    /// Where the agent's socket of `container` is on this host, when the
+    /// engine is local and its volume's directory is visible (and readable)
+    /// here.
+    async fn local_socket(&self, container: &str) -> Option<PathBuf> {
+        if self.settings.transport != AgentTransport::Auto || !self.address.starts_with("unix://") {
+            return None;
+        }
+        let inspected = self
+            .docker
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let source = inspected
+            .mounts?
+            .into_iter()
+            .find(|m| m.destination.as_deref() == Some(layout::STATE_DIR))?
+            .source?;
+        let dir = PathBuf::from(source);
+        std::fs::read_dir(&dir)
+            .is_ok()
+            .then(|| dir.join(layout::AGENT_SOCKET_NAME))
+    }
+
     /// Waits until the agent of a started container answers, through a new
     /// channel that is then kept for calls.
     async fn wait_for_agent(&self, sandbox_id: &str, container: &str) -> Result<()> {
-        let channel = bridge::agent_channel(self.docker.clone(), container.to_owned());
+        let channel = self.new_channel(container).await;
         let mut client = pb::exec_service_client::ExecServiceClient::new(channel.clone());
         let probe = tokio::time::timeout(
             AGENT_READY_TIMEOUT,
@@ -562,7 +613,6 @@ async fn watch_engine(provider: std::sync::Weak<DockerProvider>) {
         }));
         // Whatever happened while nobody watched is checked now.
         let _ = this.observations.send(Observation::Resync);
-        delay = Duration::from_millis(100);
         let weak = Arc::downgrade(&this);
         drop(this);
         loop {
@@ -572,6 +622,7 @@ async fn watch_engine(provider: std::sync::Weak<DockerProvider>) {
             };
             match next {
                 Some(Ok(event)) => {
+                    delay = Duration::from_millis(100);
                     let action = event.action.unwrap_or_default();
                     let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
                     this.observe_event(&action, &attributes).await;
@@ -586,6 +637,10 @@ async fn watch_engine(provider: std::sync::Weak<DockerProvider>) {
                 }
             }
         }
+        // Back off before trying again, so that an engine that answers pings
+        // but breaks event streams is not hammered.
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
     }
 }
 
@@ -767,7 +822,13 @@ impl Provider for DockerProvider {
             }
             Err(e) => return Err(engine_error("starting a sandbox container", e)),
         }
-        self.wait_for_agent(sandbox_id, &name).await
+        let ready = self.wait_for_agent(sandbox_id, &name).await;
+        if ready.is_err() {
+            // The agent volume may have been removed behind our back: check
+            // it again before the next create.
+            *self.agent_installed.lock().await = false;
+        }
+        ready
     }
 
     #[instrument(name = "provider.docker.stop", skip(self))]
@@ -827,11 +888,17 @@ impl Provider for DockerProvider {
     }
 
     async fn connect(&self, sandbox_id: &str) -> Result<Channel> {
+        if let Some(channel) = self.channels.lock().expect("channels").get(sandbox_id) {
+            return Ok(channel.clone());
+        }
         let name = Self::container_name(sandbox_id)?;
-        let mut channels = self.channels.lock().expect("channels");
-        Ok(channels
+        let channel = self.new_channel(&name).await;
+        Ok(self
+            .channels
+            .lock()
+            .expect("channels")
             .entry(sandbox_id.to_owned())
-            .or_insert_with(|| bridge::agent_channel(self.docker.clone(), name))
+            .or_insert(channel)
             .clone())
     }
 
