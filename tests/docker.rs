@@ -712,3 +712,62 @@ async fn a_remote_engine_over_mutual_tls_serves_sandboxes_through_the_bridge() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{}", refused.message());
 }
+
+#[tokio::test]
+async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
+    let Some(server) = docker_server().await else {
+        return;
+    };
+    let volume = format!("paddock-test-{}", uuid::Uuid::now_v7().simple());
+    let mut sandboxes = server.sandboxes().await;
+    let mut exec = ExecServiceClient::new(server.channel().await);
+    let writer = create(
+        &mut sandboxes,
+        pb::CreateSandboxRequest {
+            volumes: vec![pb::Volume {
+                name: volume.clone(),
+                mount_path: "/data".into(),
+                read_only: false,
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = run(
+        &mut exec,
+        &writer.id,
+        &["sh", "-c", "echo persisted > /data/note"],
+    )
+    .await;
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: writer.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let reader = create(
+        &mut sandboxes,
+        pb::CreateSandboxRequest {
+            volumes: vec![pb::Volume {
+                name: volume.clone(),
+                mount_path: "/data".into(),
+                read_only: true,
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    let out = run(&mut exec, &reader.id, &["cat", "/data/note"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "persisted\n");
+    let out = run(&mut exec, &reader.id, &["touch", "/data/other"]).await;
+    assert_ne!(out.exit_code, Some(0));
+    sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: reader.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(docker::docker(&["volume", "rm", &volume]));
+}
