@@ -771,3 +771,67 @@ async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
         .unwrap();
     assert!(docker::docker(&["volume", "rm", &volume]));
 }
+
+#[tokio::test]
+async fn requests_the_engine_would_refuse_are_refused_before_anything_is_made() {
+    let Some(server) = docker_server().await else {
+        return;
+    };
+    let mut sandboxes = server.sandboxes().await;
+    let cases = [
+        (
+            pb::CreateSandboxRequest {
+                resources: Some(pb::Resources {
+                    memory_bytes: 5 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "resources.memory_bytes",
+        ),
+        (
+            pb::CreateSandboxRequest {
+                resources: Some(pb::Resources {
+                    cpu_millis: 256_000,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::FailedPrecondition,
+            "resources.cpu_millis",
+        ),
+        (
+            pb::CreateSandboxRequest {
+                image: "Paddock-Test/UPPER:case".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "not a valid image reference",
+        ),
+    ];
+    for (request, code, says) in cases {
+        let status = sandboxes.create_sandbox(request).await.unwrap_err();
+        assert_eq!(status.code(), code, "{}", status.message());
+        assert!(status.message().contains(says), "{}", status.message());
+    }
+    let all = sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest {
+            states: (1..=8).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandboxes;
+    assert!(all.is_empty(), "refused creates leave no record: {all:?}");
+    assert!(
+        docker_output(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.paddock.scope={}", server.scope)
+        ])
+        .is_empty()
+    );
+}

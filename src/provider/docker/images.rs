@@ -20,8 +20,11 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) async fn ensure(docker: &Docker, image: &str, timeout: Duration) -> Result<()> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(()),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(engine_error(&format!("looking for image {image}"), e)),
+        Err(e) if is_not_found(&e) && invalid_reference(image, &e.to_string()).is_none() => {}
+        Err(e) => {
+            return Err(invalid_reference(image, &e.to_string())
+                .unwrap_or_else(|| engine_error(&format!("looking for image {image}"), e)));
+        }
     }
     info!(image, "image not on the engine; pulling it");
     let started = Instant::now();
@@ -94,6 +97,21 @@ fn split_tag(image: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// INVALID_ARGUMENT when the engine's answer says `image` is no valid
+/// reference (uppercase letters, spaces, a bad tag).
+fn invalid_reference(image: &str, answer: &str) -> Option<Error> {
+    let (_, reason) = answer.split_once("invalid reference format")?;
+    let reason = reason.trim_start_matches(':').trim();
+    Some(Error::invalid_argument(
+        "image",
+        if reason.is_empty() {
+            format!("{image:?} is not a valid image reference")
+        } else {
+            format!("{image:?} is not a valid image reference: {reason}")
+        },
+    ))
+}
+
 fn pull_error(image: &str, error: bollard::errors::Error) -> Error {
     use bollard::errors::Error as Engine;
     let answer = match &error {
@@ -101,6 +119,9 @@ fn pull_error(image: &str, error: bollard::errors::Error) -> Error {
         Engine::DockerStreamError { error } => error.clone(),
         _ => return engine_error(&format!("pulling image {image}"), error),
     };
+    if let Some(error) = invalid_reference(image, &answer) {
+        return error;
+    }
     let lower = answer.to_lowercase();
     let missing = is_not_found(&error)
         || [

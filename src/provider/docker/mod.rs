@@ -68,6 +68,8 @@ mod layout {
     pub const ROLE_AGENT_CHECK: &str = "agent-check";
 }
 
+/// The smallest memory limit the engine accepts.
+const MIN_MEMORY_BYTES: u64 = 6 << 20;
 /// How long a stopping container's agent may take to end its commands
 /// before the engine kills it.
 const STOP_GRACE_SECONDS: i32 = 5;
@@ -118,6 +120,8 @@ pub enum AgentTransport {
 struct EngineStatus {
     available: bool,
     detail: String,
+    /// The engine's CPUs, when known.
+    cpus: Option<i64>,
 }
 
 /// Sandboxes as containers on a Docker engine.
@@ -183,6 +187,7 @@ impl DockerProvider {
             engine: RwLock::new(EngineStatus {
                 available: false,
                 detail: "not checked yet".to_owned(),
+                cpus: None,
             }),
             channels: Mutex::new(HashMap::new()),
             observations,
@@ -201,11 +206,13 @@ impl DockerProvider {
     async fn check_engine(&self) -> bool {
         let outcome = tokio::time::timeout(PING_TIMEOUT, async {
             let negotiated = self.docker.clone().negotiate_version().await?;
-            negotiated.version().await
+            let version = negotiated.version().await?;
+            let info = negotiated.info().await?;
+            Ok::<_, bollard::errors::Error>((version, info))
         })
         .await;
         let status = match outcome {
-            Ok(Ok(version)) => EngineStatus {
+            Ok(Ok((version, info))) => EngineStatus {
                 available: true,
                 detail: format!(
                     "Docker engine {} (API {}) at {}",
@@ -213,10 +220,12 @@ impl DockerProvider {
                     version.api_version.as_deref().unwrap_or("?"),
                     self.address
                 ),
+                cpus: info.ncpu,
             },
             Ok(Err(e)) => EngineStatus {
                 available: false,
                 detail: format!("the Docker engine at {} does not answer: {e}", self.address),
+                cpus: None,
             },
             Err(_) => EngineStatus {
                 available: false,
@@ -225,6 +234,7 @@ impl DockerProvider {
                     self.address,
                     humantime::format_duration(PING_TIMEOUT)
                 ),
+                cpus: None,
             },
         };
         let available = status.available;
@@ -247,6 +257,7 @@ impl DockerProvider {
                 "the Docker engine at {} does not answer: {why}",
                 self.address
             ),
+            cpus: current.cpus,
         };
     }
 
@@ -758,6 +769,25 @@ impl Provider for DockerProvider {
     }
 
     async fn prepare(&self, spec: &mut SandboxSpec) -> Result<()> {
+        if let Some(memory) = spec.resources.memory_bytes
+            && memory < MIN_MEMORY_BYTES
+        {
+            return Err(Error::invalid_argument(
+                "resources.memory_bytes",
+                format!(
+                    "{memory} is below the Docker engine's minimum of {MIN_MEMORY_BYTES} bytes (6 MiB)"
+                ),
+            ));
+        }
+        let cpus = self.engine.read().expect("engine status").cpus;
+        if let (Some(millis), Some(cpus)) = (spec.resources.cpu_millis, cpus)
+            && millis > u64::try_from(cpus).unwrap_or(0) * 1000
+        {
+            return Err(Error::failed_precondition(format!(
+                "resources.cpu_millis: {millis} asks for more than the engine's {cpus} CPUs ({} millis)",
+                cpus * 1000
+            )));
+        }
         if spec.image.is_none() {
             spec.image = Some(self.settings.default_image.clone().ok_or_else(|| {
                 Error::invalid_argument(
