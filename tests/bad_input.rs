@@ -289,15 +289,7 @@ async fn create_rejects_bad_input_with_the_field_named() {
     }
 
     // Nothing was made by any refused request.
-    let listed = client
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let listed = common::every_sandbox(&mut client).await;
     assert!(listed.is_empty(), "refused requests left {listed:?}");
     let dirs = std::fs::read_dir(server.data_dir.join("sandboxes"))
         .unwrap()

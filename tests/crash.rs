@@ -100,15 +100,7 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     // Restart: reconciliation settles every record and removes the orphan.
     let server = ServerProcess::spawn(data_dir, "0s");
     let mut client = server.client().await;
-    let all = client
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let all = common::every_sandbox(&mut client).await;
     assert_eq!(all.len(), CREATES);
     for sandbox in &all {
         assert_eq!(

@@ -68,15 +68,7 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
         return;
     }
     let server = TestServer::start_with(|args| args.provider = Some("auto".into())).await;
-    let providers = server
-        .sandboxes()
-        .await
-        .list_providers(pb::ListProvidersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .providers;
-    let docker = providers.iter().find(|p| p.name == "docker").unwrap();
+    let docker = server.provider("docker").await;
     assert!(docker.available && docker.is_default, "{docker:?}");
     assert!(docker.detail.contains("API 1."), "{}", docker.detail);
     assert_eq!(
@@ -102,26 +94,14 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
         args.docker_agent_binary = Some(env!("CARGO_BIN_EXE_paddock").into());
     })
     .await;
-    let providers = server
-        .sandboxes()
-        .await
-        .list_providers(pb::ListProvidersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .providers;
-    let docker = providers.iter().find(|p| p.name == "docker").unwrap();
+    let docker = server.provider("docker").await;
     assert!(!docker.available && !docker.is_default);
     assert!(
         docker.detail.contains("dynamically linked"),
         "{}",
         docker.detail
     );
-    assert!(
-        providers
-            .iter()
-            .any(|p| p.name == "process" && p.is_default)
-    );
+    assert!(server.provider("process").await.is_default);
 }
 
 #[tokio::test]
@@ -435,15 +415,7 @@ async fn images_are_pulled_when_missing_and_bad_ones_leave_nothing() {
             .contains("127.0.0.1:9/paddock-test/nowhere:v1")
     );
 
-    let all = sandboxes
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let all = common::every_sandbox(&mut sandboxes).await;
     assert_eq!(all.len(), 1, "failed creates leave no record");
 }
 
@@ -508,15 +480,7 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
 
     let server = ServerProcess::spawn_with(temp.path(), "0s", &env);
     let mut client = server.client().await;
-    let all = client
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let all = common::every_sandbox(&mut client).await;
     assert_eq!(all.len(), CREATES);
     for sandbox in &all {
         // Every create was cut short after making its container: the
@@ -661,13 +625,7 @@ async fn a_remote_engine_over_mutual_tls_serves_sandboxes_through_the_bridge() {
     })
     .await;
     let mut sandboxes = server.sandboxes().await;
-    let providers = sandboxes
-        .list_providers(pb::ListProvidersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .providers;
-    let docker_info = providers.iter().find(|p| p.name == "docker").unwrap();
+    let docker_info = server.provider("docker").await;
     assert!(docker_info.available, "{}", docker_info.detail);
     assert!(docker_info.detail.contains(&host), "{}", docker_info.detail);
     let sandbox = create(&mut sandboxes, pb::CreateSandboxRequest::default()).await;
@@ -689,15 +647,7 @@ async fn a_remote_engine_over_mutual_tls_serves_sandboxes_through_the_bridge() {
         args.docker_host = Some(host.clone());
     })
     .await;
-    let providers = plain
-        .sandboxes()
-        .await
-        .list_providers(pb::ListProvidersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .providers;
-    let docker_info = providers.iter().find(|p| p.name == "docker").unwrap();
+    let docker_info = plain.provider("docker").await;
     assert!(!docker_info.available);
     assert!(
         docker_info.detail.contains("does not answer"),
@@ -815,15 +765,7 @@ async fn requests_the_engine_would_refuse_are_refused_before_anything_is_made() 
         assert_eq!(status.code(), code, "{}", status.message());
         assert!(status.message().contains(says), "{}", status.message());
     }
-    let all = sandboxes
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let all = common::every_sandbox(&mut sandboxes).await;
     assert!(all.is_empty(), "refused creates leave no record: {all:?}");
     assert!(
         docker_output(&[

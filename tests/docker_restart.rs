@@ -47,19 +47,6 @@ fn restart_dockerd() {
     assert!(status.success());
 }
 
-async fn provider_available(server: &TestServer) -> bool {
-    server
-        .sandboxes()
-        .await
-        .list_providers(pb::ListProvidersRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .providers
-        .iter()
-        .any(|p| p.name == "docker" && p.available)
-}
-
 #[tokio::test]
 async fn restarting_dockerd_neither_crashes_the_server_nor_falsifies_records() {
     if !docker::available() {
@@ -98,7 +85,7 @@ async fn restarting_dockerd_neither_crashes_the_server_nor_falsifies_records() {
     eventually(
         Duration::from_secs(30),
         "the server to see the engine again",
-        || async { provider_available(&server).await.then_some(()) },
+        || async { server.provider("docker").await.available.then_some(()) },
     )
     .await;
 
@@ -156,14 +143,6 @@ async fn restarting_dockerd_neither_crashes_the_server_nor_falsifies_records() {
         .sandbox
         .unwrap();
     assert_eq!(started.state, pb::SandboxState::Running as i32);
-    let all = sandboxes
-        .list_sandboxes(pb::ListSandboxesRequest {
-            states: (1..=8).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandboxes;
+    let all = common::every_sandbox(&mut sandboxes).await;
     assert_eq!(all.len(), 2, "no record lost or added");
 }

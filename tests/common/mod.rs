@@ -180,6 +180,20 @@ impl TestServer {
         SandboxServiceClient::new(self.channel().await)
     }
 
+    /// The provider called `name`, as ListProviders describes it.
+    pub async fn provider(&self, name: &str) -> paddock::pb::Provider {
+        self.sandboxes()
+            .await
+            .list_providers(paddock::pb::ListProvidersRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .providers
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("ListProviders lists {name}"))
+    }
+
     /// A gRPC health client.
     pub async fn health(&self) -> HealthClient<Channel> {
         HealthClient::new(self.channel().await)
@@ -309,4 +323,19 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Every sandbox of the default tenant, in every state (one page).
+pub async fn every_sandbox(
+    client: &mut SandboxServiceClient<Channel>,
+) -> Vec<paddock::pb::Sandbox> {
+    client
+        .list_sandboxes(paddock::pb::ListSandboxesRequest {
+            states: (1..=8).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandboxes
 }
