@@ -671,18 +671,15 @@ async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
     let volume = format!("paddock-test-{}", uuid::Uuid::now_v7().simple());
     let mut sandboxes = server.sandboxes().await;
     let mut exec = ExecServiceClient::new(server.channel().await);
-    let writer = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
-            volumes: vec![pb::Volume {
-                name: volume.clone(),
-                mount_path: "/data".into(),
-                read_only: false,
-            }],
-            ..Default::default()
-        },
-    )
-    .await;
+    let mounting = |read_only| pb::CreateSandboxRequest {
+        volumes: vec![pb::Volume {
+            name: volume.clone(),
+            mount_path: "/data".into(),
+            read_only,
+        }],
+        ..Default::default()
+    };
+    let writer = create(&mut sandboxes, mounting(false)).await;
     let out = run(
         &mut exec,
         &writer.id,
@@ -697,18 +694,7 @@ async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
         .await
         .unwrap();
 
-    let reader = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
-            volumes: vec![pb::Volume {
-                name: volume.clone(),
-                mount_path: "/data".into(),
-                read_only: true,
-            }],
-            ..Default::default()
-        },
-    )
-    .await;
+    let reader = create(&mut sandboxes, mounting(true)).await;
     let out = run(&mut exec, &reader.id, &["cat", "/data/note"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "persisted\n");
     let out = run(&mut exec, &reader.id, &["touch", "/data/other"]).await;
