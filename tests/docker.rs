@@ -1,12 +1,14 @@
 //! The docker provider against the real engine: containers with Paddock's
-//! labels and limits, images with no shell, pulls from a registry, engine
-//! events, and crashes mid-create.
+//! labels and limits, read-only roots and named volumes, pulls from a
+//! registry, engine events, a remote engine over mutual TLS, refused
+//! requests, and crashes mid-create. The exec suite runs on Docker in
+//! tests/exec.rs (images with and without a shell).
 
 mod common;
 
 use std::time::Duration;
 
-use common::docker::{self, BUSYBOX, NO_SHELL, containers_of, docker_output};
+use common::docker::{self, BUSYBOX, containers_of, docker_output};
 use common::spawned::ServerProcess;
 use common::{TestServer, eventually};
 use paddock::pb;
@@ -199,85 +201,6 @@ async fn a_sandbox_is_a_labelled_limited_container_for_its_whole_life() {
         .unwrap();
     assert!(containers_of(&sandbox.id).is_empty());
     assert!(!docker::docker(&["volume", "inspect", &volumes]));
-}
-
-#[tokio::test]
-async fn an_image_with_no_shell_runs_commands_and_refuses_shell_lines() {
-    let Some(server) = docker_server().await else {
-        return;
-    };
-    let mut sandboxes = server.sandboxes().await;
-    let mut exec = ExecServiceClient::new(server.channel().await);
-    let sandbox = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
-            image: NO_SHELL.into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    let out = run(&mut exec, &sandbox.id, &["echo", "no", "shell"]).await;
-    assert_eq!(out.exit_code, Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "no shell\n");
-
-    let refused = exec
-        .run_command(pb::RunCommandRequest {
-            sandbox_id: sandbox.id.clone(),
-            shell: "echo hi".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains("/bin/sh"),
-        "{}",
-        refused.message()
-    );
-
-    // A signal, with no shell anywhere (terminals on this image are part
-    // of the shared suite in tests/exec.rs).
-    let out = run(&mut exec, &sandbox.id, &["ls", "/bin"]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).contains("sleep"));
-    let started = exec
-        .start_command(pb::StartCommandRequest {
-            sandbox_id: sandbox.id.clone(),
-            spec: Some(pb::CommandSpec {
-                command: vec!["sleep".into(), "600".into()],
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .command
-        .unwrap();
-    exec.signal_command(pb::SignalCommandRequest {
-        sandbox_id: sandbox.id.clone(),
-        command_id: started.id.clone(),
-        signal: "SIGTERM".into(),
-    })
-    .await
-    .unwrap();
-    let ended = eventually(Duration::from_secs(10), "sleep to end", || {
-        let mut exec = exec.clone();
-        let sandbox_id = sandbox.id.clone();
-        let command_id = started.id.clone();
-        async move {
-            let command = exec
-                .get_command(pb::GetCommandRequest {
-                    sandbox_id,
-                    command_id,
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .command?;
-            (command.state == pb::CommandState::Exited as i32).then_some(command)
-        }
-    })
-    .await;
-    assert_eq!(ended.signal, "SIGTERM");
 }
 
 #[tokio::test]
