@@ -340,6 +340,14 @@ async fn images_are_pulled_when_missing_and_bad_ones_leave_nothing() {
 
     let all = common::every_sandbox(&mut sandboxes).await;
     assert_eq!(all.len(), 1, "failed creates leave no record");
+
+    sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: sandbox.id,
+        })
+        .await
+        .unwrap();
+    assert!(docker::docker(&["rmi", &pulled]), "the pulled image is there");
 }
 
 #[tokio::test]
