@@ -347,7 +347,10 @@ async fn images_are_pulled_when_missing_and_bad_ones_leave_nothing() {
         })
         .await
         .unwrap();
-    assert!(docker::docker(&["rmi", &pulled]), "the pulled image is there");
+    assert!(
+        docker::docker(&["rmi", &pulled]),
+        "the pulled image is there"
+    );
 }
 
 #[tokio::test]

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListImagesOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{engine_error, is_not_found, labels_of, layout};
 use crate::error::{Error, Result};
@@ -75,6 +75,7 @@ impl AgentBuild {
     /// volume, so a volume left half-filled by a crash is found and refilled.
     pub(super) async fn install(&self, docker: &Docker, scope: &str) -> Result<()> {
         if self.verify(docker, scope).await? {
+            self.remove_other_images(docker).await;
             return Ok(());
         }
         warn!(volume = %self.volume, "the agent volume does not hold a working agent; filling it again");
@@ -99,6 +100,46 @@ impl AgentBuild {
             )));
         }
         Ok(())
+    }
+
+    /// Removes agent images of other builds (and copies left untagged by
+    /// two imports racing): an image only serves to fill its volume, and is
+    /// imported again should a volume ever need it. Volumes are left alone,
+    /// since sandboxes of other builds may still mount them.
+    async fn remove_other_images(&self, docker: &Docker) {
+        let (repository, _) = self.image.split_once(':').unwrap_or((&self.image, ""));
+        let images = docker
+            .list_images(Some(ListImagesOptions {
+                filters: Some(HashMap::from([(
+                    "label".to_owned(),
+                    vec![layout::LABEL_SCOPE.to_owned()],
+                )])),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_or_default();
+        for image in images {
+            let ours = image.repo_tags.iter().any(|tag| tag == &self.image);
+            let untagged = image.repo_tags.iter().all(|tag| tag == "<none>:<none>");
+            let agent = untagged
+                || image
+                    .repo_tags
+                    .iter()
+                    .any(|tag| tag.starts_with(&format!("{repository}:")));
+            if agent && !ours {
+                match docker
+                    .remove_image(&image.id, None::<RemoveImageOptions>, None)
+                    .await
+                {
+                    Ok(_) => {
+                        info!(image = %image.id, tags = ?image.repo_tags, "removed an old agent image")
+                    }
+                    Err(error) => {
+                        debug!(image = %image.id, %error, "cannot remove an old agent image")
+                    }
+                }
+            }
+        }
     }
 
     /// Runs `paddock --version` from the volume (filling an empty or new

@@ -467,10 +467,11 @@ impl DockerProvider {
             .into_iter()
             .find(|m| m.destination.as_deref() == Some(layout::STATE_DIR))?
             .source?;
-        let dir = PathBuf::from(source);
-        std::fs::read_dir(&dir)
-            .is_ok()
-            .then(|| dir.join(layout::AGENT_SOCKET_NAME))
+        let socket = PathBuf::from(source).join(layout::AGENT_SOCKET_NAME);
+        // A Unix socket path holds at most 107 bytes; a data root deeper than
+        // Docker's default can make it longer, and then only the bridge works.
+        let fits = socket.as_os_str().len() < 108;
+        (fits && std::fs::read_dir(socket.parent()?).is_ok()).then_some(socket)
     }
 
     /// Waits until the agent of a started container answers, through a new
