@@ -673,6 +673,17 @@ async fn requests_the_engine_would_refuse_are_refused_before_anything_is_made() 
         ),
         (
             pb::CreateSandboxRequest {
+                resources: Some(pb::Resources {
+                    pids: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "resources.pids",
+        ),
+        (
+            pb::CreateSandboxRequest {
                 image: "Paddock-Test/UPPER:case".into(),
                 ..Default::default()
             },

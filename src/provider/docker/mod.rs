@@ -31,7 +31,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions,
-    LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use tokio::sync::broadcast;
@@ -70,6 +70,9 @@ mod layout {
 
 /// The smallest memory limit the engine accepts.
 const MIN_MEMORY_BYTES: u64 = 6 << 20;
+/// The smallest process limit that leaves room for the agent's threads and
+/// a command.
+const MIN_PIDS: u64 = 8;
 /// How long a stopping container's agent may take to end its commands
 /// before the engine kills it.
 const STOP_GRACE_SECONDS: i32 = 5;
@@ -485,8 +488,21 @@ impl DockerProvider {
                 sandbox_id: sandbox_id.to_owned(),
                 ..Default::default()
             }),
-        )
-        .await;
+        );
+        // A container that exits first (its agent cannot run, or is killed
+        // for memory) fails the start at once instead of at the deadline.
+        let mut exits = self.docker.wait_container(
+            container,
+            Some(WaitContainerOptions {
+                condition: "not-running".to_owned(),
+            }),
+        );
+        let probe = tokio::select! {
+            probe = probe => probe,
+            _ = exits.next() => {
+                return Err(self.agent_failure(container, "its container exited").await);
+            }
+        };
         match probe {
             Ok(Ok(_)) => {
                 self.channels
@@ -777,6 +793,16 @@ impl Provider for DockerProvider {
                 "resources.memory_bytes",
                 format!(
                     "{memory} is below the Docker engine's minimum of {MIN_MEMORY_BYTES} bytes (6 MiB)"
+                ),
+            ));
+        }
+        if let Some(pids) = spec.resources.pids
+            && pids < MIN_PIDS
+        {
+            return Err(Error::invalid_argument(
+                "resources.pids",
+                format!(
+                    "{pids} is too few: the sandbox's agent and its threads count too; ask for at least {MIN_PIDS}"
                 ),
             ));
         }
