@@ -1,0 +1,229 @@
+//! The sandbox lifecycle, the same on every provider: what a sandbox is
+//! made of, stop and start keeping its files, lifetimes and idle stops, and
+//! delete leaving nothing behind.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Provider, TestServer, eventually};
+use paddock::pb;
+use paddock::pb::exec_service_client::ExecServiceClient;
+use paddock::pb::sandbox_service_client::SandboxServiceClient;
+use tonic::transport::Channel;
+
+async fn create(server: &TestServer, request: pb::CreateSandboxRequest) -> pb::Sandbox {
+    let sandbox = server
+        .sandboxes()
+        .await
+        .create_sandbox(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(
+        sandbox.state,
+        pb::SandboxState::Running as i32,
+        "{}",
+        sandbox.state_reason
+    );
+    sandbox
+}
+
+async fn shell(server: &TestServer, sandbox_id: &str, line: &str) -> String {
+    let ran = ExecServiceClient::new(server.channel().await)
+        .run_command(pb::RunCommandRequest {
+            sandbox_id: sandbox_id.into(),
+            shell: line.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ran.exit_code,
+        Some(0),
+        "{line}: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    String::from_utf8(ran.stdout).unwrap()
+}
+
+async fn state_of(sandboxes: &mut SandboxServiceClient<Channel>, id: &str) -> pb::Sandbox {
+    sandboxes
+        .get_sandbox(pb::GetSandboxRequest {
+            sandbox_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap()
+}
+
+/// Whether the provider's object of the sandbox still exists.
+fn object_exists(server: &TestServer, provider: Provider, id: &str) -> bool {
+    if provider.is_docker() {
+        !common::docker::containers_of(id).is_empty()
+    } else {
+        server.sandbox_dir(id).exists()
+    }
+}
+
+fn seconds(value: f64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: value.trunc() as i64,
+        nanos: (value.fract() * 1e9) as i32,
+    })
+}
+
+async fn env_workdir_stop_start_and_delete(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
+    let mut sandboxes = server.sandboxes().await;
+    let sandbox = create(
+        &server,
+        pb::CreateSandboxRequest {
+            env: [("GREETING".to_owned(), "hello".to_owned())].into(),
+            workdir: "/work/space".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(sandbox.provider, provider.name());
+    assert!(!sandbox.provider_ref.is_empty());
+    assert_eq!(
+        shell(&server, &sandbox.id, "echo $GREETING; pwd").await,
+        "hello\n/work/space\n"
+    );
+    shell(&server, &sandbox.id, "echo kept > note").await;
+
+    let stopped = sandboxes
+        .stop_sandbox(pb::StopSandboxRequest {
+            sandbox_id: sandbox.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(stopped.state, pb::SandboxState::Stopped as i32);
+    assert!(object_exists(&server, provider, &sandbox.id));
+    let started = sandboxes
+        .start_sandbox(pb::StartSandboxRequest {
+            sandbox_id: sandbox.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(started.state, pb::SandboxState::Running as i32);
+    assert_eq!(shell(&server, &sandbox.id, "cat note").await, "kept\n");
+
+    let deleted = sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: sandbox.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(deleted.state, pb::SandboxState::Deleted as i32);
+    assert!(!object_exists(&server, provider, &sandbox.id));
+}
+
+async fn idle_sandboxes_stop_and_expired_ones_go(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
+    let mut sandboxes = server.sandboxes().await;
+    let idle = create(
+        &server,
+        pb::CreateSandboxRequest {
+            idle_timeout: seconds(1.0),
+            ..Default::default()
+        },
+    )
+    .await;
+    let expiring = create(
+        &server,
+        pb::CreateSandboxRequest {
+            timeout: seconds(1.5),
+            ..Default::default()
+        },
+    )
+    .await;
+    let stopped = eventually(Duration::from_secs(15), "the idle sandbox to stop", || {
+        let mut sandboxes = sandboxes.clone();
+        let id = idle.id.clone();
+        async move {
+            let sandbox = state_of(&mut sandboxes, &id).await;
+            (sandbox.state == pb::SandboxState::Stopped as i32).then_some(sandbox)
+        }
+    })
+    .await;
+    assert!(
+        stopped.state_reason.contains("idle"),
+        "{}",
+        stopped.state_reason
+    );
+    assert!(object_exists(&server, provider, &idle.id));
+    eventually(Duration::from_secs(15), "the expired sandbox to go", || {
+        let mut sandboxes = sandboxes.clone();
+        let id = expiring.id.clone();
+        async move {
+            (state_of(&mut sandboxes, &id).await.state == pb::SandboxState::Deleted as i32)
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(!object_exists(&server, provider, &expiring.id));
+    let still = state_of(&mut sandboxes, &idle.id).await;
+    assert_eq!(still.state, pb::SandboxState::Stopped as i32);
+}
+
+async fn no_network_means_loopback_only(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
+    let network_none = server
+        .provider(provider.name())
+        .await
+        .capabilities
+        .unwrap()
+        .network_none;
+    if !network_none {
+        // The process provider cuts the network only inside bubblewrap.
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !in_ci,
+            "{} cannot cut the network here (is bubblewrap missing?), and CI=true forbids skipping",
+            provider.name()
+        );
+        eprintln!("SKIPPED: {} cannot cut the network here", provider.name());
+        return;
+    }
+    let sandbox = create(
+        &server,
+        pb::CreateSandboxRequest {
+            network: pb::NetworkMode::None as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    // /proc/net/dev lists the interfaces of the caller's network namespace
+    // (/sys/class/net may show the host's on the process provider).
+    assert_eq!(
+        shell(
+            &server,
+            &sandbox.id,
+            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
+        )
+        .await,
+        "lo\n"
+    );
+}
+
+on_every_provider!(
+    env_workdir_stop_start_and_delete,
+    idle_sandboxes_stop_and_expired_ones_go,
+    no_network_means_loopback_only,
+);
