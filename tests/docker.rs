@@ -411,6 +411,24 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
             "no create can have finished"
         );
     }
+    // And an orphan: a container of this store that no record owns.
+    let orphan = paddock::ids::new_sandbox_id();
+    docker_output(&[
+        "create",
+        "--name",
+        &format!("paddock-{orphan}"),
+        "--label",
+        &format!("io.paddock.scope={scope}"),
+        "--label",
+        "io.paddock.role=sandbox",
+        "--label",
+        &format!("io.paddock.sandbox-id={orphan}"),
+        "--label",
+        "io.paddock.tenant=default",
+        BUSYBOX,
+        "sleep",
+        "600",
+    ]);
 
     let server = ServerProcess::spawn_with(temp.path(), "0s", &env);
     let mut client = server.client().await;
@@ -443,6 +461,7 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
     .collect();
     containers.sort();
     assert_eq!(containers, live, "one container per live record, no orphan");
+    assert!(containers_of(&orphan).is_empty(), "the orphan is removed");
 }
 
 /// A stand-in for a remote engine that demands mutual TLS: a TLS listener on
