@@ -11,6 +11,7 @@ const PROTO_ROOT: &str = "proto";
 const PROTOS: &[&str] = &[
     "proto/paddock/v1/sandbox.proto",
     "proto/paddock/v1/exec.proto",
+    "proto/paddock/v1/file.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -16,10 +16,11 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::api::{AgentBusyCheck, ExecApi, SandboxApi};
+use crate::api::{AgentBusyCheck, ExecApi, FileApi, SandboxApi};
 use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
+use crate::pb::file_service_server::FileServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
 use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, ProcessProvider, Provider, Providers,
@@ -130,6 +131,7 @@ impl Server {
             .set_serving::<SandboxServiceServer<SandboxApi>>()
             .await;
         health.set_serving::<ExecServiceServer<ExecApi>>().await;
+        health.set_serving::<FileServiceServer<FileApi>>().await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         // Both reflection versions describe every service, each other
@@ -162,6 +164,10 @@ impl Server {
                 manager.clone(),
                 config.max_commands,
             )))
+            .add_service(
+                FileServiceServer::new(FileApi::new(manager.clone()))
+                    .max_decoding_message_size(4 << 20),
+            )
             .add_service(SandboxServiceServer::new(SandboxApi::new(
                 manager,
                 stopping_rx,
@@ -177,6 +183,7 @@ impl Server {
                     .set_not_serving::<SandboxServiceServer<SandboxApi>>()
                     .await;
                 health.set_not_serving::<ExecServiceServer<ExecApi>>().await;
+                health.set_not_serving::<FileServiceServer<FileApi>>().await;
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;

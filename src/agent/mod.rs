@@ -5,6 +5,7 @@
 
 pub mod bridge;
 mod command;
+mod files;
 mod output;
 mod peers;
 mod reaper;
@@ -41,6 +42,11 @@ pub struct AgentArgs {
     /// Where the sandbox's "/" is in the agent's view of the filesystem.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+    /// Confine file operations beneath this directory (the sandbox's "/"
+    /// for FileService). Unset: the agent's own "/" is the sandbox's (a
+    /// container), and paths are used as they are.
+    #[arg(long, value_name = "DIR")]
+    pub files_root: Option<PathBuf>,
     /// Where command records and output logs are kept.
     #[arg(long, value_name = "DIR")]
     pub state_dir: PathBuf,
@@ -297,9 +303,19 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         }
     };
     let service = service::AgentExec::new(agent.clone());
+    let files_root = match &args.files_root {
+        Some(dir) => files::root::Root::beneath(dir)
+            .with_context(|| format!("cannot open the files root {}", dir.display()))?,
+        None => files::root::Root::Whole,
+    };
+    let files = files::AgentFiles::new(files_root, args.workdir.clone());
     tonic::transport::Server::builder()
         .add_service(
             pb::exec_service_server::ExecServiceServer::new(service)
+                .max_decoding_message_size(4 << 20),
+        )
+        .add_service(
+            pb::file_service_server::FileServiceServer::new(files)
                 .max_decoding_message_size(4 << 20),
         )
         .serve_with_incoming_shutdown(

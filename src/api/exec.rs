@@ -22,7 +22,7 @@ use crate::sandbox::{DEFAULT_TENANT, Manager};
 
 /// The largest message read from an agent: a RunCommand answer with both
 /// capped outputs, or one output chunk, with room to spare.
-const AGENT_MAX_MESSAGE_BYTES: usize = 4 << 20;
+pub(super) const AGENT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The deadline of the agent calls that answer at once.
 const AGENT_CALL_DEADLINE: Duration = Duration::from_secs(30);
 /// How long an Exec stream may take to send its first message.
@@ -68,7 +68,7 @@ impl ExecApi {
 
 /// Re-words an agent's error: the codes a caller can act on pass, anything
 /// else is the agent being unreachable or broken.
-fn agent_status(status: Status) -> Status {
+pub(super) fn agent_status(status: Status) -> Status {
     let message: String = status
         .message()
         .chars()
@@ -77,6 +77,9 @@ fn agent_status(status: Status) -> Status {
     match status.code() {
         Code::InvalidArgument
         | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::OutOfRange
         | Code::FailedPrecondition
         | Code::ResourceExhausted
         | Code::DeadlineExceeded
@@ -89,7 +92,7 @@ fn agent_status(status: Status) -> Status {
 }
 
 /// Runs a unary agent call under the agent deadline.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     call: impl Future<Output = Result<Response<T>, Status>>,
 ) -> Result<Response<T>, Status> {
     tokio::time::timeout(AGENT_CALL_DEADLINE, call)

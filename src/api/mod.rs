@@ -3,8 +3,10 @@
 
 pub mod convert;
 mod exec;
+mod file;
 mod sandbox;
 mod status;
 
 pub use exec::{AgentBusyCheck, ExecApi};
+pub use file::FileApi;
 pub use sandbox::SandboxApi;

@@ -189,6 +189,8 @@ impl AgentFiles {
             .args(["--sandbox-id", sandbox_id])
             .arg("--root")
             .arg(agent_root)
+            .arg("--files-root")
+            .arg(&rootfs)
             .arg("--state-dir")
             .arg(self.dir.join("agent"))
             .args(["--workdir", sandbox.workdir])

@@ -1,0 +1,693 @@
+//! The agent's `paddock.v1.FileService`: files read and written with direct
+//! system calls inside the sandbox, transfers streamed chunk by chunk.
+//!
+//! Blocking file work runs on tokio's blocking threads; a transfer holds at
+//! most a few chunks in memory whatever its size.
+
+mod archive;
+mod ops;
+pub mod root;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pb;
+use crate::pb::file_service_server::FileService;
+use root::{Kind, Meta, Root};
+
+/// The bytes in one Download or DownloadArchive chunk.
+pub const CHUNK_BYTES: usize = 256 << 10;
+/// The largest upload chunk accepted.
+pub const MAX_UPLOAD_CHUNK_BYTES: usize = 1 << 20;
+/// The largest WriteFile content, and ReadFile answer.
+pub const MAX_SMALL_FILE_BYTES: usize = 3 << 20;
+/// The longest path accepted.
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// The file service of one agent.
+pub struct AgentFiles {
+    root: Arc<Root>,
+    workdir: String,
+}
+
+impl AgentFiles {
+    /// File operations in `root`, with relative paths resolved against
+    /// `workdir`.
+    pub fn new(root: Root, workdir: String) -> Self {
+        Self {
+            root: Arc::new(root),
+            workdir,
+        }
+    }
+
+    fn resolve(&self, field: &str, path: &str) -> Result<PathBuf, Status> {
+        resolve(&self.workdir, field, path)
+    }
+
+    /// Runs blocking file work off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Root) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || work(&root))
+            .await
+            .map_err(|e| Status::internal(format!("file work failed: {e}")))?
+    }
+}
+
+/// `path` (absolute, or relative to `workdir`) as a normalised absolute
+/// sandbox path. PERMISSION_DENIED when `..` climbs above "/".
+pub fn resolve(workdir: &str, field: &str, path: &str) -> Result<PathBuf, Status> {
+    if path.is_empty() {
+        return Err(Status::invalid_argument(format!("{field}: is required")));
+    }
+    if path.len() > MAX_PATH_BYTES || path.contains('\0') {
+        return Err(Status::invalid_argument(format!(
+            "{field}: a path is at most {MAX_PATH_BYTES} bytes with no NUL byte"
+        )));
+    }
+    let joined = if path.starts_with('/') {
+        PathBuf::from(path)
+    } else {
+        Path::new(workdir).join(path)
+    };
+    let mut normal = PathBuf::from("/");
+    for part in joined.components() {
+        match part {
+            Component::Normal(name) => normal.push(name),
+            Component::ParentDir => {
+                if !normal.pop() {
+                    return Err(Status::permission_denied(format!(
+                        "{field}: {path:?} leads out of the sandbox"
+                    )));
+                }
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Ok(normal)
+}
+
+/// An I/O error on `path` as the status a caller can act on.
+pub fn io_status(path: &Path, error: std::io::Error) -> Status {
+    use std::io::ErrorKind as K;
+    let shown = path.display();
+    match (error.kind(), error.raw_os_error()) {
+        (K::NotFound, _) => Status::not_found(format!("{shown}: no such file or directory")),
+        (K::AlreadyExists, _) => Status::already_exists(format!(
+            "{shown} exists already; set overwrite to replace it"
+        )),
+        (K::PermissionDenied, Some(libc::EACCES | libc::EPERM)) => {
+            Status::permission_denied(format!("{shown}: permission denied"))
+        }
+        // cap-std's answer to a path or link that leaves the sandbox.
+        (K::PermissionDenied, _) | (_, Some(libc::EXDEV)) => Status::permission_denied(format!(
+            "{shown}: the path leads out of the sandbox ({error})"
+        )),
+        (_, Some(libc::ENOTDIR)) => {
+            Status::failed_precondition(format!("{shown}: a part of the path is not a directory"))
+        }
+        (_, Some(libc::EISDIR)) => {
+            Status::failed_precondition(format!("{shown} is a directory, not a file"))
+        }
+        (_, Some(libc::ENOTEMPTY)) => {
+            Status::failed_precondition(format!("{shown} is a directory that is not empty"))
+        }
+        (_, Some(libc::ELOOP)) => {
+            Status::failed_precondition(format!("{shown}: too many levels of symbolic links"))
+        }
+        (_, Some(libc::ENOSPC | libc::EDQUOT)) => {
+            Status::resource_exhausted(format!("{shown}: the sandbox's disk is full"))
+        }
+        (_, Some(libc::EROFS)) => {
+            Status::failed_precondition(format!("{shown} is on a read-only filesystem"))
+        }
+        _ => Status::internal(format!("{shown}: {error}")),
+    }
+}
+
+/// A path's description for the API.
+pub fn file_info(root: &Root, path: &Path, meta: &Meta) -> pb::FileInfo {
+    let link_target = if meta.kind == Kind::Symlink {
+        root.read_link(path)
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    pb::FileInfo {
+        path: path.to_string_lossy().into_owned(),
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "/".to_owned()),
+        r#type: match meta.kind {
+            Kind::File => pb::FileType::File,
+            Kind::Dir => pb::FileType::Directory,
+            Kind::Symlink => pb::FileType::Symlink,
+            Kind::Other => pb::FileType::Other,
+        } as i32,
+        size: i64::try_from(meta.size).unwrap_or(i64::MAX),
+        mode: meta.mode,
+        mtime: Some(prost_types::Timestamp::from(meta.mtime)),
+        link_target,
+    }
+}
+
+/// Describes `path` for the API, not following a final link.
+pub fn stat_info(root: &Root, path: &Path) -> Result<pb::FileInfo, Status> {
+    let meta = root.stat(path).map_err(|e| io_status(path, e))?;
+    Ok(file_info(root, path, &meta))
+}
+
+/// A file being written under a temporary name next to its destination;
+/// removed when dropped unless committed, so a failed or abandoned transfer
+/// leaves nothing behind.
+pub struct Staged {
+    root: Arc<Root>,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// A new temporary file beside `destination`.
+    pub fn create(
+        root: Arc<Root>,
+        destination: &Path,
+        mode: u32,
+    ) -> Result<(Self, std::fs::File), Status> {
+        let parent = destination.parent().unwrap_or(Path::new("/"));
+        let temp = parent.join(format!(
+            ".paddock-partial-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let file = root
+            .create_new(&temp, mode)
+            .map_err(|e| io_status(destination, e))?;
+        root.set_mode(&temp, mode)
+            .map_err(|e| io_status(destination, e))?;
+        Ok((
+            Self {
+                root,
+                temp,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// Puts the file at `destination`: replacing what is there with
+    /// `overwrite`, otherwise only if nothing is (ALREADY_EXISTS).
+    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<(), Status> {
+        if overwrite {
+            if let Ok(meta) = self.root.stat(destination)
+                && meta.kind == Kind::Dir
+            {
+                return Err(Status::failed_precondition(format!(
+                    "{} is a directory, not a file",
+                    destination.display()
+                )));
+            }
+            self.root
+                .rename(&self.temp, destination)
+                .map_err(|e| io_status(destination, e))?;
+        } else {
+            // A link fails when the name is taken: an atomic "rename unless
+            // it exists".
+            self.root
+                .hard_link(&self.temp, destination)
+                .map_err(|e| io_status(destination, e))?;
+            let _ = self.root.remove_file(&self.temp);
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.root.remove_file(&self.temp);
+        }
+    }
+}
+
+/// Checks where a new file goes: makes its parents on request, refuses a
+/// directory there, and an existing file without `overwrite`.
+fn prepare_destination(
+    root: &Root,
+    path: &Path,
+    create_parents: bool,
+    overwrite: bool,
+) -> Result<(), Status> {
+    let Some(parent) = path.parent() else {
+        return Err(Status::failed_precondition("/ is a directory, not a file"));
+    };
+    if create_parents {
+        ensure_dir(root, parent)?;
+    }
+    match root.stat(path) {
+        Ok(meta) if meta.kind == Kind::Dir => Err(Status::failed_precondition(format!(
+            "{} is a directory, not a file",
+            path.display()
+        ))),
+        Ok(_) if !overwrite => Err(Status::already_exists(format!(
+            "{} exists already; set overwrite to replace it",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The parent must be a directory we may write in.
+            match root.stat_follow(parent) {
+                Ok(meta) if meta.kind == Kind::Dir => Ok(()),
+                Ok(_) => Err(Status::failed_precondition(format!(
+                    "{} is not a directory",
+                    parent.display()
+                ))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Status::not_found(format!(
+                        "{}: no such directory; set create_parents to make it",
+                        parent.display()
+                    )))
+                }
+                Err(e) => Err(io_status(parent, e)),
+            }
+        }
+        Err(e) => Err(io_status(path, e)),
+    }
+}
+
+/// Makes `path` and its missing parents, and checks that it now is a
+/// directory beneath the root (an existing link to elsewhere is refused).
+pub fn ensure_dir(root: &Root, path: &Path) -> Result<(), Status> {
+    match root.make_dir(path, 0o755, true) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_status(path, e)),
+    }
+    match root.stat_follow(path) {
+        Ok(meta) if meta.kind == Kind::Dir => Ok(()),
+        Ok(_) => Err(Status::failed_precondition(format!(
+            "{} is not a directory",
+            path.display()
+        ))),
+        Err(e) => Err(io_status(path, e)),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_mode(mode: u32, default: u32) -> u32 {
+    if mode == 0 { default } else { mode & 0o7777 }
+}
+
+type Chunks<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FileService for AgentFiles {
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::UploadRequest>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
+        use pb::upload_request::Request as R;
+        let mut inbound = request.into_inner();
+        let Some(pb::UploadRequest {
+            request: Some(R::Header(header)),
+        }) = inbound.message().await?
+        else {
+            return Err(Status::invalid_argument(
+                "the first Upload message must be the header",
+            ));
+        };
+        let path = self.resolve("path", &header.path)?;
+        let expected = header.sha256.to_ascii_lowercase();
+        let mode = file_mode(header.mode, 0o644);
+        let (staged, file) = {
+            let path = path.clone();
+            let root = self.root.clone();
+            self.blocking(move |r| {
+                prepare_destination(r, &path, header.create_parents, header.overwrite)?;
+                Staged::create(root, &path, mode)
+            })
+            .await?
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        while let Some(message) = inbound.message().await? {
+            match message.request {
+                Some(R::Chunk(chunk)) => {
+                    if chunk.len() > MAX_UPLOAD_CHUNK_BYTES {
+                        return Err(Status::invalid_argument(format!(
+                            "chunk: at most {MAX_UPLOAD_CHUNK_BYTES} bytes each"
+                        )));
+                    }
+                    hasher.update(&chunk);
+                    size += chunk.len() as u64;
+                    tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
+                        .await
+                        .map_err(|e| io_status(&path, e))?;
+                }
+                Some(R::Header(_)) => {
+                    return Err(Status::invalid_argument(
+                        "an Upload has one header, in its first message",
+                    ));
+                }
+                None => {}
+            }
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file)
+            .await
+            .map_err(|e| io_status(&path, e))?;
+        drop(file);
+        let sha256 = hex(&hasher.finalize());
+        if !expected.is_empty() && expected != sha256 {
+            return Err(Status::invalid_argument(format!(
+                "sha256: the uploaded content's sha256 is {sha256}, not the expected {expected}; \
+                 nothing was written to {}",
+                path.display()
+            )));
+        }
+        let overwrite = header.overwrite;
+        let info = self
+            .blocking(move |r| {
+                staged.commit(&path, overwrite)?;
+                stat_info(r, &path)
+            })
+            .await?;
+        let _ = size;
+        Ok(Response::new(pb::UploadResponse {
+            info: Some(info),
+            sha256,
+        }))
+    }
+
+    type DownloadStream = Chunks<pb::DownloadResponse>;
+
+    async fn download(
+        &self,
+        request: Request<pb::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        if request.offset < 0 || request.length < 0 {
+            return Err(Status::invalid_argument(
+                "offset and length: must not be negative",
+            ));
+        }
+        let (file, info, size) = {
+            let path = path.clone();
+            self.blocking(move |r| {
+                let file = r.open_read(&path).map_err(|e| io_status(&path, e))?;
+                let meta = r.stat_follow(&path).map_err(|e| io_status(&path, e))?;
+                if meta.kind != Kind::File {
+                    return Err(Status::failed_precondition(format!(
+                        "{} is not a regular file",
+                        path.display()
+                    )));
+                }
+                Ok((file, file_info(r, &path, &meta), meta.size))
+            })
+            .await?
+        };
+        let offset = request.offset as u64;
+        if offset > size {
+            return Err(Status::out_of_range(format!(
+                "offset: {offset} is past the end of {} ({size} bytes)",
+                path.display()
+            )));
+        }
+        let end = if request.length == 0 {
+            size
+        } else {
+            size.min(offset.saturating_add(request.length as u64))
+        };
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            if sender
+                .blocking_send(Ok(pb::DownloadResponse {
+                    response: Some(pb::download_response::Response::Info(info)),
+                }))
+                .is_err()
+            {
+                return;
+            }
+            let mut file = file;
+            if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                let _ = sender.blocking_send(Err(io_status(&path, e)));
+                return;
+            }
+            let mut left = end - offset;
+            while left > 0 {
+                let mut chunk = vec![0u8; CHUNK_BYTES.min(left as usize)];
+                match file.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        chunk.truncate(n);
+                        left -= n as u64;
+                        let message = pb::DownloadResponse {
+                            response: Some(pb::download_response::Response::Chunk(chunk)),
+                        };
+                        if sender.blocking_send(Ok(message)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = sender.blocking_send(Err(io_status(&path, e)));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn upload_archive(
+        &self,
+        request: Request<Streaming<pb::UploadArchiveRequest>>,
+    ) -> Result<Response<pb::UploadArchiveResponse>, Status> {
+        archive::upload(self, request.into_inner()).await
+    }
+
+    type DownloadArchiveStream = Chunks<pb::DownloadArchiveResponse>;
+
+    async fn download_archive(
+        &self,
+        request: Request<pb::DownloadArchiveRequest>,
+    ) -> Result<Response<Self::DownloadArchiveStream>, Status> {
+        archive::download(self, request.into_inner()).await
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let path = self.resolve("path", &request.into_inner().path)?;
+        let info = self.blocking(move |r| stat_info(r, &path)).await?;
+        Ok(Response::new(pb::StatResponse { info: Some(info) }))
+    }
+
+    async fn list_dir(
+        &self,
+        request: Request<pb::ListDirRequest>,
+    ) -> Result<Response<pb::ListDirResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        let depth = ops::bounded("depth", request.depth, 1, 32)?;
+        let limit = ops::bounded("limit", request.limit, 1000, 10_000)?;
+        let (entries, truncated) = self
+            .blocking(move |r| ops::list_dir(r, &path, depth, limit))
+            .await?;
+        Ok(Response::new(pb::ListDirResponse { entries, truncated }))
+    }
+
+    async fn make_dir(
+        &self,
+        request: Request<pb::MakeDirRequest>,
+    ) -> Result<Response<pb::MakeDirResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        let mode = file_mode(request.mode, 0o755);
+        let info = self
+            .blocking(move |r| {
+                match r.make_dir(&path, mode, request.parents) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && request.parents => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Status::not_found(format!(
+                            "{}: the parent directory does not exist; set parents to make it",
+                            path.display()
+                        )));
+                    }
+                    Err(e) => return Err(io_status(&path, e)),
+                }
+                let info = stat_info(r, &path)?;
+                if info.r#type != pb::FileType::Directory as i32 {
+                    return Err(Status::already_exists(format!(
+                        "{} exists and is not a directory",
+                        path.display()
+                    )));
+                }
+                Ok(info)
+            })
+            .await?;
+        Ok(Response::new(pb::MakeDirResponse { info: Some(info) }))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        if path == Path::new("/") {
+            return Err(Status::invalid_argument(
+                "path: the sandbox's root cannot be removed",
+            ));
+        }
+        self.blocking(move |r| {
+            let meta = r.stat(&path).map_err(|e| io_status(&path, e))?;
+            let removed = if meta.kind == Kind::Dir {
+                r.remove_dir(&path, request.recursive)
+            } else {
+                r.remove_file(&path)
+            };
+            removed.map_err(|e| match e.raw_os_error() {
+                Some(libc::ENOTEMPTY) => Status::failed_precondition(format!(
+                    "{} is a directory that is not empty; set recursive to remove it all",
+                    path.display()
+                )),
+                _ => io_status(&path, e),
+            })
+        })
+        .await?;
+        Ok(Response::new(pb::RemoveResponse {}))
+    }
+
+    async fn r#move(
+        &self,
+        request: Request<pb::MoveRequest>,
+    ) -> Result<Response<pb::MoveResponse>, Status> {
+        let request = request.into_inner();
+        let source = self.resolve("source", &request.source)?;
+        let destination = self.resolve("destination", &request.destination)?;
+        let info = self
+            .blocking(move |r| {
+                r.stat(&source).map_err(|e| io_status(&source, e))?;
+                if !request.overwrite && r.stat(&destination).is_ok() {
+                    return Err(Status::already_exists(format!(
+                        "{} exists already; set overwrite to replace it",
+                        destination.display()
+                    )));
+                }
+                r.rename(&source, &destination)
+                    .map_err(|e| io_status(&destination, e))?;
+                stat_info(r, &destination)
+            })
+            .await?;
+        Ok(Response::new(pb::MoveResponse { info: Some(info) }))
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<pb::ReadFileRequest>,
+    ) -> Result<Response<pb::ReadFileResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        let answer = self
+            .blocking(move |r| ops::read_file(r, &path, &request))
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn write_file(
+        &self,
+        request: Request<pb::WriteFileRequest>,
+    ) -> Result<Response<pb::WriteFileResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        if request.content.len() > MAX_SMALL_FILE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "content: at most {MAX_SMALL_FILE_BYTES} bytes; use Upload for larger files"
+            )));
+        }
+        let root = self.root.clone();
+        let info = self
+            .blocking(move |r| {
+                prepare_destination(r, &path, request.create_parents, request.overwrite)?;
+                // An existing file keeps its mode unless one is given.
+                let mode = match r.stat(&path) {
+                    Ok(meta) if request.mode == 0 => meta.mode,
+                    _ => file_mode(request.mode, 0o644),
+                };
+                let (staged, mut file) = Staged::create(root, &path, mode)?;
+                file.write_all(&request.content)
+                    .map_err(|e| io_status(&path, e))?;
+                drop(file);
+                staged.commit(&path, request.overwrite)?;
+                stat_info(r, &path)
+            })
+            .await?;
+        Ok(Response::new(pb::WriteFileResponse { info: Some(info) }))
+    }
+
+    async fn edit_file(
+        &self,
+        request: Request<pb::EditFileRequest>,
+    ) -> Result<Response<pb::EditFileResponse>, Status> {
+        let request = request.into_inner();
+        let path = self.resolve("path", &request.path)?;
+        let root = self.root.clone();
+        let replacements = self
+            .blocking(move |r| ops::edit_file(r, root, &path, &request))
+            .await?;
+        Ok(Response::new(pb::EditFileResponse { replacements }))
+    }
+
+    async fn find_files(
+        &self,
+        request: Request<pb::FindFilesRequest>,
+    ) -> Result<Response<pb::FindFilesResponse>, Status> {
+        let request = request.into_inner();
+        let base = if request.path.is_empty() {
+            self.resolve("path", &self.workdir)?
+        } else {
+            self.resolve("path", &request.path)?
+        };
+        let limit = ops::bounded("limit", request.limit, 1000, 10_000)?;
+        let matcher = ops::glob("pattern", &request.pattern)?;
+        let (paths, truncated) = self
+            .blocking(move |r| ops::find_files(r, &base, &matcher, limit))
+            .await?;
+        Ok(Response::new(pb::FindFilesResponse { paths, truncated }))
+    }
+
+    async fn grep(
+        &self,
+        request: Request<pb::GrepRequest>,
+    ) -> Result<Response<pb::GrepResponse>, Status> {
+        let request = request.into_inner();
+        let base = if request.path.is_empty() {
+            self.resolve("path", &self.workdir)?
+        } else {
+            self.resolve("path", &request.path)?
+        };
+        let limit = ops::bounded("limit", request.limit, 100, 10_000)?;
+        let search = ops::GrepSearch::new(&request)?;
+        let answer = self
+            .blocking(move |r| ops::grep(r, &base, &search, limit))
+            .await?;
+        Ok(Response::new(answer))
+    }
+}
