@@ -84,7 +84,7 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             resource_limits: true,
             images: true,
             exec: true,
-            files: false,
+            files: true,
             read_only_root: true,
         })
     );

@@ -103,6 +103,7 @@ async fn reflection_lists_services_in_both_versions() {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "paddock.v1.ExecService",
+        "paddock.v1.FileService",
         "paddock.v1.SandboxService",
     ];
 
@@ -765,6 +766,7 @@ async fn list_providers_reports_the_process_provider_honestly() {
             signals: true,
             stop_start: true,
             exec: true,
+            files: true,
             network_none: confined,
             ..Default::default()
         })

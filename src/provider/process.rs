@@ -201,12 +201,14 @@ impl Provider for ProcessProvider {
                     "bubblewrap: each sandbox has its own mount, PID, IPC \
                     and UTS namespaces (and network namespace with NETWORK_MODE_NONE); the host's \
                     files are visible read-only, all but the sandbox's own directory and a private \
-                    /tmp; commands run as the server's user with no resource limits"
+                    /tmp; commands run as the server's user with no resource limits; file \
+                    operations are confined beneath the sandbox's own directory"
                         .to_owned()
                 }
                 Confinement::None => "none: bubblewrap (bwrap) is not available, so commands run \
                     as the server's user on the host, in the sandbox's private directory; they can \
-                    see and reach whatever that user can"
+                    see and reach whatever that user can (file operations stay confined beneath \
+                    the sandbox's directory)"
                     .to_owned(),
             },
             capabilities: Capabilities {
@@ -214,6 +216,7 @@ impl Provider for ProcessProvider {
                 signals: true,
                 stop_start: true,
                 exec: true,
+                files: true,
                 network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
                 ..Capabilities::default()
             },

@@ -779,7 +779,7 @@ impl Provider for DockerProvider {
                 resource_limits: true,
                 images: true,
                 exec: true,
-                files: false,
+                files: true,
                 read_only_root: true,
             },
         }
