@@ -19,45 +19,14 @@
 
 use std::time::{Duration, Instant};
 
-use paddock::config::{ServeArgs, ServerConfig};
 use paddock::pb;
 use paddock::pb::exec_service_client::ExecServiceClient;
 use paddock::pb::sandbox_service_client::SandboxServiceClient;
-use paddock::server::{BoundAddr, Server};
 use tokio_stream::wrappers::ReceiverStream;
 
-struct Stats {
-    min: Duration,
-    median: Duration,
-    p95: Duration,
-}
+mod support;
 
-fn stats(mut samples: Vec<Duration>) -> Stats {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Stats {
-        min: samples[0],
-        median: at(0.5),
-        p95: at(0.95),
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn report(name: &str, paddock: Stats, floor: Stats) {
-    println!(
-        "{name:<34} paddock min {} p50 {} p95 {} | floor min {} p50 {} p95 {} | ratio p50 {:.2}x",
-        ms(paddock.min),
-        ms(paddock.median),
-        ms(paddock.p95),
-        ms(floor.min),
-        ms(floor.median),
-        ms(floor.p95),
-        paddock.median.as_secs_f64() / floor.median.as_secs_f64()
-    );
-}
+use support::{BENCH_IMAGE, BenchServer, Stats, report, stats};
 
 fn fork_exec_true() -> Duration {
     let started = Instant::now();
@@ -93,63 +62,6 @@ async fn exec_true(client: &mut ExecServiceClient<tonic::transport::Channel>, id
         }
     }
 }
-
-/// A server in this process on a fresh data directory, with `provider` as
-/// its default; dropped with the returned guard.
-struct BenchServer {
-    channel: tonic::transport::Channel,
-    stop: tokio::sync::oneshot::Sender<()>,
-    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
-    data: tempfile::TempDir,
-}
-
-impl BenchServer {
-    async fn start(provider: &str) -> Self {
-        Self::start_with(provider, "auto").await
-    }
-
-    async fn start_with(provider: &str, docker_transport: &str) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let config = ServerConfig::resolve(ServeArgs {
-            listen: Some("127.0.0.1:0".into()),
-            data_dir: Some(data.path().to_path_buf()),
-            agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
-            docker_agent_binary: std::env::var_os(STATIC_AGENT).map(Into::into),
-            provider: Some(provider.into()),
-            docker_agent_transport: Some(docker_transport.into()),
-            log: Some("warn".into()),
-            ..ServeArgs::default()
-        })
-        .unwrap();
-        let server = Server::start(config).await.unwrap();
-        let BoundAddr::Tcp(addr) = server.local_addr().clone() else {
-            unreachable!("TCP")
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(server.serve(async {
-            let _ = stopped.await;
-        }));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        Self {
-            channel,
-            stop,
-            serving,
-            data,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.serving.await.unwrap().unwrap();
-    }
-}
-
-const STATIC_AGENT: &str = "PADDOCK_STATIC_AGENT";
-const BENCH_IMAGE: &str = "paddock-test/busybox:latest";
 
 #[tokio::main]
 async fn main() {
@@ -256,24 +168,6 @@ async fn process_section(full: bool) {
     server.stop().await;
 }
 
-/// Why the docker section cannot run here, if it cannot.
-async fn docker_unavailable(docker: &bollard::Docker) -> Option<String> {
-    if std::env::var_os(STATIC_AGENT).is_none() {
-        return Some(format!(
-            "{STATIC_AGENT} is not set (scripts/build-static-agent)"
-        ));
-    }
-    if let Err(e) = docker.ping().await {
-        return Some(format!("no Docker engine answers: {e}"));
-    }
-    if docker.inspect_image(BENCH_IMAGE).await.is_err() {
-        return Some(format!(
-            "the engine lacks {BENCH_IMAGE} (scripts/test-images)"
-        ));
-    }
-    None
-}
-
 /// Waits for the engine to finish tidying up after raw execs. A raw exec
 /// answers before dockerd, containerd and runc are done with it, and on a
 /// small machine that leftover work would land in the next Paddock sample
@@ -312,21 +206,9 @@ async fn raw_docker_exec_true(docker: &bollard::Docker, container: &str) -> Dura
 
 async fn docker_section(full: bool) {
     let (rounds, batches, concurrency) = if full { (200, 10, 50) } else { (5, 1, 50) };
-    let docker = bollard::Docker::connect_with_defaults()
-        .unwrap()
-        .negotiate_version()
-        .await;
-    let why_not = match &docker {
-        Ok(docker) => docker_unavailable(docker).await,
-        Err(e) => Some(format!("cannot reach the Docker engine: {e}")),
-    };
-    if let Some(why) = why_not {
-        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(!in_ci, "the docker benchmark cannot run: {why}");
-        println!("docker provider: skipped: {why}");
+    let Some(docker) = support::docker_or_skip("docker exec").await else {
         return;
-    }
-    let docker = docker.unwrap();
+    };
     println!(
         "exec on the docker provider ({BENCH_IMAGE}), floor: raw Docker Engine API exec in the same container, {rounds} rounds, {batches} batches of {concurrency}{}",
         if full {
