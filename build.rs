@@ -24,7 +24,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
-    tonic_prost_build::configure()
+    // Transfer chunks as `bytes::Bytes`: decoding slices the received
+    // buffer instead of copying it, which matters when the server relays
+    // gigabytes between a caller and an agent.
+    let chunks = [
+        ".paddock.v1.UploadRequest.chunk",
+        ".paddock.v1.DownloadResponse.chunk",
+        ".paddock.v1.UploadArchiveRequest.chunk",
+        ".paddock.v1.DownloadArchiveResponse.chunk",
+    ];
+    chunks
+        .into_iter()
+        .fold(tonic_prost_build::configure(), |config, path| {
+            config.bytes(path)
+        })
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -51,6 +51,15 @@ enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// The HTTP/2 receive windows of the server and of agents: how much a caller
+/// may send on one stream (and on one connection) before it must wait.
+pub const RECEIVE_STREAM_WINDOW: u32 = 4 << 20;
+/// See [`RECEIVE_STREAM_WINDOW`].
+pub const RECEIVE_CONNECTION_WINDOW: u32 = 16 << 20;
+/// The largest HTTP/2 frame a caller may send: a 1 MiB upload chunk in a few
+/// frames rather than 64 of HTTP/2's default 16 KiB.
+pub const RECEIVE_MAX_FRAME: u32 = 256 << 10;
+
 /// A server that has opened its state, reconciled it, and bound its
 /// listener, ready to serve.
 pub struct Server {
@@ -156,6 +165,11 @@ impl Server {
         );
         let observers = manager.spawn_observers();
         let router = tonic::transport::Server::builder()
+            // Receive windows big enough that an upload's 1 MiB chunks keep
+            // flowing instead of waiting for a window update each.
+            .initial_stream_window_size(RECEIVE_STREAM_WINDOW)
+            .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
+            .max_frame_size(Some(RECEIVE_MAX_FRAME))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -99,7 +99,7 @@ async fn upload(
         request: Some(pb::upload_request::Request::Header(header)),
     })
     .chain(content.map(|chunk| pb::UploadRequest {
-        request: Some(pb::upload_request::Request::Chunk(chunk)),
+        request: Some(pb::upload_request::Request::Chunk(chunk.into())),
     }));
     files
         .upload(tokio_stream::iter(messages))
@@ -610,7 +610,9 @@ async fn a_thousand_file_tree_round_trips_as_an_archive(provider: Provider) {
         )),
     })
     .chain(gz.chunks(64 << 10).map(|chunk| pb::UploadArchiveRequest {
-        request: Some(pb::upload_archive_request::Request::Chunk(chunk.to_vec())),
+        request: Some(pb::upload_archive_request::Request::Chunk(
+            chunk.to_vec().into(),
+        )),
     }))
     .collect::<Vec<_>>();
     let unpacked = files
@@ -655,7 +657,7 @@ async fn a_thousand_file_tree_round_trips_as_an_archive(provider: Provider) {
 }
 
 async fn bad_requests_get_clear_errors(provider: Provider) {
-    let (_server, id, mut files) = setup(provider).await;
+    let (server, id, mut files) = setup(provider).await;
     code_and_says(
         files
             .stat(pb::StatRequest {
@@ -717,7 +719,7 @@ async fn bad_requests_get_clear_errors(provider: Provider) {
     // A chunk first instead of the header.
     let status = files
         .upload(tokio_stream::iter([pb::UploadRequest {
-            request: Some(pb::upload_request::Request::Chunk(vec![1, 2, 3])),
+            request: Some(pb::upload_request::Request::Chunk(vec![1, 2, 3].into())),
         }]))
         .await
         .unwrap_err();
@@ -732,6 +734,25 @@ async fn bad_requests_get_clear_errors(provider: Provider) {
             .await,
         Code::PermissionDenied,
         "leads out of the sandbox",
+    );
+    // A stopped sandbox has no agent to ask.
+    server
+        .sandboxes()
+        .await
+        .stop_sandbox(pb::StopSandboxRequest {
+            sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    code_and_says(
+        files
+            .stat(pb::StatRequest {
+                sandbox_id: id.clone(),
+                path: "x".into(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "RUNNING",
     );
 }
 
@@ -862,7 +883,7 @@ async fn escapes_from_a_process_sandbox_fail() {
                 )),
             },
             pb::UploadArchiveRequest {
-                request: Some(pb::upload_archive_request::Request::Chunk(tar)),
+                request: Some(pb::upload_archive_request::Request::Chunk(tar.into())),
             },
         ];
         let status = files
@@ -905,7 +926,7 @@ async fn escapes_from_a_process_sandbox_fail() {
         .unwrap();
     sender
         .send(pb::UploadRequest {
-            request: Some(pb::upload_request::Request::Chunk(b"first".to_vec())),
+            request: Some(pb::upload_request::Request::Chunk(b"first".to_vec().into())),
         })
         .await
         .unwrap();
@@ -919,7 +940,9 @@ async fn escapes_from_a_process_sandbox_fail() {
     shell(&server, &id, "mv swap swap.old && ln -s /tmp swap").await;
     sender
         .send(pb::UploadRequest {
-            request: Some(pb::upload_request::Request::Chunk(b"second".to_vec())),
+            request: Some(pb::upload_request::Request::Chunk(
+                b"second".to_vec().into(),
+            )),
         })
         .await
         .unwrap();

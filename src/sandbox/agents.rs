@@ -44,7 +44,7 @@ impl Manager {
         let sandbox = self.get(tenant, id).await?;
         if sandbox.state != SandboxState::Running {
             return Err(Error::failed_precondition(format!(
-                "sandbox {id} is {}; commands run only in a RUNNING sandbox",
+                "sandbox {id} is {}; commands and file operations need a RUNNING sandbox",
                 sandbox.state
             )));
         }

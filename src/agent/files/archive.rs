@@ -32,10 +32,10 @@ pub async fn upload(
     };
     let destination = files.resolve("path", &header.path)?;
     let gzip = format_is_gzip(header.format)?;
-    let (sender, receiver) = mpsc::channel::<Vec<u8>>(4);
+    let (sender, receiver) = mpsc::channel::<bytes::Bytes>(4);
     let reader = ChannelReader {
         receiver,
-        pending: Vec::new(),
+        pending: bytes::Bytes::new(),
         at: 0,
     };
     let root = files.root.clone();
@@ -200,8 +200,8 @@ fn make_room(root: &Root, target: &Path, overwrite: bool) -> Result<(), Status> 
 
 /// The uploaded chunks as one byte stream, read on a blocking thread.
 struct ChannelReader {
-    receiver: mpsc::Receiver<Vec<u8>>,
-    pending: Vec<u8>,
+    receiver: mpsc::Receiver<bytes::Bytes>,
+    pending: bytes::Bytes,
     at: usize,
 }
 
@@ -345,7 +345,9 @@ impl ChannelWriter {
         }
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
         self.sender
-            .blocking_send(Ok(pb::DownloadArchiveResponse { chunk }))
+            .blocking_send(Ok(pb::DownloadArchiveResponse {
+                chunk: chunk.into(),
+            }))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the caller went away"))
     }
 }

@@ -341,35 +341,52 @@ impl FileService for AgentFiles {
             })
             .await?
         };
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
-        let mut size: u64 = 0;
-        while let Some(message) = inbound.message().await? {
-            match message.request {
-                Some(R::Chunk(chunk)) => {
-                    if chunk.len() > MAX_UPLOAD_CHUNK_BYTES {
-                        return Err(Status::invalid_argument(format!(
-                            "chunk: at most {MAX_UPLOAD_CHUNK_BYTES} bytes each"
-                        )));
-                    }
+        // A writer thread hashes and writes while the next chunks arrive;
+        // the channel holds two chunks, so memory stays flat.
+        let (chunks, mut to_write) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+        let writing = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut file = file;
+                let mut hasher = Sha256::new();
+                while let Some(chunk) = to_write.blocking_recv() {
                     hasher.update(&chunk);
-                    size += chunk.len() as u64;
-                    tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
-                        .await
-                        .map_err(|e| io_status(&path, e))?;
+                    file.write_all(&chunk).map_err(|e| io_status(&path, e))?;
                 }
-                Some(R::Header(_)) => {
-                    return Err(Status::invalid_argument(
-                        "an Upload has one header, in its first message",
-                    ));
+                Ok::<_, Status>(hasher)
+            })
+        };
+        let received = async {
+            while let Some(message) = inbound.message().await? {
+                match message.request {
+                    Some(R::Chunk(chunk)) => {
+                        if chunk.len() > MAX_UPLOAD_CHUNK_BYTES {
+                            return Err(Status::invalid_argument(format!(
+                                "chunk: at most {MAX_UPLOAD_CHUNK_BYTES} bytes each"
+                            )));
+                        }
+                        if chunks.send(chunk).await.is_err() {
+                            // The writer failed; its error is reported below.
+                            break;
+                        }
+                    }
+                    Some(R::Header(_)) => {
+                        return Err(Status::invalid_argument(
+                            "an Upload has one header, in its first message",
+                        ));
+                    }
+                    None => {}
                 }
-                None => {}
             }
+            Ok(())
         }
-        tokio::io::AsyncWriteExt::flush(&mut file)
+        .await;
+        drop(chunks);
+        let written = writing
             .await
-            .map_err(|e| io_status(&path, e))?;
-        drop(file);
+            .map_err(|e| Status::internal(format!("writing the upload failed: {e}")))?;
+        received?;
+        let hasher = written?;
         let sha256 = hex(&hasher.finalize());
         if !expected.is_empty() && expected != sha256 {
             return Err(Status::invalid_argument(format!(
@@ -385,7 +402,6 @@ impl FileService for AgentFiles {
                 stat_info(r, &path)
             })
             .await?;
-        let _ = size;
         Ok(Response::new(pb::UploadResponse {
             info: Some(info),
             sha256,
@@ -456,7 +472,7 @@ impl FileService for AgentFiles {
                         chunk.truncate(n);
                         left -= n as u64;
                         let message = pb::DownloadResponse {
-                            response: Some(pb::download_response::Response::Chunk(chunk)),
+                            response: Some(pb::download_response::Response::Chunk(chunk.into())),
                         };
                         if sender.blocking_send(Ok(message)).is_err() {
                             return;
