@@ -735,6 +735,40 @@ async fn bad_requests_get_clear_errors(provider: Provider) {
         Code::PermissionDenied,
         "leads out of the sandbox",
     );
+    code_and_says(
+        files
+            .write_file(pb::WriteFileRequest {
+                sandbox_id: id.clone(),
+                path: "n".repeat(300),
+                content: b"x".to_vec(),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "too long",
+    );
+    // Moving a directory into itself.
+    files
+        .make_dir(pb::MakeDirRequest {
+            sandbox_id: id.clone(),
+            path: "outer".into(),
+            parents: true,
+            mode: 0,
+        })
+        .await
+        .unwrap();
+    code_and_says(
+        files
+            .r#move(pb::MoveRequest {
+                sandbox_id: id.clone(),
+                source: "outer".into(),
+                destination: "outer/inner".into(),
+                overwrite: false,
+            })
+            .await,
+        Code::InvalidArgument,
+        "/workspace/outer/inner",
+    );
     // A stopped sandbox has no agent to ask.
     server
         .sandboxes()

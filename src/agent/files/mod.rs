@@ -130,6 +130,18 @@ pub fn io_status(path: &Path, error: std::io::Error) -> Status {
         (_, Some(libc::EROFS)) => {
             Status::failed_precondition(format!("{shown} is on a read-only filesystem"))
         }
+        (_, Some(libc::ENAMETOOLONG)) => Status::invalid_argument(format!(
+            "{shown}: a name in the path is too long (at most 255 bytes each)"
+        )),
+        (_, Some(libc::EINVAL)) => {
+            Status::invalid_argument(format!("{shown}: not possible for this path ({error})"))
+        }
+        (_, Some(libc::EBUSY | libc::ETXTBSY)) => {
+            Status::failed_precondition(format!("{shown} is busy ({error})"))
+        }
+        (_, Some(libc::EMLINK)) => {
+            Status::failed_precondition(format!("{shown}: too many links ({error})"))
+        }
         _ => Status::internal(format!("{shown}: {error}")),
     }
 }
