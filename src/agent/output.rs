@@ -207,8 +207,17 @@ impl OutputLog {
             }
         }
         let seq = self.write_record(stream, data)?;
-        self.position.send_modify(|p| p.last_seq = seq);
+        self.publish(seq);
         Ok(seq)
+    }
+
+    /// Tells readers that chunk `seq` is written. Pumps of stdout and
+    /// stderr append concurrently, so a later chunk's number may be published
+    /// first; it must not be taken back (every chunk below it is already
+    /// written, under the writer's lock).
+    fn publish(&self, seq: i64) {
+        self.position
+            .send_modify(|p| p.last_seq = p.last_seq.max(seq));
     }
 
     fn write_record(&self, stream: Stream, data: &[u8]) -> std::io::Result<i64> {
@@ -414,6 +423,25 @@ impl Drop for LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_chunk_number_published_late_hides_no_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::create(dir.path(), 64 << 20).unwrap();
+        log.append(Stream::Stdout, b"first").await.unwrap();
+        log.append(Stream::Stderr, b"second").await.unwrap();
+        // The stdout pump publishing chunk 1 after the stderr pump published
+        // chunk 2, as a race between them can order it.
+        log.publish(1);
+        log.complete();
+        let mut reader = log.reader(0, false);
+        let mut chunks = 0;
+        while let Some(item) = reader.next().await.unwrap() {
+            assert!(matches!(item, Item::Chunk { .. }));
+            chunks += 1;
+        }
+        assert_eq!(chunks, 2, "the second chunk stays visible");
+    }
 
     #[tokio::test]
     async fn replays_then_follows_and_reports_lost_output() {
