@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListImagesOptions, RemoveContainerOptions,
-    RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListImagesOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -19,6 +19,13 @@ use tracing::{debug, info, warn};
 
 use super::{engine_error, is_not_found, labels_of, layout};
 use crate::error::{Error, Result};
+
+/// How many times the agent in its volume is tried before the volume is
+/// taken for broken and filled again, and the wait between tries.
+const INSTALL_ATTEMPTS: usize = 12;
+const INSTALL_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How old another build's unused agent volume must be to be removed.
+const OLD_VOLUME_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The static agent binary and the names of its image and volume.
 #[derive(Debug, Clone)]
@@ -74,11 +81,33 @@ impl AgentBuild {
     /// filling the volume when needed; the check runs the agent from the
     /// volume, so a volume left half-filled by a crash is found and refilled.
     pub(super) async fn install(&self, docker: &Docker, scope: &str) -> Result<()> {
-        if self.verify(docker, scope).await? {
-            self.remove_other_images(docker).await;
-            return Ok(());
+        // Another server (a replica, or a test beside this one) may be
+        // filling the same volume right now: its copy is not executable until
+        // complete. Give it time before calling the volume broken.
+        let mut last_error = None;
+        for attempt in 0..INSTALL_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(INSTALL_RETRY_DELAY).await;
+            }
+            match self.verify(docker, scope).await {
+                Ok(true) => {
+                    self.remove_other_images(docker).await;
+                    self.remove_old_volumes(docker).await;
+                    return Ok(());
+                }
+                Ok(false) => last_error = None,
+                Err(error) => last_error = Some(error),
+            }
         }
-        warn!(volume = %self.volume, "the agent volume does not hold a working agent; filling it again");
+        if let Some(error) = last_error.filter(|e| e.kind() == crate::error::ErrorKind::Unavailable)
+        {
+            // The engine itself is failing: nothing says the volume is bad.
+            return Err(error);
+        }
+        warn!(
+            volume = %self.volume,
+            "the agent volume does not hold a working agent; filling it again"
+        );
         match docker
             .remove_volume(&self.volume, None::<RemoveVolumeOptions>)
             .await
@@ -137,6 +166,42 @@ impl AgentBuild {
                     Err(error) => {
                         debug!(image = %image.id, %error, "cannot remove an old agent image")
                     }
+                }
+            }
+        }
+    }
+
+    /// Removes the agent volumes of other builds made over an hour ago that
+    /// no container uses (the engine refuses to remove one in use). A server
+    /// of another build still running refills its volume when it next needs
+    /// it; the hour spares one that is being rolled out beside this one.
+    async fn remove_old_volumes(&self, docker: &Docker) {
+        let Ok(listed) = docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(HashMap::from([(
+                    "label".to_owned(),
+                    vec![layout::LABEL_AGENT_SHA256.to_owned()],
+                )])),
+            }))
+            .await
+        else {
+            return;
+        };
+        let an_hour_ago = std::time::SystemTime::now() - OLD_VOLUME_AGE;
+        for volume in listed.volumes.unwrap_or_default() {
+            let other_build = volume.labels.get(layout::LABEL_AGENT_SHA256) != Some(&self.sha256);
+            let old = volume
+                .created_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .is_some_and(|created| created < an_hour_ago);
+            if other_build && old {
+                match docker
+                    .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
+                    .await
+                {
+                    Ok(()) => info!(volume = %volume.name, "removed an old agent volume"),
+                    Err(error) => debug!(volume = %volume.name, %error, "kept an old agent volume"),
                 }
             }
         }
