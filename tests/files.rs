@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::spawned::ServerProcess;
 use common::{Provider, TestServer};
 use paddock::pb;
-use paddock::pb::exec_service_client::ExecServiceClient;
 use paddock::pb::file_service_client::FileServiceClient;
 use sha2::{Digest, Sha256};
 use tonic::Code;
@@ -37,25 +36,6 @@ fn files_client(channel: Channel) -> Files {
     FileServiceClient::new(channel)
         .max_decoding_message_size(8 << 20)
         .max_encoding_message_size(8 << 20)
-}
-
-async fn shell(server: &TestServer, id: &str, line: &str) -> String {
-    let ran = ExecServiceClient::new(server.channel().await)
-        .run_command(pb::RunCommandRequest {
-            sandbox_id: id.into(),
-            shell: line.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        ran.exit_code,
-        Some(0),
-        "{line}: {}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    String::from_utf8(ran.stdout).unwrap()
 }
 
 async fn write(files: &mut Files, id: &str, path: &str, content: &[u8]) -> pb::FileInfo {
@@ -167,7 +147,7 @@ async fn small_operations_behave_as_documented(provider: Provider) {
     let info = write(&mut files, &id, "notes/ten.txt", lines.as_bytes()).await;
     assert_eq!(info.path, "/workspace/notes/ten.txt");
     assert_eq!(info.size, lines.len() as i64);
-    assert_eq!(shell(&server, &id, "cat notes/ten.txt").await, lines);
+    assert_eq!(server.shell(&id, "cat notes/ten.txt").await, lines);
     code_and_says(
         files
             .write_file(pb::WriteFileRequest {
@@ -480,7 +460,7 @@ async fn small_operations_behave_as_documented(provider: Provider) {
     files.remove(remove("a", true)).await.unwrap();
     code_and_says(files.stat(stat("a")).await, Code::NotFound, "/workspace/a");
     assert_eq!(
-        shell(&server, &id, "ls a 2>/dev/null || echo gone").await,
+        server.shell(&id, "ls a 2>/dev/null || echo gone").await,
         "gone\n"
     );
 }
@@ -622,7 +602,8 @@ async fn a_thousand_file_tree_round_trips_as_an_archive(provider: Provider) {
         .into_inner();
     assert_eq!(unpacked.entries, 1000);
     assert_eq!(
-        shell(&server, &id, "find unpacked -type f | wc -l")
+        server
+            .shell(&id, "find unpacked -type f | wc -l")
             .await
             .trim(),
         "1000"
@@ -806,16 +787,16 @@ async fn escapes_from_a_process_sandbox_fail() {
     std::fs::write(&outside, "host secret").unwrap();
     let root = server.sandbox_dir(&id).join("rootfs");
     // Links made from inside the sandbox, pointing out of it.
-    shell(
-        &server,
-        &id,
-        &format!(
-            "ln -s /etc etc-link; ln -s {} secret-link; ln -s ../../../../../../../.. up; \
+    server
+        .shell(
+            &id,
+            &format!(
+                "ln -s /etc etc-link; ln -s {} secret-link; ln -s ../../../../../../../.. up; \
              ln -s loop loop; mkdir -p inner; ln -s ../../.. inner/climb",
-            outside.display()
-        ),
-    )
-    .await;
+                outside.display()
+            ),
+        )
+        .await;
     let read = |path: &str| pb::ReadFileRequest {
         sandbox_id: id.clone(),
         path: path.into(),
@@ -946,7 +927,7 @@ async fn escapes_from_a_process_sandbox_fail() {
 
     // A link swapped in mid-transfer: the directory an upload goes to
     // becomes a link to the host's /tmp while chunks are still coming.
-    shell(&server, &id, "mkdir swap").await;
+    server.shell(&id, "mkdir swap").await;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     sender
         .send(pb::UploadRequest {
@@ -971,7 +952,9 @@ async fn escapes_from_a_process_sandbox_fail() {
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    shell(&server, &id, "mv swap swap.old && ln -s /tmp swap").await;
+    server
+        .shell(&id, "mv swap swap.old && ln -s /tmp swap")
+        .await;
     sender
         .send(pb::UploadRequest {
             request: Some(pb::upload_request::Request::Chunk(

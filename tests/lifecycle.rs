@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use common::{Provider, TestServer, eventually};
 use paddock::pb;
-use paddock::pb::exec_service_client::ExecServiceClient;
 use paddock::pb::sandbox_service_client::SandboxServiceClient;
 use tonic::transport::Channel;
 
@@ -29,25 +28,6 @@ async fn create(server: &TestServer, request: pb::CreateSandboxRequest) -> pb::S
         sandbox.state_reason
     );
     sandbox
-}
-
-async fn shell(server: &TestServer, sandbox_id: &str, line: &str) -> String {
-    let ran = ExecServiceClient::new(server.channel().await)
-        .run_command(pb::RunCommandRequest {
-            sandbox_id: sandbox_id.into(),
-            shell: line.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        ran.exit_code,
-        Some(0),
-        "{line}: {}",
-        String::from_utf8_lossy(&ran.stderr)
-    );
-    String::from_utf8(ran.stdout).unwrap()
 }
 
 async fn state_of(sandboxes: &mut SandboxServiceClient<Channel>, id: &str) -> pb::Sandbox {
@@ -93,10 +73,10 @@ async fn env_workdir_stop_start_and_delete(provider: Provider) {
     assert_eq!(sandbox.provider, provider.name());
     assert!(!sandbox.provider_ref.is_empty());
     assert_eq!(
-        shell(&server, &sandbox.id, "echo $GREETING; pwd").await,
+        server.shell(&sandbox.id, "echo $GREETING; pwd").await,
         "hello\n/work/space\n"
     );
-    shell(&server, &sandbox.id, "echo kept > note").await;
+    server.shell(&sandbox.id, "echo kept > note").await;
 
     let stopped = sandboxes
         .stop_sandbox(pb::StopSandboxRequest {
@@ -119,7 +99,7 @@ async fn env_workdir_stop_start_and_delete(provider: Provider) {
         .sandbox
         .unwrap();
     assert_eq!(started.state, pb::SandboxState::Running as i32);
-    assert_eq!(shell(&server, &sandbox.id, "cat note").await, "kept\n");
+    assert_eq!(server.shell(&sandbox.id, "cat note").await, "kept\n");
 
     let deleted = sandboxes
         .delete_sandbox(pb::DeleteSandboxRequest {
@@ -212,12 +192,12 @@ async fn no_network_means_loopback_only(provider: Provider) {
     // /proc/net/dev lists the interfaces of the caller's network namespace
     // (/sys/class/net may show the host's on the process provider).
     assert_eq!(
-        shell(
-            &server,
-            &sandbox.id,
-            "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
-        )
-        .await,
+        server
+            .shell(
+                &sandbox.id,
+                "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"
+            )
+            .await,
         "lo\n"
     );
 }

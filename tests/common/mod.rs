@@ -180,6 +180,27 @@ impl TestServer {
         SandboxServiceClient::new(self.channel().await)
     }
 
+    /// Runs `line` with the sandbox's shell, requires exit code 0, and
+    /// returns its standard output.
+    pub async fn shell(&self, sandbox_id: &str, line: &str) -> String {
+        let ran = paddock::pb::exec_service_client::ExecServiceClient::new(self.channel().await)
+            .run_command(paddock::pb::RunCommandRequest {
+                sandbox_id: sandbox_id.into(),
+                shell: line.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            ran.exit_code,
+            Some(0),
+            "{line}: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        String::from_utf8(ran.stdout).unwrap()
+    }
+
     /// The provider called `name`, as ListProviders describes it.
     pub async fn provider(&self, name: &str) -> paddock::pb::Provider {
         self.sandboxes()
