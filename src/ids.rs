@@ -18,3 +18,8 @@ pub fn is_sandbox_id(id: &str) -> bool {
         hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
+
+/// Bytes in lowercase hex, the way ids and sha256 digests are shown.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -25,26 +25,6 @@ async fn docker_server() -> Option<TestServer> {
     Some(TestServer::for_provider(common::Provider::Docker).await)
 }
 
-async fn create(
-    sandboxes: &mut SandboxServiceClient<Channel>,
-    request: pb::CreateSandboxRequest,
-) -> pb::Sandbox {
-    let sandbox = sandboxes
-        .create_sandbox(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap();
-    assert_eq!(
-        sandbox.state,
-        pb::SandboxState::Running as i32,
-        "{}",
-        sandbox.state_reason
-    );
-    sandbox
-}
-
 async fn run(
     exec: &mut ExecServiceClient<Channel>,
     sandbox_id: &str,
@@ -113,9 +93,8 @@ async fn a_sandbox_is_a_labelled_limited_container_for_its_whole_life() {
     };
     let mut sandboxes = server.sandboxes().await;
     let mut exec = ExecServiceClient::new(server.channel().await);
-    let sandbox = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest {
             image: BUSYBOX.into(),
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             resources: Some(pb::Resources {
@@ -126,9 +105,8 @@ async fn a_sandbox_is_a_labelled_limited_container_for_its_whole_life() {
             network: pb::NetworkMode::None as i32,
             workdir: "/work".into(),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     let containers = containers_of(&sandbox.id);
     assert_eq!(containers.len(), 1);
     let container = &containers[0];
@@ -208,17 +186,14 @@ async fn read_only_root_leaves_the_workdir_and_tmp_writable() {
     let Some(server) = docker_server().await else {
         return;
     };
-    let mut sandboxes = server.sandboxes().await;
     let mut exec = ExecServiceClient::new(server.channel().await);
-    let sandbox = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest {
             image: BUSYBOX.into(),
             read_only_root: true,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(sandbox.read_only_root);
     let out = run(&mut exec, &sandbox.id, &["touch", "/etc/forbidden"]).await;
     assert_ne!(out.exit_code, Some(0));
@@ -238,8 +213,12 @@ async fn engine_events_keep_records_true() {
         return;
     };
     let mut sandboxes = server.sandboxes().await;
-    let killed = create(&mut sandboxes, pb::CreateSandboxRequest::default()).await;
-    let removed = create(&mut sandboxes, pb::CreateSandboxRequest::default()).await;
+    let killed = server
+        .running_sandbox(pb::CreateSandboxRequest::default())
+        .await;
+    let removed = server
+        .running_sandbox(pb::CreateSandboxRequest::default())
+        .await;
 
     // Killed outside Paddock: STOPPED, with the reason; it can start again.
     assert!(docker::docker(&["kill", &killed.provider_ref]));
@@ -299,14 +278,12 @@ async fn images_are_pulled_when_missing_and_bad_ones_leave_nothing() {
     let registry = common::docker::LoopbackRegistry::start();
     let pulled = registry.push(BUSYBOX, "paddock-test/pulled:v1");
     let mut sandboxes = server.sandboxes().await;
-    let sandbox = create(
-        &mut sandboxes,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest {
             image: pulled.clone(),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(sandbox.image, pulled);
 
     let missing = sandboxes
@@ -581,7 +558,9 @@ async fn a_remote_engine_over_mutual_tls_serves_sandboxes_through_the_bridge() {
     let docker_info = server.provider("docker").await;
     assert!(docker_info.available, "{}", docker_info.detail);
     assert!(docker_info.detail.contains(&host), "{}", docker_info.detail);
-    let sandbox = create(&mut sandboxes, pb::CreateSandboxRequest::default()).await;
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest::default())
+        .await;
     let mut exec = ExecServiceClient::new(server.channel().await);
     let out = run(&mut exec, &sandbox.id, &["echo", "over tls"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over tls\n");
@@ -632,7 +611,7 @@ async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
         }],
         ..Default::default()
     };
-    let writer = create(&mut sandboxes, mounting(false)).await;
+    let writer = server.running_sandbox(mounting(false)).await;
     let out = run(
         &mut exec,
         &writer.id,
@@ -647,7 +626,7 @@ async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
         .await
         .unwrap();
 
-    let reader = create(&mut sandboxes, mounting(true)).await;
+    let reader = server.running_sandbox(mounting(true)).await;
     let out = run(&mut exec, &reader.id, &["cat", "/data/note"]).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "persisted\n");
     let out = run(&mut exec, &reader.id, &["touch", "/data/other"]).await;

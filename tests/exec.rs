@@ -1118,17 +1118,11 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
     }
     let server = TestServer::for_provider(Provider::Docker).await;
     let id = server
-        .sandboxes()
-        .await
-        .create_sandbox(pb::CreateSandboxRequest {
+        .running_sandbox(pb::CreateSandboxRequest {
             image: common::docker::NO_SHELL.into(),
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
         .id;
     let mut client = exec_client(&server).await;
     let argv = |args: &[&str]| pb::CommandSpec {

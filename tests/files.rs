@@ -19,14 +19,8 @@ type Files = FileServiceClient<Channel>;
 async fn setup(provider: Provider) -> (TestServer, String, Files) {
     let server = TestServer::for_provider(provider).await;
     let id = server
-        .sandboxes()
+        .running_sandbox(pb::CreateSandboxRequest::default())
         .await
-        .create_sandbox(pb::CreateSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
         .id;
     let files = files_client(server.channel().await);
     (server, id, files)
@@ -1087,17 +1081,11 @@ async fn files_work_in_an_image_with_no_shell() {
     }
     let server = TestServer::for_provider(Provider::Docker).await;
     let id = server
-        .sandboxes()
-        .await
-        .create_sandbox(pb::CreateSandboxRequest {
+        .running_sandbox(pb::CreateSandboxRequest {
             image: common::docker::NO_SHELL.into(),
             ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
         .id;
     let mut files = files_client(server.channel().await);
     write(

@@ -11,25 +11,6 @@ use paddock::pb;
 use paddock::pb::sandbox_service_client::SandboxServiceClient;
 use tonic::transport::Channel;
 
-async fn create(server: &TestServer, request: pb::CreateSandboxRequest) -> pb::Sandbox {
-    let sandbox = server
-        .sandboxes()
-        .await
-        .create_sandbox(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap();
-    assert_eq!(
-        sandbox.state,
-        pb::SandboxState::Running as i32,
-        "{}",
-        sandbox.state_reason
-    );
-    sandbox
-}
-
 async fn state_of(sandboxes: &mut SandboxServiceClient<Channel>, id: &str) -> pb::Sandbox {
     sandboxes
         .get_sandbox(pb::GetSandboxRequest {
@@ -61,15 +42,13 @@ fn seconds(value: f64) -> Option<prost_types::Duration> {
 async fn env_workdir_stop_start_and_delete(provider: Provider) {
     let server = TestServer::for_provider(provider).await;
     let mut sandboxes = server.sandboxes().await;
-    let sandbox = create(
-        &server,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest {
             env: [("GREETING".to_owned(), "hello".to_owned())].into(),
             workdir: "/work/space".into(),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(sandbox.provider, provider.name());
     assert!(!sandbox.provider_ref.is_empty());
     assert_eq!(
@@ -117,22 +96,18 @@ async fn env_workdir_stop_start_and_delete(provider: Provider) {
 async fn idle_sandboxes_stop_and_expired_ones_go(provider: Provider) {
     let server = TestServer::for_provider(provider).await;
     let mut sandboxes = server.sandboxes().await;
-    let idle = create(
-        &server,
-        pb::CreateSandboxRequest {
+    let idle = server
+        .running_sandbox(pb::CreateSandboxRequest {
             idle_timeout: seconds(1.0),
             ..Default::default()
-        },
-    )
-    .await;
-    let expiring = create(
-        &server,
-        pb::CreateSandboxRequest {
+        })
+        .await;
+    let expiring = server
+        .running_sandbox(pb::CreateSandboxRequest {
             timeout: seconds(1.5),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     let stopped = eventually(Duration::from_secs(15), "the idle sandbox to stop", || {
         let mut sandboxes = sandboxes.clone();
         let id = idle.id.clone();
@@ -181,14 +156,12 @@ async fn no_network_means_loopback_only(provider: Provider) {
         eprintln!("SKIPPED: {} cannot cut the network here", provider.name());
         return;
     }
-    let sandbox = create(
-        &server,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest {
             network: pb::NetworkMode::None as i32,
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     // /proc/net/dev lists the interfaces of the caller's network namespace
     // (/sys/class/net may show the host's on the process provider).
     assert_eq!(

@@ -788,11 +788,7 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
 fn fingerprint(request: &CreateSandbox) -> Result<String> {
     let json = serde_json::to_vec(request)
         .map_err(|e| Error::internal("fingerprinting a create request", e))?;
-    Ok(hex(&Sha256::digest(&json)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::ids::hex(&Sha256::digest(&json)))
 }
 
 fn page_filter_digest(states: &[SandboxState], selector: &str) -> String {
@@ -803,7 +799,7 @@ fn page_filter_digest(states: &[SandboxState], selector: &str) -> String {
     }
     hasher.update(b"|");
     hasher.update(selector.as_bytes());
-    hex(&hasher.finalize()[..8])
+    crate::ids::hex(&hasher.finalize()[..8])
 }
 
 fn encode_page_token(last_id: &str, filter_digest: &str) -> String {

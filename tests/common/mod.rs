@@ -180,6 +180,29 @@ impl TestServer {
         SandboxServiceClient::new(self.channel().await)
     }
 
+    /// Creates a sandbox from `request` and requires it RUNNING.
+    pub async fn running_sandbox(
+        &self,
+        request: paddock::pb::CreateSandboxRequest,
+    ) -> paddock::pb::Sandbox {
+        let sandbox = self
+            .sandboxes()
+            .await
+            .create_sandbox(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .sandbox
+            .unwrap();
+        assert_eq!(
+            sandbox.state,
+            paddock::pb::SandboxState::Running as i32,
+            "{}",
+            sandbox.state_reason
+        );
+        sandbox
+    }
+
     /// Runs `line` with the sandbox's shell, requires exit code 0, and
     /// returns its standard output.
     pub async fn shell(&self, sandbox_id: &str, line: &str) -> String {

@@ -315,10 +315,6 @@ pub fn ensure_dir(root: &Root, path: &Path) -> Result<(), Status> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn file_mode(mode: u32, default: u32) -> u32 {
     if mode == 0 { default } else { mode & 0o7777 }
 }
@@ -399,7 +395,7 @@ impl FileService for AgentFiles {
             .map_err(|e| Status::internal(format!("writing the upload failed: {e}")))?;
         received?;
         let hasher = written?;
-        let sha256 = hex(&hasher.finalize());
+        let sha256 = crate::ids::hex(&hasher.finalize());
         if !expected.is_empty() && expected != sha256 {
             return Err(Status::invalid_argument(format!(
                 "sha256: the uploaded content's sha256 is {sha256}, not the expected {expected}; \

@@ -67,7 +67,7 @@ impl AgentBuild {
                 )));
             }
         }
-        let sha256 = super::hex(&Sha256::digest(&bytes));
+        let sha256 = crate::ids::hex(&Sha256::digest(&bytes));
         let short = &sha256[..16];
         Ok(Self {
             binary: binary.to_path_buf(),
@@ -329,7 +329,7 @@ impl AgentBuild {
         // holds exactly the bytes it is named after.
         let bytes = std::fs::read(&self.binary)
             .map_err(|e| Error::unavailable(format!("cannot read the agent binary: {e}")))?;
-        if super::hex(&Sha256::digest(&bytes)) != self.sha256 {
+        if crate::ids::hex(&Sha256::digest(&bytes)) != self.sha256 {
             return Err(Error::unavailable(
                 "the agent binary changed on disk since the server started; restart the server",
             ));

@@ -697,10 +697,6 @@ fn labels_of(scope: &str, role: &str) -> HashMap<String, String> {
     ])
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Whether the engine answered 404.
 fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
