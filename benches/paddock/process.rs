@@ -1,0 +1,332 @@
+//! The process provider next to a plain fork/exec, pipe and file access
+//! from this process.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use paddock::pb;
+
+use crate::ops::{Clients, StdinFeed};
+use crate::report::{Goal, Measured, Row, Stats};
+use crate::server::ServerProcess;
+use crate::{Plan, no_pause, side_by_side, timed};
+
+const SECTION: &str = "Process provider (floor: fork/exec, pipes and files from one process)";
+
+fn row(operation: String, paddock: Measured, floor: Option<(String, Measured)>) -> Row {
+    Row {
+        section: SECTION.to_owned(),
+        operation,
+        paddock,
+        floor,
+        goal: None,
+    }
+}
+
+fn fork_exec(command: &[&str]) {
+    let status = Command::new(command[0])
+        .args(&command[1..])
+        .status()
+        .expect("fork/exec");
+    assert!(status.success(), "{command:?} failed");
+}
+
+/// `head -c N /dev/zero` read through a pipe; returns the bytes read.
+fn pipe_stdout(bytes: u64) -> u64 {
+    let mut child = Command::new("head")
+        .args(["-c", &bytes.to_string(), "/dev/zero"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn head");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = out.read(&mut buffer).expect("read the pipe");
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+    }
+    assert!(child.wait().expect("wait").success());
+    total
+}
+
+/// `wc -c` fed `bytes` through a pipe; checks its count.
+fn pipe_stdin(bytes: u64) {
+    let mut child = Command::new("wc")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn wc");
+    let mut input = child.stdin.take().expect("stdin");
+    for chunk in StdinFeed(bytes).chunks() {
+        input.write_all(&chunk).expect("write the pipe");
+    }
+    drop(input);
+    let output = child.wait_with_output().expect("wait");
+    let count: u64 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("a count");
+    assert_eq!(count, bytes);
+}
+
+pub async fn run(plan: &Plan) -> Vec<Row> {
+    println!("process provider: measuring");
+    let server = ServerProcess::start("process", "auto");
+    let mut rows = Vec::new();
+    let clients = Clients::new(server.connect().await);
+
+    // Create → RUNNING, and → the first output of `echo hi`. The floor of
+    // a process sandbox would be a fork, which says nothing: no floor.
+    let mut created = Vec::new();
+    let mut interactive = Vec::new();
+    for _ in 0..plan.create_rounds {
+        let mut c = clients.clone();
+        let (took, id) = timed(c.create(pb::CreateSandboxRequest::default())).await;
+        created.push(took);
+        c.delete(&id).await;
+        let (took, id) = timed(async {
+            let id = c.create(pb::CreateSandboxRequest::default()).await;
+            assert_eq!(&c.run(&id, &["echo", "hi"]).await[..], b"hi\n");
+            id
+        })
+        .await;
+        interactive.push(took);
+        c.delete(&id).await;
+    }
+    rows.push(row(
+        "create → RUNNING".into(),
+        Measured::Latency(Stats::of(&created)),
+        None,
+    ));
+    rows.push(row(
+        "create → first output of `echo hi`".into(),
+        Measured::Latency(Stats::of(&interactive)),
+        None,
+    ));
+
+    let id = clients
+        .clone()
+        .create(pb::CreateSandboxRequest::default())
+        .await;
+    let true_ = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move {
+            c.run(&id, &["true"]).await;
+        }
+    };
+    let (run, floor) = side_by_side(
+        plan.rounds,
+        5,
+        true_,
+        || async { fork_exec(&["true"]) },
+        no_pause,
+    )
+    .await;
+    let floor = Measured::Latency(Stats::of(&floor));
+    let mut r = row(
+        "`RunCommand` of `true`".into(),
+        Measured::Latency(Stats::of(&run)),
+        Some(("fork/exec of `true`".into(), floor)),
+    );
+    r.goal = Some(Goal::MedianUnder(std::time::Duration::from_millis(3)));
+    rows.push(r);
+
+    let exec_true = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move {
+            c.exec(&id, &["true"], None).await;
+        }
+    };
+    let (bidi, floor) = side_by_side(
+        plan.rounds,
+        5,
+        exec_true,
+        || async { fork_exec(&["true"]) },
+        no_pause,
+    )
+    .await;
+    rows.push(row(
+        "`Exec` of `true` (bidirectional stream)".into(),
+        Measured::Latency(Stats::of(&bidi)),
+        Some((
+            "fork/exec of `true`".into(),
+            Measured::Latency(Stats::of(&floor)),
+        )),
+    ));
+
+    let n = plan.concurrent;
+    let batch = || {
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let (mut c, id) = (clients.clone(), id.clone());
+                async move { c.run(&id, &["true"]).await }
+            })
+            .collect();
+        async move {
+            futures::future::join_all(calls).await;
+        }
+    };
+    let fork_batch = || async move {
+        let children: Vec<_> = (0..n)
+            .map(|_| Command::new("true").spawn().expect("spawn true"))
+            .collect();
+        for mut child in children {
+            assert!(child.wait().expect("wait").success());
+        }
+    };
+    let (ours, theirs) = side_by_side(plan.batches, 1, batch, fork_batch, no_pause).await;
+    rows.push(row(
+        format!("{n} concurrent `RunCommand`s of `true`, whole batch"),
+        Measured::Latency(Stats::of(&ours)),
+        Some((
+            format!("{n} concurrent fork/execs"),
+            Measured::Latency(Stats::of(&theirs)),
+        )),
+    ));
+
+    let bytes = plan.stdout_bytes;
+    let count = bytes.to_string();
+    let stdout = || {
+        let (mut c, id, count) = (clients.clone(), id.clone(), count.clone());
+        async move {
+            let got = c
+                .exec(&id, &["head", "-c", &count, "/dev/zero"], None)
+                .await;
+            assert_eq!(got, bytes);
+        }
+    };
+    let (ours, theirs) = side_by_side(
+        plan.transfer_rounds,
+        1,
+        stdout,
+        || async move {
+            assert_eq!(pipe_stdout(bytes), bytes);
+        },
+        no_pause,
+    )
+    .await;
+    let mut r = row(
+        format!("stdout of a {} stream (`Exec`)", Plan::mib(bytes)),
+        Measured::Transfer {
+            time: Stats::of(&ours),
+            bytes,
+        },
+        Some((
+            "a pipe from `head`".into(),
+            Measured::Transfer {
+                time: Stats::of(&theirs),
+                bytes,
+            },
+        )),
+    );
+    r.goal = Some(Goal::BytesPerSecondAtLeast(1e9));
+    rows.push(r);
+
+    let bytes = plan.stdin_bytes;
+    let stdin = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move {
+            let out = c.exec(&id, &["wc", "-c"], Some(StdinFeed(bytes))).await;
+            assert_eq!(out, bytes.to_string().len() as u64 + 1);
+        }
+    };
+    let (ours, theirs) = side_by_side(
+        plan.transfer_rounds,
+        1,
+        stdin,
+        || async move { pipe_stdin(bytes) },
+        no_pause,
+    )
+    .await;
+    rows.push(row(
+        format!("stdin of {} into `wc -c` (`Exec`)", Plan::mib(bytes)),
+        Measured::Transfer {
+            time: Stats::of(&ours),
+            bytes,
+        },
+        Some((
+            "a pipe into `wc -c`".into(),
+            Measured::Transfer {
+                time: Stats::of(&theirs),
+                bytes,
+            },
+        )),
+    ));
+
+    // Files: the floor writes and reads a file of its own on the same
+    // filesystem (the server's data directory).
+    let bytes = plan.file_bytes;
+    let local = server.data.path().join("floor.bin");
+    let upload = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move { c.upload(&id, "big.bin", bytes).await }
+    };
+    let write_local = || {
+        let local = local.clone();
+        async move {
+            let mut file = std::fs::File::create(&local).expect("create");
+            for chunk in StdinFeed(bytes).chunks() {
+                file.write_all(&chunk).expect("write");
+            }
+        }
+    };
+    let (ours, theirs) = side_by_side(plan.transfer_rounds, 1, upload, write_local, no_pause).await;
+    rows.push(row(
+        format!("`Upload` of {}", Plan::mib(bytes)),
+        Measured::Transfer {
+            time: Stats::of(&ours),
+            bytes,
+        },
+        Some((
+            "write(2) of a local file".into(),
+            Measured::Transfer {
+                time: Stats::of(&theirs),
+                bytes,
+            },
+        )),
+    ));
+    let download = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move { assert_eq!(c.download(&id, "big.bin").await, bytes) }
+    };
+    let read_local = || {
+        let local = local.clone();
+        async move {
+            let mut file = std::fs::File::open(&local).expect("open");
+            let mut buffer = vec![0u8; 1 << 20];
+            let mut total = 0;
+            loop {
+                let n = file.read(&mut buffer).expect("read");
+                if n == 0 {
+                    break;
+                }
+                total += n as u64;
+            }
+            assert_eq!(total, bytes);
+        }
+    };
+    let (ours, theirs) =
+        side_by_side(plan.transfer_rounds, 1, download, read_local, no_pause).await;
+    rows.push(row(
+        format!("`Download` of {}", Plan::mib(bytes)),
+        Measured::Transfer {
+            time: Stats::of(&ours),
+            bytes,
+        },
+        Some((
+            "read(2) of a local file".into(),
+            Measured::Transfer {
+                time: Stats::of(&theirs),
+                bytes,
+            },
+        )),
+    ));
+
+    clients.clone().delete(&id).await;
+    server.stop().await;
+    rows
+}
