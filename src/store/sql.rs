@@ -70,10 +70,12 @@ impl SqlStore {
                     Box::pin(async move {
                         // WAL lets readers run beside the single writer; the
                         // busy timeout makes writers queue instead of failing.
+                        // It comes first: on a new database, switching to WAL
+                        // takes a lock the pool's other new connections meet.
                         for pragma in [
+                            "PRAGMA busy_timeout = 10000",
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = NORMAL",
-                            "PRAGMA busy_timeout = 10000",
                             "PRAGMA foreign_keys = ON",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
