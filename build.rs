@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         descriptors.encode_to_vec(),
     )?;
 
-    // Transfer chunks as `bytes::Bytes`: decoding slices the received
+    // Transfer chunks and stream data as `bytes::Bytes`: decoding slices the received
     // buffer instead of copying it, which matters when the server relays
     // gigabytes between a caller and an agent.
     let chunks = [
@@ -32,6 +32,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".paddock.v1.DownloadResponse.chunk",
         ".paddock.v1.UploadArchiveRequest.chunk",
         ".paddock.v1.DownloadArchiveResponse.chunk",
+        ".paddock.v1.ExecRequest.stdin",
+        ".paddock.v1.ExecOutput.data",
     ];
     chunks
         .into_iter()

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::spawned::ServerProcess;
 use common::{Provider, TestServer, eventually};
 use paddock::pb;
@@ -154,7 +155,9 @@ async fn a_tty_shell_echoes_and_sees_resizes(provider: Provider) {
         },
     )
     .await;
-    shell.send(Req::Stdin(b"echo hi\n".to_vec())).await;
+    shell
+        .send(Req::Stdin(Bytes::from_static(b"echo hi\n")))
+        .await;
     shell.read_until("\r\nhi\r\n").await;
     shell
         .send(Req::Resize(pb::Resize {
@@ -162,9 +165,13 @@ async fn a_tty_shell_echoes_and_sees_resizes(provider: Provider) {
             cols: 120,
         }))
         .await;
-    shell.send(Req::Stdin(b"stty size\n".to_vec())).await;
+    shell
+        .send(Req::Stdin(Bytes::from_static(b"stty size\n")))
+        .await;
     shell.read_until("40 120").await;
-    shell.send(Req::Stdin(b"exit 5\n".to_vec())).await;
+    shell
+        .send(Req::Stdin(Bytes::from_static(b"exit 5\n")))
+        .await;
     let (_, exited) = shell.finish().await;
     assert_eq!(exited.exit_code, Some(5));
 }
@@ -246,7 +253,7 @@ async fn a_hundred_mib_through_stdin_comes_back_intact(provider: Provider) {
             sent.update(&chunk);
             requests
                 .send(pb::ExecRequest {
-                    request: Some(Req::Stdin(chunk.clone())),
+                    request: Some(Req::Stdin(chunk.clone().into())),
                 })
                 .await
                 .unwrap();
@@ -1140,14 +1147,14 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
         },
     )
     .await;
-    cat.send(Req::Stdin(b"typed\n".to_vec())).await;
+    cat.send(Req::Stdin(Bytes::from_static(b"typed\n"))).await;
     cat.read_until("typed\r\ntyped\r\n").await;
     cat.send(Req::Resize(pb::Resize {
         rows: 40,
         cols: 120,
     }))
     .await;
-    cat.send(Req::Stdin(vec![4])).await;
+    cat.send(Req::Stdin(Bytes::from_static(&[4]))).await;
     let (_, exited) = cat.finish().await;
     assert_eq!(exited.exit_code, Some(0));
 
@@ -1155,7 +1162,7 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
     let payload: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     let mut echo = Session::start(&mut client, &id, argv(&["cat"])).await;
     for chunk in payload.chunks(1 << 20) {
-        echo.send(Req::Stdin(chunk.to_vec())).await;
+        echo.send(Req::Stdin(Bytes::copy_from_slice(chunk))).await;
     }
     echo.send(Req::CloseStdin(pb::CloseStdin {})).await;
     let (output, exited) = echo.finish().await;

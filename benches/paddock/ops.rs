@@ -81,7 +81,7 @@ impl Clients {
             if let Some(feed) = stdin {
                 for chunk in feed.chunks() {
                     let message = pb::ExecRequest {
-                        request: Some(pb::exec_request::Request::Stdin(chunk.into())),
+                        request: Some(pb::exec_request::Request::Stdin(chunk)),
                     };
                     if tx.send(message).await.is_err() {
                         return;
@@ -260,6 +260,18 @@ fn start(id: &str, command: &[&str]) -> pb::ExecRequest {
             on_disconnect: 0,
         })),
     }
+}
+
+/// A command writing `bytes` (a whole number of MiB) of zeros to stdout in
+/// 1 MiB writes, so that the stream, not the writer, is measured (busybox
+/// `head -c` writes a few KiB at a time).
+pub fn stdout_command(bytes: u64) -> Vec<String> {
+    assert_eq!(bytes % (1 << 20), 0, "whole MiB");
+    ["dd", "if=/dev/zero", "bs=1048576"]
+        .map(String::from)
+        .into_iter()
+        .chain([format!("count={}", bytes >> 20)])
+        .collect()
 }
 
 /// `n` bytes of a fixed pattern, in 1 MiB chunks that share one buffer.

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,7 +27,14 @@ use crate::pb;
 /// How long output may stay silent after the command's leader exits before
 /// the pumps stop waiting for processes that still hold its pipes.
 const DRAIN_QUIET: Duration = Duration::from_millis(250);
-const CHUNK_BYTES: usize = 64 * 1024;
+/// The most output one chunk carries (and one read takes): large enough
+/// that a fast writer's output crosses the agent, the server and the
+/// client in a few messages per megabyte, as ExecOutput documents.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// The capacity asked for the command's pipes (Linux's default is 64 KiB):
+/// room for a few chunks, so a fast writer is not stopped and woken for
+/// each one. Best effort: unprivileged processes may be held to less.
+const PIPE_BYTES: libc::c_int = 1 << 20;
 /// The pumps' "last output" mark while a chunk is being appended (perhaps
 /// waiting for a slow reader): never quiet.
 const BUSY: i64 = i64::MAX;
@@ -145,11 +153,15 @@ impl Command {
             None => {
                 let stdout: OwnedFd = child.stdout.take().expect("piped").into();
                 let stderr: OwnedFd = child.stderr.take().expect("piped").into();
+                let stdin: OwnedFd = child.stdin.take().expect("piped").into();
+                for fd in [&stdout, &stderr, &stdin] {
+                    grow_pipe(fd);
+                }
                 probes.push(stdout.try_clone()?);
                 probes.push(stderr.try_clone()?);
                 let stdout = pipe::Receiver::from_owned_fd(stdout)?;
                 let stderr = pipe::Receiver::from_owned_fd(stderr)?;
-                let stdin = pipe::Sender::from_owned_fd(child.stdin.take().expect("piped").into())?;
+                let stdin = pipe::Sender::from_owned_fd(stdin)?;
                 for (reader, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
                     pumps.push(tokio::spawn(pump_pipe(
                         reader,
@@ -383,6 +395,14 @@ fn unread_bytes(fd: &OwnedFd) -> i32 {
     count
 }
 
+/// Asks for [`PIPE_BYTES`] of capacity in a pipe; keeps what it has when
+/// refused (over /proc/sys/fs/pipe-max-size, or the user's pipe quota).
+fn grow_pipe(fd: &OwnedFd) {
+    // SAFETY: F_SETPIPE_SZ takes a descriptor this function borrows and an
+    // integer; it changes nothing but the pipe's capacity.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BYTES) };
+}
+
 async fn pump_pipe(
     mut reader: pipe::Receiver,
     stream: Stream,
@@ -390,13 +410,16 @@ async fn pump_pipe(
     last_output: Arc<AtomicI64>,
     started: Instant,
 ) {
-    let mut buffer = vec![0; CHUNK_BYTES];
+    let mut buffer = BytesMut::new();
     loop {
-        match reader.read(&mut buffer).await {
+        // Each chunk is read into memory of its own, which the log, its
+        // followers and the gRPC stream then share without copying.
+        buffer.reserve(CHUNK_BYTES);
+        match reader.read_buf(&mut (&mut buffer).limit(CHUNK_BYTES)).await {
             Ok(0) => return,
-            Ok(n) => {
+            Ok(_) => {
                 last_output.store(BUSY, Ordering::Relaxed);
-                let appended = log.append(stream, &buffer[..n]).await;
+                let appended = log.append(stream, buffer.split().freeze()).await;
                 last_output.store(started.elapsed().as_millis() as i64, Ordering::Relaxed);
                 if let Err(error) = appended {
                     warn!(%error, "cannot write the output log");
@@ -435,7 +458,9 @@ async fn pump_pty(
             Ok(Ok(0)) => return,
             Ok(Ok(n)) => {
                 last_output.store(BUSY, Ordering::Relaxed);
-                let appended = log.append(Stream::Pty, &buffer[..n]).await;
+                let appended = log
+                    .append(Stream::Pty, Bytes::copy_from_slice(&buffer[..n]))
+                    .await;
                 last_output.store(started.elapsed().as_millis() as i64, Ordering::Relaxed);
                 if appended.is_err() {
                     return;

@@ -9,14 +9,19 @@
 //! Flow control: a reader that registers as a *follower* holds the writer
 //! back while it is more than [`FOLLOW_WINDOW`] chunks behind, so a slow
 //! interactive client slows the command instead of losing output.
+//!
+//! Chunks written but not yet read by every follower also stay in memory
+//! (at most the flow-control window of them), so a follower keeping up
+//! gets each chunk without reading it back from disk.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 
 /// How far (in chunks) a follower may fall behind before the writer waits.
@@ -64,7 +69,7 @@ pub enum Item {
         /// Its stream.
         stream: Stream,
         /// Its bytes.
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// Chunks `first..=last` are no longer retained.
     Lost {
@@ -86,6 +91,9 @@ struct Writer {
     /// The newest segment, open for appending until the log is complete.
     file: Option<File>,
     next_seq: i64,
+    /// The newest chunks, in order without gaps, that some follower has not
+    /// read yet.
+    unsent: VecDeque<(i64, Stream, Bytes)>,
 }
 
 /// The published position of the log.
@@ -124,6 +132,7 @@ impl OutputLog {
                 }]),
                 file: Some(file),
                 next_seq: 1,
+                unsent: VecDeque::new(),
             }),
             position: watch::channel(Position::default()).0,
             followers: Mutex::new(HashMap::new()),
@@ -164,6 +173,7 @@ impl OutputLog {
                 segments,
                 file: None,
                 next_seq: last_seq + 1,
+                unsent: VecDeque::new(),
             }),
             position: watch::channel(Position {
                 last_seq,
@@ -190,8 +200,8 @@ impl OutputLog {
     }
 
     /// Appends a chunk, first waiting while a follower lags too far behind.
-    pub async fn append(&self, stream: Stream, data: &[u8]) -> std::io::Result<i64> {
-        loop {
+    pub async fn append(&self, stream: Stream, data: Bytes) -> std::io::Result<i64> {
+        let slowest = loop {
             let moved = self.follower_moved.notified();
             let last = self.position().last_seq;
             let slowest = self
@@ -203,12 +213,34 @@ impl OutputLog {
                 .copied();
             match slowest {
                 Some(delivered) if last - delivered >= FOLLOW_WINDOW => moved.await,
-                _ => break,
+                _ => break slowest,
             }
-        }
-        let seq = self.write_record(stream, data)?;
+        };
+        let seq = self.write_record(stream, data, slowest)?;
         self.publish(seq);
         Ok(seq)
+    }
+
+    /// Forgets the in-memory chunks every follower has read (all of them
+    /// when there is no follower).
+    fn forget_sent(&self, slowest: Option<i64>) {
+        let mut writer = self.writer.lock().expect("log writer");
+        let sent = slowest.unwrap_or(i64::MAX);
+        while writer
+            .unsent
+            .front()
+            .is_some_and(|(seq, _, _)| *seq <= sent)
+        {
+            writer.unsent.pop_front();
+        }
+    }
+
+    /// Chunk `seq`, if it is still in memory.
+    fn unsent(&self, seq: i64) -> Option<(Stream, Bytes)> {
+        let writer = self.writer.lock().expect("log writer");
+        let (first, _, _) = writer.unsent.front()?;
+        let (_, stream, data) = writer.unsent.get(usize::try_from(seq - first).ok()?)?;
+        Some((*stream, data.clone()))
     }
 
     /// Tells readers that chunk `seq` is written. Pumps of stdout and
@@ -220,22 +252,41 @@ impl OutputLog {
             .send_modify(|p| p.last_seq = p.last_seq.max(seq));
     }
 
-    fn write_record(&self, stream: Stream, data: &[u8]) -> std::io::Result<i64> {
+    /// Writes chunk `data` as the next record and keeps it in memory for
+    /// followers that have not read it, `slowest` being the last chunk
+    /// every follower has read (`None`: no follower).
+    fn write_record(
+        &self,
+        stream: Stream,
+        data: Bytes,
+        slowest: Option<i64>,
+    ) -> std::io::Result<i64> {
         let mut writer = self.writer.lock().expect("log writer");
         let seq = writer.next_seq;
-        let mut record = Vec::with_capacity(HEADER_BYTES + data.len());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.push(stream.code());
-        record.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        record.extend_from_slice(data);
-        writer
+        let mut header = [0u8; HEADER_BYTES];
+        header[..8].copy_from_slice(&seq.to_le_bytes());
+        header[8] = stream.code();
+        header[9..].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        let file = writer
             .file
             .as_mut()
-            .ok_or_else(|| std::io::Error::other("the output log is complete"))?
-            .write_all(&record)?;
+            .ok_or_else(|| std::io::Error::other("the output log is complete"))?;
+        write_all_vectored(file, &mut [IoSlice::new(&header), IoSlice::new(&data)])?;
         writer.next_seq += 1;
+        let record_bytes = (HEADER_BYTES + data.len()) as u64;
+        if slowest.is_some() {
+            writer.unsent.push_back((seq, stream, data));
+        }
+        let sent = slowest.unwrap_or(i64::MAX);
+        while writer
+            .unsent
+            .front()
+            .is_some_and(|(seq, _, _)| *seq <= sent)
+        {
+            writer.unsent.pop_front();
+        }
         let current = writer.segments.back_mut().expect("a current segment");
-        current.bytes += record.len() as u64;
+        current.bytes += record_bytes;
         if current.bytes >= self.budget / 2 {
             let index = current.index + 1;
             writer.file = Some(open_segment(&self.dir, index)?);
@@ -302,6 +353,19 @@ impl OutputLog {
     }
 }
 
+/// Writes every byte of `slices`, as [`Write::write_all`] does for one.
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("out.{index}"))
 }
@@ -313,7 +377,7 @@ fn open_segment(dir: &Path, index: u64) -> std::io::Result<File> {
         .open(segment_path(dir, index))
 }
 
-fn read_record(reader: &mut impl Read) -> std::io::Result<Option<(i64, Stream, Vec<u8>)>> {
+fn read_record(reader: &mut impl Read) -> std::io::Result<Option<(i64, Stream, Bytes)>> {
     let mut header = [0u8; HEADER_BYTES];
     match reader.read_exact(&mut header) {
         Ok(()) => {}
@@ -326,7 +390,7 @@ fn read_record(reader: &mut impl Read) -> std::io::Result<Option<(i64, Stream, V
     let len = u32::from_le_bytes(header[9..].try_into().expect("4 bytes")) as usize;
     let mut data = vec![0; len];
     reader.read_exact(&mut data)?;
-    Ok(Some((seq, stream, data)))
+    Ok(Some((seq, stream, data.into())))
 }
 
 struct OpenSegment {
@@ -362,6 +426,12 @@ impl LogReader {
     }
 
     fn read_next(&mut self) -> std::io::Result<Item> {
+        if let Some((stream, data)) = self.log.unsent(self.next_seq) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.acknowledge(seq);
+            return Ok(Item::Chunk { seq, stream, data });
+        }
         let index = match self.log.segment_for(self.next_seq) {
             Ok(index) => index,
             Err(first_retained) => {
@@ -401,12 +471,13 @@ impl LogReader {
 
     fn acknowledge(&self, seq: i64) {
         if let Some(id) = self.follower {
-            self.log
-                .followers
-                .lock()
-                .expect("followers")
-                .insert(id, seq);
+            let slowest = {
+                let mut followers = self.log.followers.lock().expect("followers");
+                followers.insert(id, seq);
+                followers.values().min().copied()
+            };
             self.log.follower_moved.notify_waiters();
+            self.log.forget_sent(slowest);
         }
     }
 }
@@ -414,8 +485,13 @@ impl LogReader {
 impl Drop for LogReader {
     fn drop(&mut self) {
         if let Some(id) = self.follower {
-            self.log.followers.lock().expect("followers").remove(&id);
+            let slowest = {
+                let mut followers = self.log.followers.lock().expect("followers");
+                followers.remove(&id);
+                followers.values().min().copied()
+            };
             self.log.follower_moved.notify_waiters();
+            self.log.forget_sent(slowest);
         }
     }
 }
@@ -428,8 +504,12 @@ mod tests {
     async fn a_chunk_number_published_late_hides_no_chunk() {
         let dir = tempfile::tempdir().unwrap();
         let log = OutputLog::create(dir.path(), 64 << 20).unwrap();
-        log.append(Stream::Stdout, b"first").await.unwrap();
-        log.append(Stream::Stderr, b"second").await.unwrap();
+        log.append(Stream::Stdout, Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        log.append(Stream::Stderr, Bytes::from_static(b"second"))
+            .await
+            .unwrap();
         // The stdout pump publishing chunk 1 after the stderr pump published
         // chunk 2, as a race between them can order it.
         log.publish(1);
@@ -449,9 +529,13 @@ mod tests {
         let log = OutputLog::create(dir.path(), 256 * 1024).unwrap();
         let chunk = vec![7u8; 32 * 1024];
         for _ in 0..20 {
-            log.append(Stream::Stdout, &chunk).await.unwrap();
+            log.append(Stream::Stdout, Bytes::from(chunk.clone()))
+                .await
+                .unwrap();
         }
-        log.append(Stream::Stderr, b"tail").await.unwrap();
+        log.append(Stream::Stderr, Bytes::from_static(b"tail"))
+            .await
+            .unwrap();
         log.complete();
         let first = log.first_retained_seq();
         assert!(first > 1, "old segments were dropped within the budget");
@@ -493,6 +577,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn followers_read_unsent_chunks_from_memory_and_nothing_is_kept_for_no_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::create(dir.path(), 1 << 20).unwrap();
+        let unsent = |log: &OutputLog| log.writer.lock().unwrap().unsent.len();
+        log.append(Stream::Stdout, Bytes::from_static(b"nobody follows"))
+            .await
+            .unwrap();
+        assert_eq!(unsent(&log), 0, "no follower: nothing kept in memory");
+
+        let mut slow = log.reader(1, true);
+        let mut fast = log.reader(1, true);
+        for word in [&b"one"[..], b"two", b"three"] {
+            log.append(Stream::Stdout, Bytes::from_static(word))
+                .await
+                .unwrap();
+        }
+        assert_eq!(unsent(&log), 3);
+        // From here on the disk cannot answer: what the followers get comes
+        // from memory.
+        std::fs::remove_file(segment_path(dir.path(), 0)).unwrap();
+        for expected in [&b"one"[..], b"two", b"three"] {
+            let Some(Item::Chunk { data, .. }) = fast.next().await.unwrap() else {
+                panic!("a chunk")
+            };
+            assert_eq!(&data[..], expected);
+        }
+        assert_eq!(unsent(&log), 3, "kept until the slowest follower reads");
+        let Some(Item::Chunk { seq: 2, data, .. }) = slow.next().await.unwrap() else {
+            panic!("chunk 2")
+        };
+        assert_eq!(&data[..], b"one");
+        assert_eq!(unsent(&log), 2);
+        drop(slow);
+        assert_eq!(unsent(&log), 0, "every remaining follower has read them");
+    }
+
+    #[tokio::test]
     async fn a_lagging_follower_holds_the_writer_back() {
         let dir = tempfile::tempdir().unwrap();
         let log = OutputLog::create(dir.path(), 1 << 20).unwrap();
@@ -501,7 +622,9 @@ mod tests {
             let log = log.clone();
             tokio::spawn(async move {
                 for _ in 0..(FOLLOW_WINDOW * 3) {
-                    log.append(Stream::Stdout, b"x").await.unwrap();
+                    log.append(Stream::Stdout, Bytes::from_static(b"x"))
+                        .await
+                        .unwrap();
                 }
             })
         };
