@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -317,7 +317,7 @@ fn is_zombie(pid: i32) -> bool {
 /// A channel to the agent listening on `socket`. It connects lazily and
 /// reconnects after failures.
 pub fn channel(socket: PathBuf) -> Channel {
-    Endpoint::from_static("http://agent.invalid")
+    super::agent_endpoint()
         .connect_timeout(Duration::from_secs(5))
         .connect_with_connector_lazy(tower::service_fn(move |_| {
             let socket = socket.clone();

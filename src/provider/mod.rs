@@ -12,6 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
+use crate::server::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 use crate::sandbox::SandboxSpec;
 use tokio::sync::broadcast;
 
@@ -227,4 +228,15 @@ impl Providers {
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
         self.by_name.values()
     }
+}
+
+/// The HTTP/2 settings of every channel to an agent: receive windows and
+/// frames as large as the server's own, so that a command's output and a
+/// download arrive in a few large frames instead of 16 KiB ones, each a
+/// wakeup, and keep flowing without waiting for window updates.
+pub(crate) fn agent_endpoint() -> tonic::transport::Endpoint {
+    tonic::transport::Endpoint::from_static("http://agent.invalid")
+        .initial_stream_window_size(RECEIVE_STREAM_WINDOW)
+        .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
+        .max_frame_size(RECEIVE_MAX_FRAME)
 }

@@ -20,25 +20,19 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bytes::{Buf, Bytes};
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use super::layout;
 
 /// How long opening a bridge may take, exec included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Flow-control windows: a bridge's round trip runs through the engine, so
-/// larger windows than HTTP/2's 64 KiB default keep bulk output moving.
-const STREAM_WINDOW: u32 = 2 << 20;
-const CONNECTION_WINDOW: u32 = 8 << 20;
 
 /// A channel to the agent of `container`, connecting through bridges on
 /// demand.
 pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
-    Endpoint::from_static("http://agent.invalid")
+    crate::provider::agent_endpoint()
         .connect_timeout(CONNECT_TIMEOUT)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
         .tcp_nodelay(true)
         .connect_with_connector_lazy(tower::service_fn(move |_| {
             let docker = docker.clone();
@@ -57,10 +51,8 @@ pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
 /// provider. Connecting waits (up to [`CONNECT_TIMEOUT`]) for a starting
 /// agent to bind the socket.
 pub(super) fn local_channel(socket: PathBuf) -> Channel {
-    Endpoint::from_static("http://agent.invalid")
+    crate::provider::agent_endpoint()
         .connect_timeout(CONNECT_TIMEOUT)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect_with_connector_lazy(tower::service_fn(move |_| {
             let socket = socket.clone();
             async move {
