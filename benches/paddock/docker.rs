@@ -5,7 +5,7 @@ use bytes::Bytes;
 use paddock::pb;
 
 use crate::engine::{self, IMAGE, settle};
-use crate::ops::{Clients, StdinFeed};
+use crate::ops::{Clients, StdinFeed, stdout_command};
 use crate::report::{Goal, Measured, Row, Stats};
 use crate::server::ServerProcess;
 use crate::{Plan, side_by_side, timed};
@@ -244,14 +244,14 @@ async fn streams(
     container: &str,
 ) -> Vec<Row> {
     let bytes = plan.stdout_bytes;
-    let count = bytes.to_string();
-    let head = ["head", "-c", count.as_str(), "/dev/zero"];
+    let command = stdout_command(bytes);
+    let argv: &[&str] = &command.iter().map(String::as_str).collect::<Vec<_>>();
     let stdout = || {
         let (mut c, id) = (clients.clone(), id.to_owned());
-        async move { assert_eq!(c.exec(&id, &head, None).await, bytes) }
+        async move { assert_eq!(c.exec(&id, argv, None).await, bytes) }
     };
     let raw_stdout = || async move {
-        assert_eq!(engine::exec(docker, container, &head, None).await, bytes);
+        assert_eq!(engine::exec(docker, container, argv, None).await, bytes);
     };
     let (ours, theirs) = side_by_side(plan.transfer_rounds, 1, stdout, raw_stdout, settle).await;
     let mut rows = vec![transfer(

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use paddock::pb;
 
-use crate::ops::{Clients, StdinFeed};
+use crate::ops::{Clients, StdinFeed, stdout_command};
 use crate::report::{Goal, Measured, Row, Stats};
 use crate::server::ServerProcess;
 use crate::{Plan, no_pause, side_by_side, timed};
@@ -31,13 +31,15 @@ fn fork_exec(command: &[&str]) {
     assert!(status.success(), "{command:?} failed");
 }
 
-/// `head -c N /dev/zero` read through a pipe; returns the bytes read.
+/// [`stdout_command`] read through a pipe; returns the bytes read.
 fn pipe_stdout(bytes: u64) -> u64 {
-    let mut child = Command::new("head")
-        .args(["-c", &bytes.to_string(), "/dev/zero"])
+    let command = stdout_command(bytes);
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
         .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
-        .expect("spawn head");
+        .expect("spawn dd");
     let mut out = child.stdout.take().expect("stdout");
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0;
@@ -189,15 +191,11 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
     ));
 
     let bytes = plan.stdout_bytes;
-    let count = bytes.to_string();
+    let command = stdout_command(bytes);
+    let argv: &[&str] = &command.iter().map(String::as_str).collect::<Vec<_>>();
     let stdout = || {
-        let (mut c, id, count) = (clients.clone(), id.clone(), count.clone());
-        async move {
-            let got = c
-                .exec(&id, &["head", "-c", &count, "/dev/zero"], None)
-                .await;
-            assert_eq!(got, bytes);
-        }
+        let (mut c, id) = (clients.clone(), id.clone());
+        async move { assert_eq!(c.exec(&id, argv, None).await, bytes) }
     };
     let (ours, theirs) = side_by_side(
         plan.transfer_rounds,
@@ -216,7 +214,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
             bytes,
         },
         Some((
-            "a pipe from `head`".into(),
+            "a pipe from `dd`".into(),
             Measured::Transfer {
                 time: Stats::of(&theirs),
                 bytes,

@@ -63,7 +63,9 @@ impl ServerProcess {
             if entry["message"] == "serving" {
                 break entry["addr"].as_str().expect("addr").parse().expect("addr");
             }
-            eprintln!("server: {line}");
+            if entry["level"] != "INFO" {
+                eprintln!("server: {line}");
+            }
         };
         // Warnings and errors reach the terminal; the server never blocks
         // on a full pipe.
