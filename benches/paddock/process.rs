@@ -11,7 +11,7 @@ use crate::report::{Goal, Measured, Row, Stats};
 use crate::server::ServerProcess;
 use crate::{Plan, no_pause, side_by_side, timed};
 
-const SECTION: &str = "Process provider (floor: fork/exec, pipes and files from one process)";
+const SECTION: &str = "Process provider (floor: fork/exec and pipes from one process)";
 
 fn row(operation: String, paddock: Measured, floor: Option<(String, Measured)>) -> Row {
     Row {
@@ -40,16 +40,48 @@ fn pipe_stdout(bytes: u64) -> u64 {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn dd");
-    let mut out = child.stdout.take().expect("stdout");
+    let total = drain(child.stdout.take().expect("stdout"));
+    assert!(child.wait().expect("wait").success());
+    total
+}
+
+/// Reads a pipe to its end in 1 MiB reads; returns the bytes read.
+fn drain(mut pipe: impl Read) -> u64 {
     let mut buffer = vec![0u8; 1 << 20];
     let mut total = 0;
     loop {
-        let n = out.read(&mut buffer).expect("read the pipe");
+        let n = pipe.read(&mut buffer).expect("read the pipe");
         if n == 0 {
-            break;
+            return total;
         }
         total += n as u64;
     }
+}
+
+/// `bytes` through a pipe into `dd`, which writes them to `path`.
+fn pipe_into_file(path: &std::path::Path, bytes: u64) {
+    let mut child = Command::new("dd")
+        .arg(format!("of={}", path.display()))
+        .args(["bs=1048576", "status=none"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn dd");
+    let mut input = child.stdin.take().expect("stdin");
+    for chunk in StdinFeed(bytes).chunks() {
+        input.write_all(&chunk).expect("write the pipe");
+    }
+    drop(input);
+    assert!(child.wait().expect("wait").success());
+}
+
+/// `cat path` read through a pipe; returns the bytes read.
+fn pipe_from_file(path: &std::path::Path) -> u64 {
+    let mut child = Command::new("cat")
+        .arg(path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn cat");
+    let total = drain(child.stdout.take().expect("stdout"));
     assert!(child.wait().expect("wait").success());
     total
 }
@@ -255,8 +287,10 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
         )),
     ));
 
-    // Files: the floor writes and reads a file of its own on the same
-    // filesystem (the server's data directory).
+    // Files: the floor moves the same bytes through a pipe into `dd` that
+    // writes them to a file, and out of one through `cat`: data crossing
+    // into another process and onto the same filesystem (the server's
+    // data directory).
     let bytes = plan.file_bytes;
     let local = server.data.path().join("floor.bin");
     let upload = || {
@@ -265,12 +299,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
     };
     let write_local = || {
         let local = local.clone();
-        async move {
-            let mut file = std::fs::File::create(&local).expect("create");
-            for chunk in StdinFeed(bytes).chunks() {
-                file.write_all(&chunk).expect("write");
-            }
-        }
+        async move { pipe_into_file(&local, bytes) }
     };
     let (ours, theirs) = side_by_side(plan.transfer_rounds, 1, upload, write_local, no_pause).await;
     rows.push(row(
@@ -280,7 +309,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
             bytes,
         },
         Some((
-            "write(2) of a local file".into(),
+            "a pipe into `dd of=FILE`".into(),
             Measured::Transfer {
                 time: Stats::of(&theirs),
                 bytes,
@@ -293,19 +322,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
     };
     let read_local = || {
         let local = local.clone();
-        async move {
-            let mut file = std::fs::File::open(&local).expect("open");
-            let mut buffer = vec![0u8; 1 << 20];
-            let mut total = 0;
-            loop {
-                let n = file.read(&mut buffer).expect("read");
-                if n == 0 {
-                    break;
-                }
-                total += n as u64;
-            }
-            assert_eq!(total, bytes);
-        }
+        async move { assert_eq!(pipe_from_file(&local), bytes) }
     };
     let (ours, theirs) =
         side_by_side(plan.transfer_rounds, 1, download, read_local, no_pause).await;
@@ -316,7 +333,7 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
             bytes,
         },
         Some((
-            "read(2) of a local file".into(),
+            "a pipe from `cat FILE`".into(),
             Measured::Transfer {
                 time: Stats::of(&theirs),
                 bytes,
