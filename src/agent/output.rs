@@ -96,6 +96,17 @@ struct Writer {
     unsent: VecDeque<(i64, Stream, Bytes)>,
 }
 
+impl Writer {
+    /// Forgets the in-memory chunks up to `slowest`, the last chunk every
+    /// follower has read (all of them when there is no follower).
+    fn forget_sent(&mut self, slowest: Option<i64>) {
+        let sent = slowest.unwrap_or(i64::MAX);
+        while self.unsent.front().is_some_and(|(seq, _, _)| *seq <= sent) {
+            self.unsent.pop_front();
+        }
+    }
+}
+
 /// The published position of the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Position {
@@ -224,15 +235,7 @@ impl OutputLog {
     /// Forgets the in-memory chunks every follower has read (all of them
     /// when there is no follower).
     fn forget_sent(&self, slowest: Option<i64>) {
-        let mut writer = self.writer.lock().expect("log writer");
-        let sent = slowest.unwrap_or(i64::MAX);
-        while writer
-            .unsent
-            .front()
-            .is_some_and(|(seq, _, _)| *seq <= sent)
-        {
-            writer.unsent.pop_front();
-        }
+        self.writer.lock().expect("log writer").forget_sent(slowest);
     }
 
     /// Chunk `seq`, if it is still in memory.
@@ -277,14 +280,7 @@ impl OutputLog {
         if slowest.is_some() {
             writer.unsent.push_back((seq, stream, data));
         }
-        let sent = slowest.unwrap_or(i64::MAX);
-        while writer
-            .unsent
-            .front()
-            .is_some_and(|(seq, _, _)| *seq <= sent)
-        {
-            writer.unsent.pop_front();
-        }
+        writer.forget_sent(slowest);
         let current = writer.segments.back_mut().expect("a current segment");
         current.bytes += record_bytes;
         if current.bytes >= self.budget / 2 {
