@@ -444,7 +444,13 @@ impl DockerProvider {
     /// when that is visible here (see [`AgentTransport::Auto`]), through an
     /// exec bridge otherwise.
     async fn new_channel(&self, container: &str) -> Channel {
-        match self.local_socket(container).await {
+        self.channel_to(container, self.local_socket(container).await)
+    }
+
+    /// A channel to the agent of `container` through `socket` when there is
+    /// one (see [`DockerProvider::local_socket`]), through a bridge otherwise.
+    fn channel_to(&self, container: &str, socket: Option<PathBuf>) -> Channel {
+        match socket {
             Some(socket) => {
                 debug!(container, socket = %socket.display(), "reaching the agent through its socket");
                 bridge::local_channel(socket)
@@ -478,9 +484,15 @@ impl DockerProvider {
     }
 
     /// Waits until the agent of a started container answers, through a new
-    /// channel that is then kept for calls.
-    async fn wait_for_agent(&self, sandbox_id: &str, container: &str) -> Result<()> {
-        let channel = self.new_channel(container).await;
+    /// channel (through `socket`, see [`DockerProvider::local_socket`]) that
+    /// is then kept for calls.
+    async fn wait_for_agent(
+        &self,
+        sandbox_id: &str,
+        container: &str,
+        socket: Option<PathBuf>,
+    ) -> Result<()> {
+        let channel = self.channel_to(container, socket);
         let mut client = pb::exec_service_client::ExecServiceClient::new(channel.clone());
         let probe = tokio::time::timeout(
             AGENT_READY_TIMEOUT,
@@ -827,9 +839,9 @@ impl Provider for DockerProvider {
 
     #[instrument(name = "provider.docker.create", skip_all, fields(sandbox_id = request.sandbox_id))]
     async fn create(&self, request: ProvisionRequest<'_>) -> Result<String> {
-        if let Some(existing) = self.find(request.sandbox_id).await? {
-            return Ok(existing.id.unwrap_or_default());
-        }
+        // A container of this sandbox exists only when an earlier attempt got
+        // that far; the engine's name conflict (409) says so without an extra
+        // lookup on every create.
         let build = self.ensure_agent().await?;
         let config = self.container_config(&request, build)?;
         let name = Self::container_name(request.sandbox_id)?;
@@ -851,7 +863,7 @@ impl Provider for DockerProvider {
                 }
                 Ok(created.id)
             }
-            // A concurrent retry made it first.
+            // An earlier attempt, or a concurrent retry, made it first.
             Err(e) if status_code(&e) == Some(409) => match self.find(request.sandbox_id).await? {
                 Some(existing) => Ok(existing.id.unwrap_or_default()),
                 None => Err(engine_error("creating a sandbox container", e)),
@@ -864,7 +876,13 @@ impl Provider for DockerProvider {
     async fn start(&self, sandbox_id: &str) -> Result<()> {
         let name = Self::container_name(sandbox_id)?;
         self.forget_channel(sandbox_id);
-        match self.docker.start_container(&name, None).await {
+        // Where the agent's socket will be is known from the created
+        // container: look it up while the engine starts it.
+        let (started, socket) = tokio::join!(
+            self.docker.start_container(&name, None),
+            self.local_socket(&name)
+        );
+        match started {
             Ok(()) => {}
             // 304: already running.
             Err(e) if status_code(&e) == Some(304) => {}
@@ -875,7 +893,7 @@ impl Provider for DockerProvider {
             }
             Err(e) => return Err(engine_error("starting a sandbox container", e)),
         }
-        let ready = self.wait_for_agent(sandbox_id, &name).await;
+        let ready = self.wait_for_agent(sandbox_id, &name, socket).await;
         if ready.is_err() {
             // The agent volume may have been removed behind our back: check
             // it again before the next create.
