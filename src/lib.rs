@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod keys;
 pub mod pb;
 pub mod provider;
 pub mod sandbox;

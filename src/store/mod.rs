@@ -43,6 +43,23 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// An API key as the store keeps it: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The key's public id (`key_…`), shown in listings and used to revoke.
+    pub id: String,
+    /// The tenant the key acts for.
+    pub tenant: String,
+    /// Lowercase hex SHA-256 of the whole key text (`pdk_…`).
+    pub secret_sha256: String,
+    /// What the key is for, as its maker said.
+    pub description: String,
+    /// When it was made.
+    pub created_at: SystemTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<SystemTime>,
+}
+
 /// The durable home of sandbox records and events.
 ///
 /// Every change to a record writes exactly one event in the same transaction
@@ -54,6 +71,19 @@ pub trait Store: Send + Sync + 'static {
     /// The store's identity: chosen at random the first time it is asked for,
     /// then the same for every server that uses this store.
     async fn store_id(&self) -> Result<String>;
+
+    /// Writes a new API key. `ALREADY_EXISTS` when its id or hash is taken.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// The key whose secret hashes to `secret_sha256`, revoked or not.
+    async fn api_key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>>;
+
+    /// Every key, or the tenant's, oldest first.
+    async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>>;
+
+    /// Marks key `id` revoked at `at` (a key revoked before keeps its first
+    /// revocation time). `false` when there is no such key.
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool>;
 
     /// Writes a new record and its CREATED event, and returns the record with
     /// its revision. `ALREADY_EXISTS` when the id, the tenant's live name (one

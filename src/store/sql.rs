@@ -12,7 +12,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tracing::info;
 
-use super::{EventQuery, SandboxQuery, Store};
+use super::{ApiKey, EventQuery, SandboxQuery, Store};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::sandbox::selector::Requirement;
@@ -628,6 +628,63 @@ impl Store for SqlStore {
         row.try_get::<String, _>(0).map_err(db_error)
     }
 
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant, secret_sha256, description, created_at, \
+             revoked_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant)
+        .bind(&key.secret_sha256)
+        .bind(&key.description)
+        .bind(clock::to_millis(key.created_at))
+        .bind(key.revoked_at.map(clock::to_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Error::already_exists(format!("API key {} already exists", key.id))
+            }
+            _ => db_error(e),
+        })?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>> {
+        let row = sqlx::query(
+            "SELECT id, tenant, secret_sha256, description, created_at, revoked_at \
+             FROM api_keys WHERE secret_sha256 = $1",
+        )
+        .bind(secret_sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| api_key_from_row(&row)).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, secret_sha256, description, created_at, revoked_at \
+             FROM api_keys WHERE ($1 = '' OR tenant = $1) ORDER BY created_at, id",
+        )
+        .bind(tenant.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                .bind(id)
+                .bind(clock::to_millis(at))
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn latest_revision(&self) -> Result<i64> {
         let row = sqlx::query("SELECT COALESCE(MAX(revision), 0) FROM sandbox_events")
             .fetch_one(&self.pool)
@@ -635,4 +692,19 @@ impl Store for SqlStore {
             .map_err(db_error)?;
         row.try_get::<i64, _>(0).map_err(db_error)
     }
+}
+
+fn api_key_from_row(row: &AnyRow) -> Result<ApiKey> {
+    let text = |column: &str| row.try_get::<String, _>(column).map_err(db_error);
+    Ok(ApiKey {
+        id: text("id")?,
+        tenant: text("tenant")?,
+        secret_sha256: text("secret_sha256")?,
+        description: text("description")?,
+        created_at: clock::from_millis(row.try_get::<i64, _>("created_at").map_err(db_error)?),
+        revoked_at: row
+            .try_get::<Option<i64>, _>("revoked_at")
+            .map_err(db_error)?
+            .map(clock::from_millis),
+    })
 }
