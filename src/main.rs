@@ -21,6 +21,12 @@ enum Command {
     /// Settings come from flags, then PADDOCK_* environment variables, then
     /// the TOML file named by --config, then the defaults shown.
     Serve(Box<ServeArgs>),
+    /// Make, list and revoke API keys, in the database the server uses.
+    ///
+    /// Give the same --data-dir, --database-url or --config as to `paddock
+    /// serve`. A key is printed once, when it is made; the database keeps
+    /// only its SHA-256.
+    Keys(KeysArgs),
     /// Run the in-sandbox agent (started by providers, not by hand).
     #[command(hide = true)]
     Agent(Box<paddock::agent::AgentArgs>),
@@ -30,10 +36,52 @@ enum Command {
     AgentBridge(paddock::agent::bridge::BridgeArgs),
 }
 
+#[derive(Debug, clap::Args)]
+struct KeysArgs {
+    #[command(subcommand)]
+    action: KeysAction,
+    /// Read the database's location from this TOML file (as `paddock serve`).
+    #[arg(long, env = "PADDOCK_CONFIG", value_name = "FILE", global = true)]
+    config: Option<std::path::PathBuf>,
+    /// The server's data directory (its SQLite database).
+    #[arg(long, env = "PADDOCK_DATA_DIR", value_name = "DIR", global = true)]
+    data_dir: Option<std::path::PathBuf>,
+    /// The server's database, when it is not the SQLite file in the data
+    /// directory.
+    #[arg(long, env = "PADDOCK_DATABASE_URL", value_name = "URL", global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Make a key for a tenant and print it (once).
+    Create {
+        /// The tenant the key acts for: 1 to 63 letters, digits, '.', '_'
+        /// or '-'.
+        #[arg(long)]
+        tenant: String,
+        /// What the key is for, shown by `keys list`.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key by its id (key_…): calls with it fail from then on.
+    Revoke {
+        /// The key's id, as `keys create` and `keys list` show it.
+        id: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => run_server(*args),
+        Command::Keys(args) => run_keys(args),
         Command::Agent(args) => run_agent(*args),
         Command::AgentBridge(args) => match paddock::agent::bridge::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -118,4 +166,81 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
     }
+}
+
+fn run_keys(args: KeysArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paddock keys: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(keys(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("paddock keys: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use paddock::store::{SqlStore, Store};
+
+    let config = ServerConfig::resolve(ServeArgs {
+        config: args.config,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        ..ServeArgs::default()
+    })?;
+    let store = SqlStore::connect(&config.effective_database_url())
+        .await
+        .context("cannot open the state store")?;
+    match args.action {
+        KeysAction::Create {
+            tenant,
+            description,
+        } => {
+            let key = paddock::keys::generate(&tenant, &description)?;
+            store.insert_api_key(&key.record).await?;
+            eprintln!(
+                "made {} for tenant {tenant}; the key is printed below, once: keep it now",
+                key.record.id
+            );
+            println!("{}", key.secret);
+        }
+        KeysAction::List { tenant } => {
+            println!(
+                "{:<20}  {:<20}  {:<24}  {:<24}  DESCRIPTION",
+                "ID", "TENANT", "CREATED", "REVOKED"
+            );
+            for key in store.list_api_keys(tenant.as_deref()).await? {
+                let time =
+                    |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+                println!(
+                    "{:<20}  {:<20}  {:<24}  {:<24}  {}",
+                    key.id,
+                    key.tenant,
+                    time(key.created_at),
+                    key.revoked_at.map_or_else(|| "-".to_owned(), time),
+                    key.description
+                );
+            }
+        }
+        KeysAction::Revoke { id } => {
+            if !store
+                .revoke_api_key(&id, std::time::SystemTime::now())
+                .await?
+            {
+                anyhow::bail!("there is no key {id}; `paddock keys list` shows the keys");
+            }
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
 }
