@@ -43,6 +43,19 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_DATABASE_URL", value_name = "URL")]
     pub database_url: Option<String>,
 
+    /// How callers prove who they are: "keys" (every call but health needs
+    /// `authorization: Bearer <API key>`; make keys with `paddock keys
+    /// create`) or "none" (every caller is the default tenant; only allowed
+    /// when listening on loopback or a Unix socket) [default: none on
+    /// loopback and Unix sockets, else keys].
+    #[arg(long, env = "PADDOCK_AUTH", value_name = "MODE")]
+    pub auth: Option<String>,
+
+    /// With --auth keys, let reflection (grpcurl list/describe) answer
+    /// without a key.
+    #[arg(long, env = "PADDOCK_OPEN_REFLECTION")]
+    pub open_reflection: bool,
+
     /// The provider for requests that name none: "auto" (docker when the
     /// engine answers at start-up and the agent binary is static, else
     /// process), "docker" or "process" [default: auto].
@@ -145,6 +158,8 @@ struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    auth: Option<String>,
+    open_reflection: Option<bool>,
     provider: Option<String>,
     default_timeout: Option<String>,
     max_timeout: Option<String>,
@@ -165,6 +180,15 @@ struct FileConfig {
     command_output_budget: Option<String>,
 }
 
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every caller acts as the default tenant.
+    None,
+    /// Every call but health carries an API key naming its tenant.
+    Keys,
+}
+
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddr {
@@ -172,6 +196,15 @@ pub enum ListenAddr {
     Tcp(String),
     /// A Unix socket path.
     Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(host_port) => f.write_str(host_port),
+            Self::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 impl ListenAddr {
@@ -189,6 +222,25 @@ impl ListenAddr {
                 Ok(Self::Tcp(text.to_owned()))
             }
             _ => bail!("listen address {text:?} is neither HOST:PORT nor unix:PATH"),
+        }
+    }
+
+    /// Whether only this machine can reach the address: a Unix socket, or a
+    /// loopback host (`localhost`, 127.0.0.0/8, `[::1]`). The server checks
+    /// the addresses it actually binds again.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Self::Unix(_) => true,
+            Self::Tcp(text) => {
+                let host = text
+                    .rsplit_once(':')
+                    .map_or(text.as_str(), |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
         }
     }
 }
@@ -230,6 +282,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The state database; `None` means the SQLite file in the data directory.
     pub database_url: Option<String>,
+    /// How callers are authenticated.
+    pub auth: AuthMode,
+    /// Whether reflection answers without a key.
+    pub open_reflection: bool,
     /// The default provider.
     pub provider: ProviderChoice,
     /// Lifecycle settings.
@@ -316,8 +372,17 @@ impl ServerConfig {
             "json" => LogFormat::Json,
             other => bail!("log format {other:?} is unknown; use human or json"),
         };
+        let listen = ListenAddr::parse(&listen)?;
+        let auth = match args.auth.or(file.auth).as_deref() {
+            None if listen.is_local() => AuthMode::None,
+            None | Some("keys") => AuthMode::Keys,
+            Some("none") => AuthMode::None,
+            Some(other) => bail!("auth mode {other:?} is unknown; use keys or none"),
+        };
         Ok(Self {
-            listen: ListenAddr::parse(&listen)?,
+            listen,
+            auth,
+            open_reflection: args.open_reflection || file.open_reflection.unwrap_or(false),
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

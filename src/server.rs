@@ -16,8 +16,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
+use crate::api::auth::AuthLayer;
 use crate::api::{AgentBusyCheck, ExecApi, FileApi, SandboxApi};
-use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
+use crate::config::{AuthMode, ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
@@ -65,6 +66,7 @@ pub const RECEIVE_MAX_FRAME: u32 = 256 << 10;
 pub struct Server {
     config: ServerConfig,
     manager: Manager,
+    store: Arc<dyn Store>,
     listener: Listener,
     addr: BoundAddr,
     store_id: String,
@@ -74,6 +76,9 @@ impl Server {
     /// Opens the store, the providers and the manager, repairs what an
     /// earlier crash left behind, and binds the listener.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        if config.auth == AuthMode::None && !config.listen.is_local() {
+            bail!(refusal(&config.listen.to_string()));
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
@@ -94,15 +99,22 @@ impl Server {
             default_provider = providers.default_name(),
             "providers ready"
         );
-        let manager = Manager::new(store, providers, config.lifecycle.clone()).await?;
+        let manager = Manager::new(store.clone(), providers, config.lifecycle.clone()).await?;
         manager
             .reconcile()
             .await
             .context("start-up reconciliation failed")?;
         let (listener, addr) = bind(&config.listen).await?;
+        if let BoundAddr::Tcp(bound) = &addr
+            && config.auth == AuthMode::None
+            && !bound.ip().is_loopback()
+        {
+            bail!(refusal(&bound.to_string()));
+        }
         Ok(Self {
             config,
             manager,
+            store,
             listener,
             addr,
             store_id,
@@ -130,6 +142,7 @@ impl Server {
         let Self {
             config,
             manager,
+            store,
             listener,
             addr,
             store_id: _,
@@ -164,6 +177,7 @@ impl Server {
             Arc::new(AgentBusyCheck::new(manager.clone())),
         );
         let observers = manager.spawn_observers();
+        let auth = AuthLayer::new(store.clone(), config.auth, config.open_reflection);
         let router = tonic::transport::Server::builder()
             // Receive windows big enough that an upload's 1 MiB chunks keep
             // flowing instead of waiting for a window update each.
@@ -171,6 +185,7 @@ impl Server {
             .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
             .max_frame_size(Some(RECEIVE_MAX_FRAME))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .layer(auth)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -284,6 +299,15 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
     }
     let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process), docker];
     Ok(Providers::new(all, default)?)
+}
+
+/// Why a server without authentication will not listen on `addr`.
+fn refusal(addr: &str) -> String {
+    format!(
+        "refusing to listen on {addr} without authentication: anyone who can reach it could \
+         run code in sandboxes. Use --auth keys (and make keys with `paddock keys create \
+         --tenant NAME`), or listen on loopback (127.0.0.1) or a Unix socket"
+    )
 }
 
 async fn bind(listen: &ListenAddr) -> anyhow::Result<(Listener, BoundAddr)> {

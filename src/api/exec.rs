@@ -14,11 +14,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use super::auth::tenant_of;
 use super::convert::{self, exec as rules};
 use crate::pb;
 use crate::pb::exec_service_client::ExecServiceClient;
 use crate::pb::exec_service_server::ExecService;
-use crate::sandbox::{DEFAULT_TENANT, Manager};
+use crate::sandbox::Manager;
 
 /// The largest message read from an agent: a RunCommand answer with both
 /// capped outputs, or one output chunk, with room to spare.
@@ -58,8 +59,12 @@ impl ExecApi {
         })
     }
 
-    async fn agent(&self, sandbox_id: &str) -> Result<ExecServiceClient<Channel>, Status> {
-        let channel = self.manager.agent(DEFAULT_TENANT, sandbox_id).await?;
+    async fn agent(
+        &self,
+        tenant: &str,
+        sandbox_id: &str,
+    ) -> Result<ExecServiceClient<Channel>, Status> {
+        let channel = self.manager.agent(tenant, sandbox_id).await?;
         Ok(ExecServiceClient::new(channel)
             .max_decoding_message_size(AGENT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(AGENT_MAX_MESSAGE_BYTES))
@@ -191,6 +196,7 @@ impl ExecService for ExecApi {
         &self,
         request: Request<Streaming<pb::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
+        let tenant = tenant_of(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(FIRST_MESSAGE_DEADLINE, inbound.message())
             .await
@@ -202,7 +208,7 @@ impl ExecService for ExecApi {
             })?;
         let sandbox_id = rules::exec_first(&first)?;
         let permit = self.admit()?;
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
 
         let (refuse, refused) = oneshot::channel::<Refusal>();
         let follow_ups = futures::stream::unfold((inbound, refuse), next_follow_up);
@@ -230,10 +236,11 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::RunCommandRequest>,
     ) -> Result<Response<pb::RunCommandResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = rules::run_request(&request)?;
         let _permit = self.admit()?;
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         agent.run_command(request).await.map_err(agent_status)
     }
 
@@ -241,10 +248,11 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::StartCommandRequest>,
     ) -> Result<Response<pb::StartCommandResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         rules::spec("spec.", request.spec.as_ref())?;
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         bounded(agent.start_command(request)).await
     }
 
@@ -252,10 +260,11 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::GetCommandRequest>,
     ) -> Result<Response<pb::GetCommandResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         rules::command_id("command_id", &request.command_id)?;
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         bounded(agent.get_command(request)).await
     }
 
@@ -263,6 +272,7 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::ListCommandsRequest>,
     ) -> Result<Response<pb::ListCommandsResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         for state in &request.states {
@@ -275,7 +285,7 @@ impl ExecService for ExecApi {
                 Ok(_) => {}
             }
         }
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         bounded(agent.list_commands(request)).await
     }
 
@@ -283,11 +293,12 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::SignalCommandRequest>,
     ) -> Result<Response<pb::SignalCommandResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         rules::command_id("command_id", &request.command_id)?;
         rules::signal("signal", &request.signal)?;
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         bounded(agent.signal_command(request)).await
     }
 
@@ -295,12 +306,13 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::KillProcessesRequest>,
     ) -> Result<Response<pb::KillProcessesResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         if !request.signal.is_empty() {
             rules::signal("signal", &request.signal)?;
         }
-        let mut agent = self.agent(&sandbox_id).await?;
+        let mut agent = self.agent(&tenant, &sandbox_id).await?;
         bounded(agent.kill_processes(request)).await
     }
 }

@@ -10,12 +10,13 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::auth::tenant_of;
 use super::convert;
 use super::exec::{AGENT_MAX_MESSAGE_BYTES, agent_status, bounded};
 use crate::pb;
 use crate::pb::file_service_client::FileServiceClient;
 use crate::pb::file_service_server::FileService;
-use crate::sandbox::{DEFAULT_TENANT, Manager};
+use crate::sandbox::Manager;
 
 /// The largest upload chunk, as the proto documents.
 const MAX_CHUNK_BYTES: usize = 1 << 20;
@@ -34,8 +35,12 @@ impl FileApi {
         Self { manager }
     }
 
-    async fn agent(&self, sandbox_id: &str) -> Result<FileServiceClient<Channel>, Status> {
-        let channel = self.manager.agent(DEFAULT_TENANT, sandbox_id).await?;
+    async fn agent(
+        &self,
+        tenant: &str,
+        sandbox_id: &str,
+    ) -> Result<FileServiceClient<Channel>, Status> {
+        let channel = self.manager.agent(tenant, sandbox_id).await?;
         Ok(FileServiceClient::new(channel)
             .max_decoding_message_size(AGENT_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(AGENT_MAX_MESSAGE_BYTES))
@@ -140,6 +145,7 @@ impl FileService for FileApi {
         request: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         use pb::upload_request::Request as R;
+        let tenant = tenant_of(&request);
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.unwrap_or_default();
         let Some(R::Header(header)) = &first.request else {
@@ -151,7 +157,7 @@ impl FileService for FileApi {
         path("path", &header.path, false)?;
         mode(header.mode)?;
         sha256(&header.sha256)?;
-        let mut agent = self.agent(&id).await?;
+        let mut agent = self.agent(&tenant, &id).await?;
         let (stream, failure) = forward(first, inbound, |m| match &m.request {
             Some(R::Chunk(chunk)) => Some(chunk.len()),
             _ => None,
@@ -168,10 +174,11 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::DownloadRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        let mut agent = self.agent(&id).await?;
+        let mut agent = self.agent(&tenant, &id).await?;
         let answers = bounded(agent.download(request)).await?.into_inner();
         Ok(Response::new(relay_download(
             self.manager.clone(),
@@ -185,6 +192,7 @@ impl FileService for FileApi {
         request: Request<Streaming<pb::UploadArchiveRequest>>,
     ) -> Result<Response<pb::UploadArchiveResponse>, Status> {
         use pb::upload_archive_request::Request as R;
+        let tenant = tenant_of(&request);
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.unwrap_or_default();
         let Some(R::Header(header)) = &first.request else {
@@ -194,7 +202,7 @@ impl FileService for FileApi {
         };
         let id = sandbox_id(&header.sandbox_id)?;
         path("path", &header.path, false)?;
-        let mut agent = self.agent(&id).await?;
+        let mut agent = self.agent(&tenant, &id).await?;
         let (stream, failure) = forward(first, inbound, |m| match &m.request {
             Some(R::Chunk(chunk)) => Some(chunk.len()),
             _ => None,
@@ -211,10 +219,11 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::DownloadArchiveRequest>,
     ) -> Result<Response<Self::DownloadArchiveStream>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        let mut agent = self.agent(&id).await?;
+        let mut agent = self.agent(&tenant, &id).await?;
         let answers = bounded(agent.download_archive(request)).await?.into_inner();
         Ok(Response::new(relay_download(
             self.manager.clone(),
@@ -227,102 +236,112 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&id).await?.stat(request)).await
+        bounded(self.agent(&tenant, &id).await?.stat(request)).await
     }
 
     async fn list_dir(
         &self,
         request: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&id).await?.list_dir(request)).await
+        bounded(self.agent(&tenant, &id).await?.list_dir(request)).await
     }
 
     async fn make_dir(
         &self,
         request: Request<pb::MakeDirRequest>,
     ) -> Result<Response<pb::MakeDirResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
         mode(request.mode)?;
-        bounded(self.agent(&id).await?.make_dir(request)).await
+        bounded(self.agent(&tenant, &id).await?.make_dir(request)).await
     }
 
     async fn remove(
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&id).await?.remove(request)).await
+        bounded(self.agent(&tenant, &id).await?.remove(request)).await
     }
 
     async fn r#move(
         &self,
         request: Request<pb::MoveRequest>,
     ) -> Result<Response<pb::MoveResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("source", &request.source, false)?;
         path("destination", &request.destination, false)?;
-        bounded(self.agent(&id).await?.r#move(request)).await
+        bounded(self.agent(&tenant, &id).await?.r#move(request)).await
     }
 
     async fn read_file(
         &self,
         request: Request<pb::ReadFileRequest>,
     ) -> Result<Response<pb::ReadFileResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&id).await?.read_file(request)).await
+        bounded(self.agent(&tenant, &id).await?.read_file(request)).await
     }
 
     async fn write_file(
         &self,
         request: Request<pb::WriteFileRequest>,
     ) -> Result<Response<pb::WriteFileResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
         mode(request.mode)?;
-        bounded(self.agent(&id).await?.write_file(request)).await
+        bounded(self.agent(&tenant, &id).await?.write_file(request)).await
     }
 
     async fn edit_file(
         &self,
         request: Request<pb::EditFileRequest>,
     ) -> Result<Response<pb::EditFileResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&id).await?.edit_file(request)).await
+        bounded(self.agent(&tenant, &id).await?.edit_file(request)).await
     }
 
     async fn find_files(
         &self,
         request: Request<pb::FindFilesRequest>,
     ) -> Result<Response<pb::FindFilesResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, true)?;
-        bounded(self.agent(&id).await?.find_files(request)).await
+        bounded(self.agent(&tenant, &id).await?.find_files(request)).await
     }
 
     async fn grep(
         &self,
         request: Request<pb::GrepRequest>,
     ) -> Result<Response<pb::GrepResponse>, Status> {
+        let tenant = tenant_of(&request);
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, true)?;
-        bounded(self.agent(&id).await?.grep(request)).await
+        bounded(self.agent(&tenant, &id).await?.grep(request)).await
     }
 }

@@ -1,6 +1,7 @@
 //! The gRPC surface: thin service implementations that convert, call the
 //! domain, and convert back.
 
+pub mod auth;
 pub mod convert;
 mod exec;
 mod file;

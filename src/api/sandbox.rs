@@ -6,10 +6,11 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use super::auth::tenant_of;
 use super::convert;
 use crate::pb;
 use crate::pb::sandbox_service_server::SandboxService;
-use crate::sandbox::{DEFAULT_TENANT, Manager};
+use crate::sandbox::Manager;
 
 /// The sandbox lifecycle service.
 #[derive(Clone)]
@@ -34,8 +35,9 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::CreateSandboxRequest>,
     ) -> Result<Response<pb::CreateSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let create = convert::create_request(request.into_inner())?;
-        let (sandbox, created) = self.manager.create(DEFAULT_TENANT, create).await?;
+        let (sandbox, created) = self.manager.create(&tenant, create).await?;
         Ok(Response::new(pb::CreateSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
             created,
@@ -46,9 +48,10 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::GetSandboxRequest>,
     ) -> Result<Response<pb::GetSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let pb::GetSandboxRequest { sandbox_id } = request.into_inner();
         let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self.manager.get(DEFAULT_TENANT, &id).await?;
+        let sandbox = self.manager.get(&tenant, &id).await?;
         Ok(Response::new(pb::GetSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -58,8 +61,9 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::ListSandboxesRequest>,
     ) -> Result<Response<pb::ListSandboxesResponse>, Status> {
+        let tenant = tenant_of(&request);
         let query = convert::list_query(request.into_inner())?;
-        let page = self.manager.list(DEFAULT_TENANT, query).await?;
+        let page = self.manager.list(&tenant, query).await?;
         Ok(Response::new(pb::ListSandboxesResponse {
             sandboxes: page.sandboxes.iter().map(convert::sandbox_to_pb).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
@@ -70,8 +74,9 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::UpdateSandboxRequest>,
     ) -> Result<Response<pb::UpdateSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let (id, update) = convert::update_request(request.into_inner())?;
-        let sandbox = self.manager.update(DEFAULT_TENANT, &id, update).await?;
+        let sandbox = self.manager.update(&tenant, &id, update).await?;
         Ok(Response::new(pb::UpdateSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -81,11 +86,12 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::StopSandboxRequest>,
     ) -> Result<Response<pb::StopSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let pb::StopSandboxRequest { sandbox_id } = request.into_inner();
         let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
         let sandbox = self
             .manager
-            .stop(DEFAULT_TENANT, &id, "stopped by request")
+            .stop(&tenant, &id, "stopped by request")
             .await?;
         Ok(Response::new(pb::StopSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
@@ -96,9 +102,10 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::StartSandboxRequest>,
     ) -> Result<Response<pb::StartSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let pb::StartSandboxRequest { sandbox_id } = request.into_inner();
         let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self.manager.start(DEFAULT_TENANT, &id).await?;
+        let sandbox = self.manager.start(&tenant, &id).await?;
         Ok(Response::new(pb::StartSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -108,11 +115,12 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::DeleteSandboxRequest>,
     ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
+        let tenant = tenant_of(&request);
         let pb::DeleteSandboxRequest { sandbox_id } = request.into_inner();
         let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
         let sandbox = self
             .manager
-            .delete(DEFAULT_TENANT, &id, "deleted by request")
+            .delete(&tenant, &id, "deleted by request")
             .await?;
         Ok(Response::new(pb::DeleteSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
@@ -125,6 +133,7 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::WatchSandboxesRequest>,
     ) -> Result<Response<Self::WatchSandboxesStream>, Status> {
+        let tenant = tenant_of(&request);
         let pb::WatchSandboxesRequest {
             after_revision,
             sandbox_id,
@@ -136,7 +145,7 @@ impl SandboxService for SandboxApi {
         };
         let events = self
             .manager
-            .watch(DEFAULT_TENANT, after_revision, sandbox_id)
+            .watch(&tenant, after_revision, sandbox_id)
             .await?;
         let mut shutdown = self.shutdown.clone();
         let stopped = async move {

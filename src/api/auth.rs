@@ -1,0 +1,165 @@
+//! Authentication: a tower layer in front of every service. With API keys
+//! on, each call but health (and, when configured, reflection) must carry
+//! `authorization: Bearer pdk_…` naming a key that exists and is not revoked;
+//! otherwise the call ends `UNAUTHENTICATED` before any service sees it. The
+//! caller's tenant then travels in the request's extensions ([`Caller`]) and
+//! scopes everything the call touches.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::codegen::http;
+use tower::{Layer, Service};
+use tracing::warn;
+
+use crate::config::AuthMode;
+use crate::keys;
+use crate::sandbox::DEFAULT_TENANT;
+use crate::store::Store;
+
+/// Who is calling: the tenant the call acts for, and the key that proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    /// `None` when the server runs without authentication.
+    pub key_id: Option<String>,
+}
+
+/// The tenant a call acts for: its key's, or the default tenant on a server
+/// without authentication.
+pub fn tenant_of<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| DEFAULT_TENANT.to_owned(), |caller| caller.tenant.clone())
+}
+
+/// Paths every caller may use without a key.
+const HEALTH: &str = "/grpc.health.v1.Health/";
+const REFLECTION: [&str; 2] = [
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// Requires API keys (see the module docs), or lets every call through as
+/// the default tenant when the server runs without authentication.
+#[derive(Clone)]
+pub struct AuthLayer {
+    store: Arc<dyn Store>,
+    mode: AuthMode,
+    open_reflection: bool,
+}
+
+impl AuthLayer {
+    /// Checks keys against `store` when `mode` asks for keys; reflection
+    /// answers without a key when `open_reflection` is set.
+    pub fn new(store: Arc<dyn Store>, mode: AuthMode, open_reflection: bool) -> Self {
+        Self {
+            store,
+            mode,
+            open_reflection,
+        }
+    }
+
+    fn exempt(&self, path: &str) -> bool {
+        self.mode == AuthMode::None
+            || path.starts_with(HEALTH)
+            || (self.open_reflection && REFLECTION.iter().any(|p| path.starts_with(p)))
+    }
+
+    /// The caller behind `headers`, or why the call is refused.
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+        let Some(value) = headers.get(http::header::AUTHORIZATION) else {
+            return Err(Status::unauthenticated(
+                "this server needs an API key: send the header `authorization: Bearer pdk_…` \
+                 (an operator makes keys with `paddock keys create --tenant NAME`)",
+            ));
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
+            .filter(|key| keys::well_formed(key))
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "the authorization header must be `Bearer ` followed by an API key \
+                     (pdk_ and 64 hex digits)",
+                )
+            })?;
+        let found = self
+            .store
+            .api_key_by_hash(&keys::sha256(key))
+            .await
+            .map_err(|error| {
+                warn!(%error, "cannot look up an API key");
+                Status::unavailable("cannot check the API key now; try again")
+            })?;
+        match found {
+            None => Err(Status::unauthenticated("the API key is not valid")),
+            Some(key) if key.revoked_at.is_some() => {
+                Err(Status::unauthenticated("the API key was revoked"))
+            }
+            Some(key) => Ok(Caller {
+                tenant: key.tenant,
+                key_id: Some(key.id),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            auth: self.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around the server's routes.
+#[derive(Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    auth: AuthLayer,
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for Authenticate<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = http::Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The service polled ready is the one that must take the call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            if !auth.exempt(request.uri().path()) {
+                match auth.authenticate(request.headers()).await {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                    }
+                    Err(status) => return Ok(status.into_http()),
+                }
+            }
+            inner.call(request).await
+        })
+    }
+}

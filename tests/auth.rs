@@ -1,0 +1,702 @@
+//! API keys and tenants, end to end: keys made, listed and revoked with the
+//! real `paddock keys` command against the server's database; calls without
+//! a valid key refused; one tenant unable to see or touch another's sandboxes
+//! through any RPC; and a server without authentication only on loopback.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::TestServer;
+use paddock::config::{AuthMode, ServeArgs, ServerConfig};
+use paddock::pb;
+use paddock::pb::exec_service_client::ExecServiceClient;
+use paddock::pb::file_service_client::FileServiceClient;
+use paddock::pb::sandbox_service_client::SandboxServiceClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+/// Runs `paddock keys ARGS --data-dir DIR`; returns stdout, or the stderr of
+/// a failure.
+fn keys(data_dir: &Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_paddock"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run paddock keys");
+    if output.status.success() {
+        Ok(String::from_utf8(output.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+fn make_key(data_dir: &Path, tenant: &str) -> String {
+    let key = keys(
+        data_dir,
+        &["create", "--tenant", tenant, "--description", "test"],
+    )
+    .expect("keys create")
+    .trim()
+    .to_owned();
+    assert!(key.starts_with("pdk_") && key.len() == 68, "{key}");
+    key
+}
+
+/// Adds `authorization` (when there is one) to every call, as sent.
+#[derive(Clone)]
+struct Authorization(Option<String>);
+
+impl tonic::service::Interceptor for Authorization {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(header) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", header.parse().unwrap());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Authorization>;
+
+fn with_header(channel: Channel, header: Option<String>) -> Authed {
+    InterceptedService::new(channel, Authorization(header))
+}
+
+struct Clients {
+    sandboxes: SandboxServiceClient<Authed>,
+    exec: ExecServiceClient<Authed>,
+    files: FileServiceClient<Authed>,
+}
+
+async fn clients(server: &TestServer, key: Option<&str>) -> Clients {
+    let header = key.map(|key| format!("Bearer {key}"));
+    let channel = server.channel().await;
+    Clients {
+        sandboxes: SandboxServiceClient::new(with_header(channel.clone(), header.clone())),
+        exec: ExecServiceClient::new(with_header(channel.clone(), header.clone())),
+        files: FileServiceClient::new(with_header(channel, header)),
+    }
+}
+
+async fn keyed_server() -> TestServer {
+    TestServer::start_with(|args: &mut ServeArgs| args.auth = Some("keys".into())).await
+}
+
+fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
+    let status = result.expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {}", status.message());
+    status
+}
+
+#[tokio::test]
+async fn calls_need_a_valid_unrevoked_key() {
+    let server = keyed_server().await;
+    let key = make_key(&server.data_dir, "team-a");
+
+    let list = || pb::ListSandboxesRequest::default();
+    let mut anonymous = clients(&server, None).await;
+    let refused = assert_code(
+        anonymous.sandboxes.list_sandboxes(list()).await,
+        Code::Unauthenticated,
+        "no key",
+    );
+    assert!(
+        refused.message().contains("authorization: Bearer"),
+        "{}",
+        refused.message()
+    );
+    for header in [
+        "pdk_nope".to_owned(),
+        format!("Basic {key}"),
+        format!("Bearer {}", key.replace("pdk_", "pdx_")),
+    ] {
+        let mut odd =
+            SandboxServiceClient::new(with_header(server.channel().await, Some(header.clone())));
+        assert_code(
+            odd.list_sandboxes(list()).await,
+            Code::Unauthenticated,
+            &header,
+        );
+    }
+    let unknown = format!("pdk_{}", "0".repeat(64));
+    let refused = assert_code(
+        clients(&server, Some(&unknown))
+            .await
+            .sandboxes
+            .list_sandboxes(list())
+            .await,
+        Code::Unauthenticated,
+        "unknown key",
+    );
+    assert_eq!(refused.message(), "the API key is not valid");
+
+    let mut team_a = clients(&server, Some(&key)).await;
+    team_a
+        .sandboxes
+        .list_sandboxes(list())
+        .await
+        .expect("a valid key works");
+    // Health answers anyone; reflection needs a key unless opened.
+    let health = server
+        .health()
+        .await
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect("health without a key")
+        .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            server.channel().await,
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    assert_code(
+        reflection
+            .server_reflection_info(futures::stream::iter([request]))
+            .await,
+        Code::Unauthenticated,
+        "reflection without a key",
+    );
+
+    // The database keeps the hash only; listing shows ids, never keys.
+    let database = std::fs::read(server.data_dir.join("paddock.db")).unwrap_or_default();
+    let wal = std::fs::read(server.data_dir.join("paddock.db-wal")).unwrap_or_default();
+    let secret = key.as_bytes();
+    for bytes in [&database, &wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret),
+            "the key is stored in clear"
+        );
+    }
+    let listed = keys(&server.data_dir, &["list"]).unwrap();
+    assert!(
+        listed.contains("team-a") && !listed.contains(&key),
+        "{listed}"
+    );
+    let id = listed
+        .lines()
+        .find_map(|line| line.split_whitespace().find(|w| w.starts_with("key_")))
+        .expect("a key id")
+        .to_owned();
+
+    keys(&server.data_dir, &["revoke", &id]).unwrap();
+    let refused = assert_code(
+        team_a.sandboxes.list_sandboxes(list()).await,
+        Code::Unauthenticated,
+        "revoked key",
+    );
+    assert_eq!(refused.message(), "the API key was revoked");
+    assert!(keys(&server.data_dir, &["list"]).unwrap().contains(&id));
+    let error = keys(&server.data_dir, &["revoke", "key_0000000000000000"]).unwrap_err();
+    assert!(error.contains("there is no key"), "{error}");
+    let error = keys(&server.data_dir, &["create", "--tenant", "bad tenant"]).unwrap_err();
+    assert!(error.contains("not a tenant name"), "{error}");
+}
+
+#[tokio::test]
+async fn reflection_can_be_opened_to_callers_without_a_key() {
+    let server = TestServer::start_with(|args: &mut ServeArgs| {
+        args.auth = Some("keys".into());
+        args.open_reflection = true;
+    })
+    .await;
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            server.channel().await,
+        );
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            ),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .expect("open reflection")
+        .into_inner();
+    assert!(answers.message().await.unwrap().is_some());
+    let mut anonymous = clients(&server, None).await;
+    assert_code(
+        anonymous
+            .sandboxes
+            .list_sandboxes(pb::ListSandboxesRequest::default())
+            .await,
+        Code::Unauthenticated,
+        "the API still needs a key",
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
+    let server = keyed_server().await;
+    let mut a = clients(&server, Some(&make_key(&server.data_dir, "team-a"))).await;
+    let mut b = clients(&server, Some(&make_key(&server.data_dir, "team-b"))).await;
+
+    let sandbox = a
+        .sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            name: Some("shared-name".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(sandbox.state, pb::SandboxState::Running as i32);
+    let id = sandbox.id.clone();
+    a.files
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: id.clone(),
+            path: "secret.txt".into(),
+            content: b"team a only".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let command = a
+        .exec
+        .start_command(pb::StartCommandRequest {
+            sandbox_id: id.clone(),
+            spec: Some(pb::CommandSpec {
+                command: vec!["sleep".into(), "60".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap()
+        .id;
+
+    // Every RPC that names the sandbox answers B as if it did not exist.
+    let not_found = |result: Result<(), Status>, what: &str| {
+        let status = result.expect_err(what);
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "{what}: {}",
+            status.message()
+        );
+        assert!(
+            !status.message().contains("team-a"),
+            "{what}: {}",
+            status.message()
+        );
+    };
+    macro_rules! try_as_b {
+        ($client:expr, $method:ident, $request:expr) => {
+            not_found(
+                $client.$method($request).await.map(drop),
+                stringify!($method),
+            )
+        };
+    }
+    let sid = || id.clone();
+    try_as_b!(
+        b.sandboxes,
+        get_sandbox,
+        pb::GetSandboxRequest { sandbox_id: sid() }
+    );
+    try_as_b!(
+        b.sandboxes,
+        update_sandbox,
+        pb::UpdateSandboxRequest {
+            sandbox_id: sid(),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["labels".into()],
+            }),
+            labels: [("owner".to_owned(), "b".to_owned())].into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.sandboxes,
+        stop_sandbox,
+        pb::StopSandboxRequest { sandbox_id: sid() }
+    );
+    try_as_b!(
+        b.sandboxes,
+        start_sandbox,
+        pb::StartSandboxRequest { sandbox_id: sid() }
+    );
+    try_as_b!(
+        b.sandboxes,
+        delete_sandbox,
+        pb::DeleteSandboxRequest { sandbox_id: sid() }
+    );
+    try_as_b!(
+        b.exec,
+        run_command,
+        pb::RunCommandRequest {
+            sandbox_id: sid(),
+            command: vec!["cat".into(), "secret.txt".into()],
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.exec,
+        start_command,
+        pb::StartCommandRequest {
+            sandbox_id: sid(),
+            spec: Some(pb::CommandSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            }),
+        }
+    );
+    try_as_b!(
+        b.exec,
+        get_command,
+        pb::GetCommandRequest {
+            sandbox_id: sid(),
+            command_id: command.clone(),
+        }
+    );
+    try_as_b!(
+        b.exec,
+        list_commands,
+        pb::ListCommandsRequest {
+            sandbox_id: sid(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.exec,
+        signal_command,
+        pb::SignalCommandRequest {
+            sandbox_id: sid(),
+            command_id: command.clone(),
+            signal: "KILL".into(),
+        }
+    );
+    try_as_b!(
+        b.exec,
+        kill_processes,
+        pb::KillProcessesRequest {
+            sandbox_id: sid(),
+            ..Default::default()
+        }
+    );
+    let start = pb::ExecRequest {
+        request: Some(pb::exec_request::Request::Start(pb::ExecStart {
+            sandbox_id: sid(),
+            spec: Some(pb::CommandSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            }),
+            on_disconnect: 0,
+        })),
+    };
+    not_found(
+        match b.exec.exec(futures::stream::iter([start])).await {
+            Ok(mut answers) => answers.get_mut().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        "exec",
+    );
+    let path = || "secret.txt".to_owned();
+    try_as_b!(
+        b.files,
+        stat,
+        pb::StatRequest {
+            sandbox_id: sid(),
+            path: path()
+        }
+    );
+    try_as_b!(
+        b.files,
+        read_file,
+        pb::ReadFileRequest {
+            sandbox_id: sid(),
+            path: path(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        write_file,
+        pb::WriteFileRequest {
+            sandbox_id: sid(),
+            path: path(),
+            content: b"overwritten by b".to_vec(),
+            overwrite: true,
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        edit_file,
+        pb::EditFileRequest {
+            sandbox_id: sid(),
+            path: path(),
+            old_text: "team".into(),
+            new_text: "b".into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        list_dir,
+        pb::ListDirRequest {
+            sandbox_id: sid(),
+            path: ".".into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        make_dir,
+        pb::MakeDirRequest {
+            sandbox_id: sid(),
+            path: "b-was-here".into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        remove,
+        pb::RemoveRequest {
+            sandbox_id: sid(),
+            path: path(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        r#move,
+        pb::MoveRequest {
+            sandbox_id: sid(),
+            source: path(),
+            destination: "moved.txt".into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        find_files,
+        pb::FindFilesRequest {
+            sandbox_id: sid(),
+            pattern: "*".into(),
+            ..Default::default()
+        }
+    );
+    try_as_b!(
+        b.files,
+        grep,
+        pb::GrepRequest {
+            sandbox_id: sid(),
+            pattern: "team".into(),
+            ..Default::default()
+        }
+    );
+    not_found(
+        match b
+            .files
+            .download(pb::DownloadRequest {
+                sandbox_id: sid(),
+                path: path(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(mut answers) => answers.get_mut().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        "download",
+    );
+    not_found(
+        match b
+            .files
+            .download_archive(pb::DownloadArchiveRequest {
+                sandbox_id: sid(),
+                path: ".".into(),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(mut answers) => answers.get_mut().message().await.map(drop),
+            Err(status) => Err(status),
+        },
+        "download_archive",
+    );
+    let upload = [
+        pb::UploadRequest {
+            request: Some(pb::upload_request::Request::Header(pb::UploadHeader {
+                sandbox_id: sid(),
+                path: "from-b.txt".into(),
+                ..Default::default()
+            })),
+        },
+        pb::UploadRequest {
+            request: Some(pb::upload_request::Request::Chunk(Bytes::from_static(b"b"))),
+        },
+    ];
+    try_as_b!(b.files, upload, futures::stream::iter(upload));
+    let upload_archive = [pb::UploadArchiveRequest {
+        request: Some(pb::upload_archive_request::Request::Header(
+            pb::UploadArchiveHeader {
+                sandbox_id: sid(),
+                path: ".".into(),
+                ..Default::default()
+            },
+        )),
+    }];
+    try_as_b!(
+        b.files,
+        upload_archive,
+        futures::stream::iter(upload_archive)
+    );
+
+    // B's listings and watches hold nothing of A's; B may use the same name.
+    let listed = b
+        .sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.sandboxes.is_empty(), "{listed:?}");
+    try_as_b!(
+        b.sandboxes,
+        watch_sandboxes,
+        pb::WatchSandboxesRequest {
+            sandbox_id: sid(),
+            ..Default::default()
+        }
+    );
+    let mut watch = b
+        .sandboxes
+        .watch_sandboxes(pb::WatchSandboxesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let theirs = b
+        .sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            name: Some("shared-name".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("names are per tenant")
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_ne!(theirs.id, id);
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("B sees its own sandbox's event")
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.sandbox.unwrap().id, theirs.id, "only B's own events");
+
+    // A's sandbox, file and command are untouched.
+    let still = a
+        .sandboxes
+        .get_sandbox(pb::GetSandboxRequest { sandbox_id: sid() })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(still.state, pb::SandboxState::Running as i32);
+    assert!(still.labels.is_empty());
+    let content = a
+        .files
+        .read_file(pb::ReadFileRequest {
+            sandbox_id: sid(),
+            path: path(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .content;
+    assert_eq!(content, b"team a only");
+    let running = a
+        .exec
+        .get_command(pb::GetCommandRequest {
+            sandbox_id: sid(),
+            command_id: command,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    assert_eq!(running.state, pb::CommandState::Running as i32);
+    a.sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest { sandbox_id: sid() })
+        .await
+        .unwrap();
+    b.sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: theirs.id,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_authentication_only_loopback_and_unix_sockets_are_served() {
+    let data = tempfile::tempdir().unwrap();
+    let args = |listen: &str, auth: Option<&str>| ServeArgs {
+        listen: Some(listen.into()),
+        data_dir: Some(data.path().to_path_buf()),
+        auth: auth.map(Into::into),
+        agent_binary: Some(env!("CARGO_BIN_EXE_paddock").into()),
+        provider: Some("process".into()),
+        ..ServeArgs::default()
+    };
+    let config = ServerConfig::resolve(args("0.0.0.0:0", Some("none"))).unwrap();
+    let refused = paddock::server::Server::start(config)
+        .await
+        .err()
+        .expect("no open server on every interface");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("refusing to listen on 0.0.0.0:0 without authentication")
+            && message.contains("--auth keys"),
+        "{message}"
+    );
+    // Unless told, a server reachable from elsewhere requires keys, and one
+    // on loopback or a Unix socket does not.
+    assert_eq!(
+        ServerConfig::resolve(args("0.0.0.0:0", None)).unwrap().auth,
+        AuthMode::Keys
+    );
+    assert_eq!(
+        ServerConfig::resolve(args("127.0.0.1:0", None))
+            .unwrap()
+            .auth,
+        AuthMode::None
+    );
+    let socket = data.path().join("api.sock");
+    let config =
+        ServerConfig::resolve(args(&format!("unix:{}", socket.display()), Some("none"))).unwrap();
+    assert_eq!(config.auth, AuthMode::None);
+    paddock::server::Server::start(config)
+        .await
+        .expect("a Unix socket may be open");
+}
