@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::provider::AgentLaunch;
 use crate::sandbox::LifecycleConfig;
+use crate::sandbox::quota::{Quota, Quotas};
 use crate::telemetry::LogFormat;
 
 /// The default listen address.
@@ -55,6 +56,27 @@ pub struct ServeArgs {
     /// without a key.
     #[arg(long, env = "PADDOCK_OPEN_REFLECTION")]
     pub open_reflection: bool,
+
+    /// Quota of every tenant: sandboxes not STOPPED, FAILED or DELETED at
+    /// once. The config file's [quotas.tenants.NAME] tables override the
+    /// quotas for one tenant [default: unlimited].
+    #[arg(long, env = "PADDOCK_QUOTA_RUNNING_SANDBOXES", value_name = "N")]
+    pub quota_running_sandboxes: Option<u64>,
+
+    /// Quota of every tenant: its Exec streams and RunCommand calls in
+    /// flight on this server [default: unlimited].
+    #[arg(long, env = "PADDOCK_QUOTA_COMMANDS", value_name = "N")]
+    pub quota_commands: Option<u64>,
+
+    /// Quota of every tenant: the most CPU one sandbox may ask for, in
+    /// thousandths of a core [default: unlimited].
+    #[arg(long, env = "PADDOCK_QUOTA_MAX_CPU_MILLIS", value_name = "N")]
+    pub quota_max_cpu_millis: Option<u64>,
+
+    /// Quota of every tenant: the most memory one sandbox may ask for, such
+    /// as 4GiB [default: unlimited].
+    #[arg(long, env = "PADDOCK_QUOTA_MAX_MEMORY", value_name = "BYTES")]
+    pub quota_max_memory: Option<String>,
 
     /// The provider for requests that name none: "auto" (docker when the
     /// engine answers at start-up and the agent binary is static, else
@@ -160,6 +182,7 @@ struct FileConfig {
     database_url: Option<String>,
     auth: Option<String>,
     open_reflection: Option<bool>,
+    quotas: Option<QuotasFile>,
     provider: Option<String>,
     default_timeout: Option<String>,
     max_timeout: Option<String>,
@@ -178,6 +201,19 @@ struct FileConfig {
     max_commands_per_sandbox: Option<usize>,
     max_commands: Option<usize>,
     command_output_budget: Option<String>,
+}
+
+/// The `[quotas]` table of the configuration file: every tenant's quotas,
+/// and `[quotas.tenants.NAME]` tables for tenants with their own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasFile {
+    running_sandboxes: Option<u64>,
+    commands: Option<u64>,
+    max_cpu_millis: Option<u64>,
+    max_memory_bytes: Option<u64>,
+    #[serde(default)]
+    tenants: std::collections::BTreeMap<String, Quota>,
 }
 
 /// How callers are authenticated.
@@ -373,6 +409,25 @@ impl ServerConfig {
             other => bail!("log format {other:?} is unknown; use human or json"),
         };
         let listen = ListenAddr::parse(&listen)?;
+        let quotas_file = file.quotas.unwrap_or_default();
+        for tenant in quotas_file.tenants.keys() {
+            crate::keys::validate_tenant(tenant)
+                .map_err(|e| anyhow::anyhow!("quotas.tenants: {}", e.message()))?;
+        }
+        let quotas = Quotas {
+            default: Quota {
+                running_sandboxes: args
+                    .quota_running_sandboxes
+                    .or(quotas_file.running_sandboxes),
+                commands: args.quota_commands.or(quotas_file.commands),
+                max_cpu_millis: args.quota_max_cpu_millis.or(quotas_file.max_cpu_millis),
+                max_memory_bytes: match args.quota_max_memory {
+                    Some(text) => Some(bytes("quota_max_memory", Some(text), 0)?),
+                    None => quotas_file.max_memory_bytes,
+                },
+            },
+            tenants: quotas_file.tenants,
+        };
         let auth = match args.auth.or(file.auth).as_deref() {
             None if listen.is_local() => AuthMode::None,
             None | Some("keys") => AuthMode::Keys,
@@ -406,6 +461,7 @@ impl ServerConfig {
                     lifecycle_defaults.provider_call_timeout,
                 )?,
                 watch_poll_interval: lifecycle_defaults.watch_poll_interval,
+                quotas,
             },
             reap_interval: duration(
                 "reap_interval",

@@ -73,6 +73,11 @@ impl Error {
         Self::new(ErrorKind::FailedPrecondition, message)
     }
 
+    /// A quota or limit is reached; the message names it.
+    pub fn resource_exhausted(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceExhausted, message)
+    }
+
     /// A dependency cannot be reached now.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)

@@ -5,8 +5,9 @@
 //! calls have deadlines, and its errors are re-worded before they reach the
 //! caller.
 
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -37,6 +38,15 @@ pub struct ExecApi {
     manager: Manager,
     in_flight: Arc<Semaphore>,
     limit: usize,
+    /// Each tenant's in-flight calls, for tenants with a `commands` quota.
+    tenants_in_flight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+/// The places a call holds while it runs: one of the server's, and one of
+/// its tenant's when the tenant has a `commands` quota.
+struct Admission {
+    _server: OwnedSemaphorePermit,
+    _tenant: Option<OwnedSemaphorePermit>,
 }
 
 impl ExecApi {
@@ -47,15 +57,43 @@ impl ExecApi {
             manager,
             in_flight: Arc::new(Semaphore::new(max_commands)),
             limit: max_commands,
+            tenants_in_flight: Arc::default(),
         }
     }
 
-    fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.in_flight.clone().try_acquire_owned().map_err(|_| {
+    fn admit(&self, tenant: &str) -> Result<Admission, Status> {
+        let server = self.in_flight.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "this server runs {} commands at once, its limit; retry when one ends",
                 self.limit
             ))
+        })?;
+        let Some(quota) = self.manager.quota(tenant).commands else {
+            return Ok(Admission {
+                _server: server,
+                _tenant: None,
+            });
+        };
+        let places = self
+            .tenants_in_flight
+            .lock()
+            .expect("tenants in flight")
+            .entry(tenant.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    usize::try_from(quota).unwrap_or(Semaphore::MAX_PERMITS),
+                ))
+            })
+            .clone();
+        let tenant_place = places.try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "tenant {tenant} runs {quota} commands through this server, its quota \
+                 commands; retry when one ends"
+            ))
+        })?;
+        Ok(Admission {
+            _server: server,
+            _tenant: Some(tenant_place),
         })
     }
 
@@ -125,7 +163,7 @@ struct ExecRelay {
     /// reads the error.
     held_requests: Option<Streaming<pb::ExecRequest>>,
     ended: bool,
-    _permit: OwnedSemaphorePermit,
+    _admission: Admission,
 }
 
 /// A malformed caller message: the error, and the request stream it came on.
@@ -207,7 +245,7 @@ impl ExecService for ExecApi {
                 Status::invalid_argument("request: the stream ended before start or attach")
             })?;
         let sandbox_id = rules::exec_first(&first)?;
-        let permit = self.admit()?;
+        let admission = self.admit(&tenant)?;
         let mut agent = self.agent(&tenant, &sandbox_id).await?;
 
         let (refuse, refused) = oneshot::channel::<Refusal>();
@@ -225,7 +263,7 @@ impl ExecService for ExecApi {
             refused: Some(refused),
             held_requests: None,
             ended: false,
-            _permit: permit,
+            _admission: admission,
         };
         Ok(Response::new(Box::pin(futures::stream::unfold(
             relay, relay_next,
@@ -239,7 +277,7 @@ impl ExecService for ExecApi {
         let tenant = tenant_of(&request);
         let request = request.into_inner();
         let sandbox_id = rules::run_request(&request)?;
-        let _permit = self.admit()?;
+        let _admission = self.admit(&tenant)?;
         let mut agent = self.agent(&tenant, &sandbox_id).await?;
         agent.run_command(request).await.map_err(agent_status)
     }

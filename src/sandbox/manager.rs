@@ -6,6 +6,7 @@
 //! finish or fail. Provider work runs in its own task: a caller that hangs up
 //! cannot cut a lifecycle step in half.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -43,6 +44,8 @@ pub struct LifecycleConfig {
     /// How often a watch checks the store for events written by other
     /// replicas (events of this replica wake it at once).
     pub watch_poll_interval: Duration,
+    /// Per-tenant quotas.
+    pub quotas: super::quota::Quotas,
 }
 
 impl Default for LifecycleConfig {
@@ -52,6 +55,7 @@ impl Default for LifecycleConfig {
             max_timeout: Some(Duration::from_secs(24 * 3600)),
             provider_call_timeout: Duration::from_secs(120),
             watch_poll_interval: Duration::from_secs(1),
+            quotas: super::quota::Quotas::default(),
         }
     }
 }
@@ -147,6 +151,9 @@ struct Inner {
     revisions: watch::Sender<i64>,
     /// Channels to the agents of running sandboxes.
     agents: super::agents::AgentChannels,
+    /// One lock per tenant, held while its running sandboxes are counted
+    /// and one more is admitted.
+    tenant_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Manager {
@@ -164,6 +171,7 @@ impl Manager {
                 config,
                 revisions: watch::channel(latest).0,
                 agents: Default::default(),
+                tenant_locks: Default::default(),
             }),
         })
     }
@@ -178,6 +186,61 @@ impl Manager {
 
     pub(super) fn config(&self) -> &LifecycleConfig {
         &self.inner.config
+    }
+
+    /// The quota of `tenant`.
+    pub fn quota(&self, tenant: &str) -> super::quota::Quota {
+        self.config().quotas.of(tenant)
+    }
+
+    /// The lock under which `tenant`'s running sandboxes are counted.
+    fn tenant_lock(&self, tenant: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .tenant_locks
+            .lock()
+            .expect("tenant locks")
+            .entry(tenant.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Admits one more running sandbox of `tenant`, or refuses it when the
+    /// tenant has as many as its quota allows (every sandbox not STOPPED,
+    /// FAILED or DELETED counts). The guard returned, held until the new
+    /// sandbox is written, keeps concurrent admissions through this server
+    /// from passing the quota together; `None` when there is no quota.
+    async fn count_running(
+        &self,
+        tenant: &str,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>> {
+        let Some(quota) = self.config().quotas.of(tenant).running_sandboxes else {
+            return Ok(None);
+        };
+        let guard = self.tenant_lock(tenant).lock_owned().await;
+        let running = self
+            .store()
+            .list_sandboxes(&SandboxQuery {
+                tenant: Some(tenant.to_owned()),
+                states: vec![
+                    SandboxState::Pending,
+                    SandboxState::Starting,
+                    SandboxState::Running,
+                    SandboxState::Stopping,
+                ],
+                limit: usize::try_from(quota)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1),
+                ..SandboxQuery::default()
+            })
+            .await?
+            .len() as u64;
+        if running >= quota {
+            return Err(Error::resource_exhausted(format!(
+                "tenant {tenant} has {running} sandboxes running, its quota running_sandboxes \
+                 ({quota}); stop or delete one first"
+            )));
+        }
+        Ok(Some(guard))
     }
 
     pub(super) fn agent_channels(&self) -> &super::agents::AgentChannels {
@@ -214,6 +277,9 @@ impl Manager {
                 super::rules::shorten(template)
             )));
         }
+        self.config()
+            .quotas
+            .check_resources(tenant, &request.spec.resources)?;
         let info = provider.info().await;
         check_capabilities(&info, &request.spec)?;
         let now = clock::now();
@@ -255,6 +321,9 @@ impl Manager {
             revision: 0,
         };
         tracing::Span::current().record("sandbox_id", record.id.as_str());
+        // Counting and inserting under the tenant's lock keeps concurrent
+        // creates through this server from passing the quota together.
+        let counted = self.count_running(tenant).await?;
         let inserted = match self.store().insert_sandbox(&record).await {
             Ok(inserted) => inserted,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
@@ -266,6 +335,7 @@ impl Manager {
             }
             Err(e) => return Err(e),
         };
+        drop(counted);
         self.notify(inserted.revision);
         info!(sandbox_id = %inserted.id, provider = %inserted.provider, "sandbox record written");
 
@@ -522,9 +592,11 @@ impl Manager {
             Ok(Step::AlreadyDone) => return Ok(current),
             Ok(Step::Proceed) => {}
         }
+        let counted = self.count_running(tenant).await?;
         let starting = self
             .transition(&current, SandboxState::Stopped, SandboxState::Starting, "")
             .await?;
+        drop(counted);
         let manager = self.clone();
         detached(async move { manager.finish_start(starting).await }).await
     }

@@ -3,6 +3,7 @@
 
 mod agents;
 mod manager;
+pub mod quota;
 mod reaper;
 mod reconcile;
 pub mod rules;

@@ -1,0 +1,120 @@
+//! Per-tenant quotas: how many sandboxes a tenant may have running, how many
+//! of its commands may run through a server at once, and the largest CPU and
+//! memory one of its sandboxes may ask for. A default applies to every
+//! tenant; overrides replace it field by field for named tenants.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+use super::Resources;
+
+/// One tenant's limits; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Sandboxes not STOPPED, FAILED or DELETED at once.
+    pub running_sandboxes: Option<u64>,
+    /// Exec streams and RunCommand calls in flight on one server.
+    pub commands: Option<u64>,
+    /// The largest `resources.cpu_millis` one sandbox may ask for.
+    pub max_cpu_millis: Option<u64>,
+    /// The largest `resources.memory_bytes` one sandbox may ask for.
+    pub max_memory_bytes: Option<u64>,
+}
+
+impl Quota {
+    /// `self`, with the fields `over` sets replaced by them.
+    fn overridden_by(self, over: &Quota) -> Quota {
+        Quota {
+            running_sandboxes: over.running_sandboxes.or(self.running_sandboxes),
+            commands: over.commands.or(self.commands),
+            max_cpu_millis: over.max_cpu_millis.or(self.max_cpu_millis),
+            max_memory_bytes: over.max_memory_bytes.or(self.max_memory_bytes),
+        }
+    }
+}
+
+/// The quotas of every tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// What every tenant gets.
+    pub default: Quota,
+    /// Tenants with limits of their own, field by field over the default.
+    pub tenants: BTreeMap<String, Quota>,
+}
+
+impl Quotas {
+    /// The quota of `tenant`.
+    pub fn of(&self, tenant: &str) -> Quota {
+        match self.tenants.get(tenant) {
+            Some(over) => self.default.overridden_by(over),
+            None => self.default,
+        }
+    }
+
+    /// Refuses resources over the tenant's per-sandbox limits.
+    pub fn check_resources(&self, tenant: &str, resources: &Resources) -> Result<()> {
+        let quota = self.of(tenant);
+        if let (Some(asked), Some(max)) = (resources.cpu_millis, quota.max_cpu_millis)
+            && asked > max
+        {
+            return Err(Error::resource_exhausted(format!(
+                "resources.cpu_millis: {asked} is over tenant {tenant}'s quota max_cpu_millis \
+                 ({max})"
+            )));
+        }
+        if let (Some(asked), Some(max)) = (resources.memory_bytes, quota.max_memory_bytes)
+            && asked > max
+        {
+            return Err(Error::resource_exhausted(format!(
+                "resources.memory_bytes: {asked} is over tenant {tenant}'s quota \
+                 max_memory_bytes ({max})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_the_default_field_by_field() {
+        let quotas = Quotas {
+            default: Quota {
+                running_sandboxes: Some(2),
+                commands: Some(10),
+                ..Quota::default()
+            },
+            tenants: [(
+                "big".to_owned(),
+                Quota {
+                    running_sandboxes: Some(50),
+                    max_memory_bytes: Some(1 << 30),
+                    ..Quota::default()
+                },
+            )]
+            .into(),
+        };
+        assert_eq!(quotas.of("small").running_sandboxes, Some(2));
+        let big = quotas.of("big");
+        assert_eq!(big.running_sandboxes, Some(50));
+        assert_eq!(big.commands, Some(10), "kept from the default");
+        let too_much = Resources {
+            memory_bytes: Some(2 << 30),
+            ..Resources::default()
+        };
+        let error = quotas.check_resources("big", &too_much).unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::ResourceExhausted);
+        assert!(
+            error.message().contains("max_memory_bytes"),
+            "{}",
+            error.message()
+        );
+        quotas.check_resources("small", &too_much).unwrap();
+    }
+}
