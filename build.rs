@@ -40,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .fold(tonic_prost_build::configure(), |config, path| {
             config.bytes(path)
         })
+        // Messages that do not decode are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::api::codec::ProtoCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

@@ -2,6 +2,7 @@
 //! domain, and convert back.
 
 pub mod auth;
+pub mod codec;
 pub mod convert;
 mod exec;
 mod file;
