@@ -94,10 +94,26 @@ impl SqlStore {
             Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
             Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| Error::unavailable(format!("cannot migrate the database: {e}")))?;
+        // Postgres migrations take an advisory lock; SQLite's do not, so two
+        // processes opening a new database at once (a server and `paddock
+        // keys`) can both start the same migration, and the later one fails
+        // on what the first made. Running again finds it applied.
+        let mut attempt = 1;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if dialect == Dialect::Sqlite && attempt < 5 => {
+                    info!(error = %e, attempt, "migrating again after a concurrent migration");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(Error::unavailable(format!(
+                        "cannot migrate the database: {e}"
+                    )));
+                }
+            }
+        }
         info!(backend = ?dialect, "state store ready");
         Ok(Self { pool, dialect })
     }
