@@ -23,3 +23,9 @@ pub fn is_sandbox_id(id: &str) -> bool {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The SHA-256 of `bytes` in lowercase hex.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}

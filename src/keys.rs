@@ -5,8 +5,6 @@
 
 use std::time::SystemTime;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, Result};
 use crate::store::ApiKey;
 
@@ -44,7 +42,7 @@ pub fn generate(tenant: &str, description: &str) -> Result<NewKey> {
 
 /// The hash a key is stored and looked up by.
 pub fn sha256(key: &str) -> String {
-    crate::ids::hex(&Sha256::digest(key.as_bytes()))
+    crate::ids::sha256_hex(key)
 }
 
 /// Whether `text` has the shape of a key (checked before any lookup).

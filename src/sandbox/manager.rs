@@ -860,7 +860,7 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
 fn fingerprint(request: &CreateSandbox) -> Result<String> {
     let json = serde_json::to_vec(request)
         .map_err(|e| Error::internal("fingerprinting a create request", e))?;
-    Ok(crate::ids::hex(&Sha256::digest(&json)))
+    Ok(crate::ids::sha256_hex(&json))
 }
 
 fn page_filter_digest(states: &[SandboxState], selector: &str) -> String {

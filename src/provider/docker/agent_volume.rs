@@ -14,7 +14,6 @@ use bollard::query_parameters::{
     RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, WaitContainerOptions,
 };
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
 
 use super::{engine_error, is_not_found, labels_of, layout};
@@ -67,7 +66,7 @@ impl AgentBuild {
                 )));
             }
         }
-        let sha256 = crate::ids::hex(&Sha256::digest(&bytes));
+        let sha256 = crate::ids::sha256_hex(&bytes);
         let short = &sha256[..16];
         Ok(Self {
             binary: binary.to_path_buf(),
@@ -329,7 +328,7 @@ impl AgentBuild {
         // holds exactly the bytes it is named after.
         let bytes = std::fs::read(&self.binary)
             .map_err(|e| Error::unavailable(format!("cannot read the agent binary: {e}")))?;
-        if crate::ids::hex(&Sha256::digest(&bytes)) != self.sha256 {
+        if crate::ids::sha256_hex(&bytes) != self.sha256 {
             return Err(Error::unavailable(
                 "the agent binary changed on disk since the server started; restart the server",
             ));
