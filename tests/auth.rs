@@ -90,6 +90,21 @@ async fn keyed_server() -> TestServer {
     TestServer::start_with(|args: &mut ServeArgs| args.auth = Some("keys".into())).await
 }
 
+/// Like [`assert_code`], and the message says `needle`.
+fn assert_refused<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    what: &str,
+    needle: &str,
+) {
+    let status = assert_code(result, code, what);
+    assert!(
+        status.message().contains(needle),
+        "{what}: {}",
+        status.message()
+    );
+}
+
 fn assert_code<T: std::fmt::Debug>(result: Result<T, Status>, code: Code, what: &str) -> Status {
     let status = result.expect_err(what);
     assert_eq!(status.code(), code, "{what}: {}", status.message());
@@ -103,15 +118,11 @@ async fn calls_need_a_valid_unrevoked_key() {
 
     let list = || pb::ListSandboxesRequest::default();
     let mut anonymous = clients(&server, None).await;
-    let refused = assert_code(
+    assert_refused(
         anonymous.sandboxes.list_sandboxes(list()).await,
         Code::Unauthenticated,
         "no key",
-    );
-    assert!(
-        refused.message().contains("authorization: Bearer"),
-        "{}",
-        refused.message()
+        "authorization: Bearer",
     );
     for header in [
         "pdk_nope".to_owned(),
@@ -741,15 +752,11 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
 
     let first = create(&mut small).await.unwrap();
     create(&mut small).await.unwrap();
-    let refused = assert_code(
+    assert_refused(
         create(&mut small).await,
         Code::ResourceExhausted,
         "a third sandbox",
-    );
-    assert!(
-        refused.message().contains("running_sandboxes (2)"),
-        "{}",
-        refused.message()
+        "running_sandboxes (2)",
     );
     let listed = small
         .sandboxes
@@ -787,7 +794,7 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
         "starting a third",
     );
 
-    let refused = assert_code(
+    assert_refused(
         small
             .sandboxes
             .create_sandbox(pb::CreateSandboxRequest {
@@ -800,11 +807,7 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
             .await,
         Code::ResourceExhausted,
         "128 MiB",
-    );
-    assert!(
-        refused.message().contains("max_memory_bytes"),
-        "{}",
-        refused.message()
+        "max_memory_bytes",
     );
 
     // One command at a time for each tenant: an open Exec holds the place.
@@ -842,15 +845,11 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
         command: vec!["true".into()],
         ..Default::default()
     };
-    let refused = assert_code(
+    assert_refused(
         big.exec.run_command(run.clone()).await,
         Code::ResourceExhausted,
         "a second command",
-    );
-    assert!(
-        refused.message().contains("quota commands"),
-        "{}",
-        refused.message()
+        "quota commands",
     );
     hold.send(pb::ExecRequest {
         request: Some(pb::exec_request::Request::CloseStdin(pb::CloseStdin {})),
