@@ -57,6 +57,33 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_OPEN_REFLECTION")]
     pub open_reflection: bool,
 
+    /// The most calls one API key may start per second (Exec and other
+    /// streams count once, when they open); calls over it are
+    /// RESOURCE_EXHAUSTED. Up to this many may come at once after a quiet
+    /// second. 0 for unlimited [default: 1000].
+    #[arg(long, env = "PADDOCK_KEY_RATE_LIMIT", value_name = "CALLS_PER_SECOND")]
+    pub key_rate_limit: Option<u32>,
+
+    /// Serve TLS with this PEM certificate chain (leaf first); needs
+    /// --tls-key. The files are read again when they change, so a renewed
+    /// certificate needs no restart.
+    #[arg(long, env = "PADDOCK_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "PADDOCK_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: only clients presenting a certificate signed by a CA in
+    /// this PEM file may connect (API keys are still asked for with --auth
+    /// keys).
+    #[arg(long, env = "PADDOCK_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are checked for changes [default: 10s].
+    #[arg(long, env = "PADDOCK_TLS_RELOAD_INTERVAL", value_name = "DURATION")]
+    pub tls_reload_interval: Option<String>,
+
     /// Quota of every tenant: sandboxes not STOPPED, FAILED or DELETED at
     /// once. The config file's [quotas.tenants.NAME] tables override the
     /// quotas for one tenant [default: unlimited].
@@ -182,6 +209,11 @@ struct FileConfig {
     database_url: Option<String>,
     auth: Option<String>,
     open_reflection: Option<bool>,
+    key_rate_limit: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_reload_interval: Option<String>,
     quotas: Option<QuotasFile>,
     provider: Option<String>,
     default_timeout: Option<String>,
@@ -322,6 +354,12 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// Whether reflection answers without a key.
     pub open_reflection: bool,
+    /// Calls per second per API key; `None` for unlimited.
+    pub key_rate_limit: Option<std::num::NonZeroU32>,
+    /// The TLS files, when serving TLS.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// How often the TLS files are checked for changes.
+    pub tls_reload_interval: Duration,
     /// The default provider.
     pub provider: ProviderChoice,
     /// Lifecycle settings.
@@ -434,10 +472,39 @@ impl ServerConfig {
             Some("none") => AuthMode::None,
             Some(other) => bail!("auth mode {other:?} is unknown; use keys or none"),
         };
+        let tls = match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_client_ca.or(file.tls_client_ca),
+        ) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(crate::tls::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, _, _) => bail!("TLS needs a certificate: give --tls-cert with --tls-key"),
+            (Some(_), None, _) => bail!("TLS needs the certificate's private key: give --tls-key"),
+        };
+        if tls.is_some() && matches!(listen, ListenAddr::Unix(_)) {
+            bail!(
+                "TLS is for TCP listeners; a Unix socket is guarded by its file permissions: \
+                 drop the --tls-* settings or listen on HOST:PORT"
+            );
+        }
         Ok(Self {
             listen,
             auth,
             open_reflection: args.open_reflection || file.open_reflection.unwrap_or(false),
+            key_rate_limit: std::num::NonZeroU32::new(
+                args.key_rate_limit.or(file.key_rate_limit).unwrap_or(1000),
+            ),
+            tls,
+            tls_reload_interval: duration(
+                "tls_reload_interval",
+                args.tls_reload_interval.or(file.tls_reload_interval),
+                Duration::from_secs(10),
+            )?,
             data_dir: args
                 .data_dir
                 .or(file.data_dir)

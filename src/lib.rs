@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -17,5 +18,6 @@ pub mod sandbox;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{Error, ErrorKind, Result};

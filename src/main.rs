@@ -1,8 +1,11 @@
-//! The `paddock` command: the server and, later, its command-line client.
+//! The `paddock` command: the server, its key management, and the
+//! command-line client.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use paddock::client::ClientArgs;
+use paddock::client::commands::{ExecArgs, SandboxCommand};
 use paddock::config::{ServeArgs, ServerConfig};
 use paddock::server::Server;
 
@@ -27,6 +30,26 @@ enum Command {
     /// serve`. A key is printed once, when it is made; the database keeps
     /// only its SHA-256.
     Keys(KeysArgs),
+    /// Create, list, show, stop, start and delete sandboxes on a server.
+    ///
+    /// Reach the server with --server (plaintext, TLS or a Unix socket),
+    /// --api-key and, for TLS, the --tls-* files.
+    Sandbox {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Run a command in a sandbox, as `paddock exec -it SANDBOX -- sh`.
+    ///
+    /// Exits with the command's exit code (128 + the signal number when a
+    /// signal ended it, 124 when its --timeout did).
+    Exec {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
     /// Run the in-sandbox agent (started by providers, not by hand).
     #[command(hide = true)]
     Agent(Box<paddock::agent::AgentArgs>),
@@ -82,6 +105,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_server(*args),
         Command::Keys(args) => run_keys(args),
+        Command::Sandbox { client, command } => run_client(
+            "sandbox",
+            paddock::client::commands::sandbox(&client, command),
+        ),
+        Command::Exec { client, exec } => {
+            run_client("exec", paddock::client::commands::exec(&client, exec))
+        }
         Command::Agent(args) => run_agent(*args),
         Command::AgentBridge(args) => match paddock::agent::bridge::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +176,42 @@ fn run_agent(args: paddock::agent::AgentArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("paddock agent: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a client command; a server's refusal is printed as its status code
+/// and message.
+fn run_client(
+    name: &str,
+    command: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("paddock {name}: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(command);
+    // A read of stdin still waiting on its blocking thread must not hold
+    // the exit up.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            match error.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!(
+                    "paddock {name}: {}: {}",
+                    paddock::client::code_name(status.code()),
+                    status.message()
+                ),
+                None => eprintln!("paddock {name}: {error:#}"),
+            }
             ExitCode::FAILURE
         }
     }

@@ -28,6 +28,7 @@ use crate::provider::{
 };
 use crate::sandbox::{Manager, spawn_reaper};
 use crate::store::{SqlStore, Store};
+use crate::tls::ReloadingTls;
 
 /// Where a started server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,7 @@ pub struct Server {
     manager: Manager,
     store: Arc<dyn Store>,
     listener: Listener,
+    tls: Option<ReloadingTls>,
     addr: BoundAddr,
     store_id: String,
 }
@@ -104,6 +106,13 @@ impl Server {
             .reconcile()
             .await
             .context("start-up reconciliation failed")?;
+        // Read before binding, so a bad certificate stops the start-up with
+        // its file named instead of a server that fails every handshake.
+        let tls = config
+            .tls
+            .clone()
+            .map(|files| ReloadingTls::load(files, config.tls_reload_interval))
+            .transpose()?;
         let (listener, addr) = bind(&config.listen).await?;
         if let BoundAddr::Tcp(bound) = &addr
             && config.auth == AuthMode::None
@@ -116,6 +125,7 @@ impl Server {
             manager,
             store,
             listener,
+            tls,
             addr,
             store_id,
         })
@@ -144,6 +154,7 @@ impl Server {
             manager,
             store,
             listener,
+            tls,
             addr,
             store_id: _,
         } = self;
@@ -177,7 +188,12 @@ impl Server {
             Arc::new(AgentBusyCheck::new(manager.clone())),
         );
         let observers = manager.spawn_observers();
-        let auth = AuthLayer::new(store.clone(), config.auth, config.open_reflection);
+        let auth = AuthLayer::new(
+            store.clone(),
+            config.auth,
+            config.open_reflection,
+            config.key_rate_limit,
+        );
         let router = tonic::transport::Server::builder()
             // Receive windows big enough that an upload's 1 MiB chunks keep
             // flowing instead of waiting for a window update each.
@@ -226,8 +242,18 @@ impl Server {
             tokio::time::sleep(grace).await;
         };
 
-        info!(%addr, "serving");
+        info!(%addr, tls = tls.is_some(), "serving");
         let served = match listener {
+            Listener::Tcp(listener) if let Some(tls) = tls => {
+                let incoming = crate::tls::incoming(listener, tls);
+                tokio::select! {
+                    served = router.serve_with_incoming_shutdown(incoming, signal) => served,
+                    () = grace_over => {
+                        warn!(?grace, "shutdown grace ran out; closing open calls");
+                        Ok(())
+                    }
+                }
+            }
             Listener::Tcp(listener) => {
                 let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                 tokio::select! {

@@ -14,9 +14,17 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber writing to stderr. `filter` uses RUST_LOG
-/// syntax. Fails when the filter is malformed or a subscriber is installed.
+/// syntax; the audit trail ([`crate::api::audit`]) is written at info level
+/// unless the filter names its target. Fails when the filter is malformed
+/// or a subscriber is installed.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(filter)
+    let audit = crate::api::audit::TARGET;
+    let with_audit = if filter.contains(audit) {
+        filter.to_owned()
+    } else {
+        format!("{filter},{audit}=info")
+    };
+    let filter = EnvFilter::try_new(&with_audit)
         .map_err(|e| anyhow::anyhow!("log filter {filter:?} is invalid: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

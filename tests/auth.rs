@@ -866,3 +866,181 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn each_key_is_held_to_its_rate_limit_alone() {
+    let server = TestServer::start_with(|args: &mut ServeArgs| {
+        args.auth = Some("keys".into());
+        args.key_rate_limit = Some(5);
+    })
+    .await;
+    let busy = make_key(&server.data_dir, "alpha");
+    let quiet = make_key(&server.data_dir, "beta");
+    let mut busy_clients = clients(&server, Some(&busy)).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..20 {
+        outcomes.push(
+            busy_clients
+                .sandboxes
+                .list_sandboxes(pb::ListSandboxesRequest::default())
+                .await,
+        );
+    }
+    let admitted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert!(
+        (5..20).contains(&admitted),
+        "a burst of 20 at 5/s admits the first 5 (and what refills meanwhile): {admitted}"
+    );
+    let refused = outcomes.into_iter().find(Result::is_err).unwrap();
+    assert_refused(
+        refused,
+        Code::ResourceExhausted,
+        "over the rate limit",
+        "rate limit of 5 calls per second",
+    );
+
+    // Another key of the server is not held up by the first one's burst.
+    clients(&server, Some(&quiet))
+        .await
+        .sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest::default())
+        .await
+        .expect("another key is under its own limit");
+    // And the first key is admitted again once its second has passed.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    busy_clients
+        .sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest::default())
+        .await
+        .expect("the key is admitted again after a quiet second");
+}
+
+#[tokio::test]
+async fn the_audit_trail_says_who_did_what_and_no_log_holds_a_secret() {
+    let data = tempfile::tempdir().unwrap();
+    let alice = make_key(data.path(), "alice");
+    let mallory = make_key(data.path(), "mallory");
+    let server = common::spawned::ServerProcess::spawn_with(
+        data.path(),
+        "0s",
+        &[
+            ("PADDOCK_AUTH", "keys"),
+            // The audit trail is kept whatever the filter; `serving` tells the harness the port.
+            ("PADDOCK_LOG", "warn,paddock::server=info"),
+        ],
+    );
+    let channel = server.channel().await;
+    let header = |key: &str| Some(format!("Bearer {key}"));
+    let mut sandboxes = SandboxServiceClient::new(with_header(channel.clone(), header(&alice)));
+    let mut exec = ExecServiceClient::new(with_header(channel.clone(), header(&alice)));
+    let mut files = FileServiceClient::new(with_header(channel.clone(), header(&alice)));
+    let mut intruder = SandboxServiceClient::new(with_header(channel, header(&mallory)));
+
+    const SECRET: &str = "hunter2-secret-value";
+    let sandbox = sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            env: [("DB_PASSWORD".to_owned(), SECRET.to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert!(
+        !format!("{sandbox:?}").contains(SECRET),
+        "a sandbox shows its env keys, never their values"
+    );
+    let ran = exec
+        .run_command(pb::RunCommandRequest {
+            sandbox_id: sandbox.id.clone(),
+            shell: "test \"$DB_PASSWORD$API_TOKEN\" = hunter2-secret-valuex".into(),
+            env: [("API_TOKEN".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ran.exit_code, Some(0), "the command saw both values");
+    files
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: sandbox.id.clone(),
+            path: "notes.txt".into(),
+            content: SECRET.as_bytes().to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_code(
+        intruder
+            .delete_sandbox(pb::DeleteSandboxRequest {
+                sandbox_id: sandbox.id.clone(),
+            })
+            .await,
+        Code::NotFound,
+        "another tenant's delete",
+    );
+    sandboxes
+        .delete_sandbox(pb::DeleteSandboxRequest {
+            sandbox_id: sandbox.id.clone(),
+        })
+        .await
+        .unwrap();
+
+    let key_id = |key: &str| {
+        keys(data.path(), &["list"])
+            .unwrap()
+            .lines()
+            .find(|line| line.contains(key))
+            .map(|line| line.split_whitespace().next().unwrap().to_owned())
+    };
+    let (alice_id, mallory_id) = (key_id("alice").unwrap(), key_id("mallory").unwrap());
+    let wanted = [
+        ("alice", &alice_id, "create", "", "ok"),
+        (
+            "alice",
+            &alice_id,
+            "run",
+            "sh -c test \"$DB_PASSWORD$API_TOKEN\" = hunter2-secret-valuex",
+            "ok",
+        ),
+        ("alice", &alice_id, "write file", "notes.txt", "ok"),
+        ("mallory", &mallory_id, "delete", "", "NOT_FOUND"),
+        ("alice", &alice_id, "delete", "", "ok"),
+    ];
+    let trail = common::eventually(Duration::from_secs(10), "the audit trail", || {
+        let lines = server.log_lines();
+        async move {
+            let trail: Vec<serde_json::Value> = lines
+                .into_iter()
+                .filter(|line| line["target"] == "audit")
+                .collect();
+            (trail.len() >= wanted.len()).then_some(trail)
+        }
+    })
+    .await;
+    assert_eq!(trail.len(), wanted.len(), "one event per call: {trail:#?}");
+    for (event, (tenant, key_id, action, detail, outcome)) in trail.iter().zip(wanted) {
+        assert_eq!(event["tenant"], tenant, "{event}");
+        assert_eq!(&event["key_id"], key_id.as_str(), "{event}");
+        assert_eq!(event["action"], action, "{event}");
+        assert_eq!(event["sandbox_id"], sandbox.id.as_str(), "{event}");
+        if !detail.is_empty() {
+            assert_eq!(event["detail"], detail, "{event}");
+        }
+        assert_eq!(event["outcome"], outcome, "{event}");
+    }
+
+    // The command line is the caller's own text; nothing else of theirs is
+    // logged: no env value, no file content, no key.
+    for line in server.log_lines() {
+        let text = line.to_string();
+        let text = text.replace("hunter2-secret-valuex", "");
+        assert!(!text.contains(SECRET), "a secret in the log: {text}");
+        assert!(
+            !text.contains(&alice) && !text.contains(&mallory),
+            "a key in the log: {text}"
+        );
+        assert!(!text.contains("\"x\""), "an env value in the log: {text}");
+    }
+}

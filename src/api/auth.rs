@@ -3,13 +3,17 @@
 //! `authorization: Bearer pdk_…` naming a key that exists and is not revoked;
 //! otherwise the call ends `UNAUTHENTICATED` before any service sees it. The
 //! caller's tenant then travels in the request's extensions ([`Caller`]) and
-//! scopes everything the call touches.
+//! scopes everything the call touches. Each key may start a limited number
+//! of calls per second; over it, calls end `RESOURCE_EXHAUSTED`.
 
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tonic::Status;
 use tonic::codegen::http;
 use tower::{Layer, Service};
@@ -37,6 +41,19 @@ pub fn tenant_of<T>(request: &tonic::Request<T>) -> String {
         .map_or_else(|| DEFAULT_TENANT.to_owned(), |caller| caller.tenant.clone())
 }
 
+/// Who makes a call: its key's tenant and key, or the default tenant on a
+/// server without authentication.
+pub fn caller_of<T>(request: &tonic::Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(|| Caller {
+            tenant: DEFAULT_TENANT.to_owned(),
+            key_id: None,
+        })
+}
+
 /// Paths every caller may use without a key.
 const HEALTH: &str = "/grpc.health.v1.Health/";
 const REFLECTION: [&str; 2] = [
@@ -51,16 +68,26 @@ pub struct AuthLayer {
     store: Arc<dyn Store>,
     mode: AuthMode,
     open_reflection: bool,
+    rate: Option<(NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>)>,
 }
 
 impl AuthLayer {
     /// Checks keys against `store` when `mode` asks for keys; reflection
-    /// answers without a key when `open_reflection` is set.
-    pub fn new(store: Arc<dyn Store>, mode: AuthMode, open_reflection: bool) -> Self {
+    /// answers without a key when `open_reflection` is set. Each key may
+    /// start `calls_per_second` calls a second (`None`: no limit), all of
+    /// them at once after a quiet second.
+    pub fn new(
+        store: Arc<dyn Store>,
+        mode: AuthMode,
+        open_reflection: bool,
+        calls_per_second: Option<NonZeroU32>,
+    ) -> Self {
         Self {
             store,
             mode,
             open_reflection,
+            rate: calls_per_second
+                .map(|rate| (rate, Arc::new(RateLimiter::keyed(Quota::per_second(rate))))),
         }
     }
 
@@ -104,11 +131,29 @@ impl AuthLayer {
             Some(key) if key.revoked_at.is_some() => {
                 Err(Status::unauthenticated("the API key was revoked"))
             }
-            Some(key) => Ok(Caller {
-                tenant: key.tenant,
-                key_id: Some(key.id),
-            }),
+            Some(key) => {
+                self.admit(&key.id)?;
+                Ok(Caller {
+                    tenant: key.tenant,
+                    key_id: Some(key.id),
+                })
+            }
         }
+    }
+
+    /// Counts a call against the key's rate limit.
+    fn admit(&self, key_id: &str) -> Result<(), Status> {
+        let Some((rate, limiter)) = &self.rate else {
+            return Ok(());
+        };
+        limiter.check_key(&key_id.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Status::resource_exhausted(format!(
+                "API key {key_id} is over its rate limit of {rate} calls per second; \
+                 retry in {} ms",
+                wait.as_millis().max(1)
+            ))
+        })
     }
 }
 

@@ -15,7 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::auth::tenant_of;
+use super::audit;
+use super::auth::{caller_of, tenant_of};
 use super::convert::{self, exec as rules};
 use crate::pb;
 use crate::pb::exec_service_client::ExecServiceClient;
@@ -234,7 +235,7 @@ impl ExecService for ExecApi {
         &self,
         request: Request<Streaming<pb::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(FIRST_MESSAGE_DEADLINE, inbound.message())
             .await
@@ -244,54 +245,74 @@ impl ExecService for ExecApi {
             .ok_or_else(|| {
                 Status::invalid_argument("request: the stream ended before start or attach")
             })?;
-        let sandbox_id = rules::exec_first(&first)?;
-        let admission = self.admit(&tenant)?;
-        let mut agent = self.agent(&tenant, &sandbox_id).await?;
+        let (action, raw_sandbox_id, detail) = audit::exec_first(&first);
+        let outcome = async {
+            let sandbox_id = rules::exec_first(&first)?;
+            let admission = self.admit(&caller.tenant)?;
+            let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
 
-        let (refuse, refused) = oneshot::channel::<Refusal>();
-        let follow_ups = futures::stream::unfold((inbound, refuse), next_follow_up);
-        let outbound = futures::stream::iter([first]).chain(follow_ups);
-        let responses = agent
-            .exec(outbound)
-            .await
-            .map_err(agent_status)?
-            .into_inner();
-        let relay = ExecRelay {
-            manager: self.manager.clone(),
-            sandbox_id,
-            responses,
-            refused: Some(refused),
-            held_requests: None,
-            ended: false,
-            _admission: admission,
-        };
-        Ok(Response::new(Box::pin(futures::stream::unfold(
-            relay, relay_next,
-        ))))
+            let (refuse, refused) = oneshot::channel::<Refusal>();
+            let follow_ups = futures::stream::unfold((inbound, refuse), next_follow_up);
+            let outbound = futures::stream::iter([first]).chain(follow_ups);
+            let responses = agent
+                .exec(outbound)
+                .await
+                .map_err(agent_status)?
+                .into_inner();
+            let relay = ExecRelay {
+                manager: self.manager.clone(),
+                sandbox_id,
+                responses,
+                refused: Some(refused),
+                held_requests: None,
+                ended: false,
+                _admission: admission,
+            };
+            let stream: ExecStream = Box::pin(futures::stream::unfold(relay, relay_next));
+            Ok(Response::new(stream))
+        }
+        .await;
+        audit::record(&caller, action, &raw_sandbox_id, &detail, outcome)
     }
 
     async fn run_command(
         &self,
         request: Request<pb::RunCommandRequest>,
     ) -> Result<Response<pb::RunCommandResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let sandbox_id = rules::run_request(&request)?;
-        let _admission = self.admit(&tenant)?;
-        let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        agent.run_command(request).await.map_err(agent_status)
+        let raw_sandbox_id = request.sandbox_id.clone();
+        let detail = audit::command(&request.command, &request.shell);
+        let outcome = async {
+            let sandbox_id = rules::run_request(&request)?;
+            let _admission = self.admit(&caller.tenant)?;
+            let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
+            agent.run_command(request).await.map_err(agent_status)
+        }
+        .await;
+        audit::record(&caller, "run", &raw_sandbox_id, &detail, outcome)
     }
 
     async fn start_command(
         &self,
         request: Request<pb::StartCommandRequest>,
     ) -> Result<Response<pb::StartCommandResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-        rules::spec("spec.", request.spec.as_ref())?;
-        let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        bounded(agent.start_command(request)).await
+        let raw_sandbox_id = request.sandbox_id.clone();
+        let detail = request
+            .spec
+            .as_ref()
+            .map(|spec| audit::command(&spec.command, &spec.shell))
+            .unwrap_or_default();
+        let outcome = async {
+            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+            rules::spec("spec.", request.spec.as_ref())?;
+            let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
+            bounded(agent.start_command(request)).await
+        }
+        .await;
+        audit::record(&caller, "start command", &raw_sandbox_id, &detail, outcome)
     }
 
     async fn get_command(
@@ -331,27 +352,39 @@ impl ExecService for ExecApi {
         &self,
         request: Request<pb::SignalCommandRequest>,
     ) -> Result<Response<pb::SignalCommandResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-        rules::command_id("command_id", &request.command_id)?;
-        rules::signal("signal", &request.signal)?;
-        let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        bounded(agent.signal_command(request)).await
+        let raw_sandbox_id = request.sandbox_id.clone();
+        let detail = format!("{} {}", request.signal, request.command_id);
+        let outcome = async {
+            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+            rules::command_id("command_id", &request.command_id)?;
+            rules::signal("signal", &request.signal)?;
+            let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
+            bounded(agent.signal_command(request)).await
+        }
+        .await;
+        audit::record(&caller, "signal", &raw_sandbox_id, &detail, outcome)
     }
 
     async fn kill_processes(
         &self,
         request: Request<pb::KillProcessesRequest>,
     ) -> Result<Response<pb::KillProcessesResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-        if !request.signal.is_empty() {
-            rules::signal("signal", &request.signal)?;
+        let raw_sandbox_id = request.sandbox_id.clone();
+        let detail = request.signal.clone();
+        let outcome = async {
+            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
+            if !request.signal.is_empty() {
+                rules::signal("signal", &request.signal)?;
+            }
+            let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
+            bounded(agent.kill_processes(request)).await
         }
-        let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        bounded(agent.kill_processes(request)).await
+        .await;
+        audit::record(&caller, "kill processes", &raw_sandbox_id, &detail, outcome)
     }
 }
 

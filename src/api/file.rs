@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::auth::tenant_of;
+use super::audit;
+use super::auth::{caller_of, tenant_of};
 use super::convert;
 use super::exec::{AGENT_MAX_MESSAGE_BYTES, agent_status, bounded};
 use crate::pb;
@@ -145,27 +146,32 @@ impl FileService for FileApi {
         request: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         use pb::upload_request::Request as R;
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.unwrap_or_default();
-        let Some(R::Header(header)) = &first.request else {
+        let Some(R::Header(header)) = first.request.clone() else {
             return Err(Status::invalid_argument(
                 "the first Upload message must be the header",
             ));
         };
-        let id = sandbox_id(&header.sandbox_id)?;
-        path("path", &header.path, false)?;
-        mode(header.mode)?;
-        sha256(&header.sha256)?;
-        let mut agent = self.agent(&tenant, &id).await?;
-        let (stream, failure) = forward(first, inbound, |m| match &m.request {
-            Some(R::Chunk(chunk)) => Some(chunk.len()),
-            _ => None,
-        });
-        tokio::select! {
-            answer = agent.upload(stream) => answer.map_err(agent_status),
-            Ok(status) = failure => Err(status),
+        let (raw_id, target) = (header.sandbox_id.clone(), header.path.clone());
+        let outcome = async {
+            let id = sandbox_id(&header.sandbox_id)?;
+            path("path", &header.path, false)?;
+            mode(header.mode)?;
+            sha256(&header.sha256)?;
+            let mut agent = self.agent(&caller.tenant, &id).await?;
+            let (stream, failure) = forward(first, inbound, |m| match &m.request {
+                Some(R::Chunk(chunk)) => Some(chunk.len()),
+                _ => None,
+            });
+            tokio::select! {
+                answer = agent.upload(stream) => answer.map_err(agent_status),
+                Ok(status) = failure => Err(status),
+            }
         }
+        .await;
+        audit::record(&caller, "upload", &raw_id, &target, outcome)
     }
 
     type DownloadStream = Relayed<pb::DownloadResponse>;
@@ -192,25 +198,30 @@ impl FileService for FileApi {
         request: Request<Streaming<pb::UploadArchiveRequest>>,
     ) -> Result<Response<pb::UploadArchiveResponse>, Status> {
         use pb::upload_archive_request::Request as R;
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let mut inbound = request.into_inner();
         let first = inbound.message().await?.unwrap_or_default();
-        let Some(R::Header(header)) = &first.request else {
+        let Some(R::Header(header)) = first.request.clone() else {
             return Err(Status::invalid_argument(
                 "the first UploadArchive message must be the header",
             ));
         };
-        let id = sandbox_id(&header.sandbox_id)?;
-        path("path", &header.path, false)?;
-        let mut agent = self.agent(&tenant, &id).await?;
-        let (stream, failure) = forward(first, inbound, |m| match &m.request {
-            Some(R::Chunk(chunk)) => Some(chunk.len()),
-            _ => None,
-        });
-        tokio::select! {
-            answer = agent.upload_archive(stream) => answer.map_err(agent_status),
-            Ok(status) = failure => Err(status),
+        let (raw_id, target) = (header.sandbox_id.clone(), header.path.clone());
+        let outcome = async {
+            let id = sandbox_id(&header.sandbox_id)?;
+            path("path", &header.path, false)?;
+            let mut agent = self.agent(&caller.tenant, &id).await?;
+            let (stream, failure) = forward(first, inbound, |m| match &m.request {
+                Some(R::Chunk(chunk)) => Some(chunk.len()),
+                _ => None,
+            });
+            tokio::select! {
+                answer = agent.upload_archive(stream) => answer.map_err(agent_status),
+                Ok(status) = failure => Err(status),
+            }
         }
+        .await;
+        audit::record(&caller, "upload archive", &raw_id, &target, outcome)
     }
 
     type DownloadArchiveStream = Relayed<pb::DownloadArchiveResponse>;
@@ -258,35 +269,53 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::MakeDirRequest>,
     ) -> Result<Response<pb::MakeDirResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        mode(request.mode)?;
-        bounded(self.agent(&tenant, &id).await?.make_dir(request)).await
+        let raw_id = request.sandbox_id.clone();
+        let detail = request.path.clone();
+        let outcome = async {
+            let id = sandbox_id(&request.sandbox_id)?;
+            path("path", &request.path, false)?;
+            mode(request.mode)?;
+            bounded(self.agent(&caller.tenant, &id).await?.make_dir(request)).await
+        }
+        .await;
+        audit::record(&caller, "make dir", &raw_id, &detail, outcome)
     }
 
     async fn remove(
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        bounded(self.agent(&tenant, &id).await?.remove(request)).await
+        let raw_id = request.sandbox_id.clone();
+        let detail = request.path.clone();
+        let outcome = async {
+            let id = sandbox_id(&request.sandbox_id)?;
+            path("path", &request.path, false)?;
+            bounded(self.agent(&caller.tenant, &id).await?.remove(request)).await
+        }
+        .await;
+        audit::record(&caller, "remove", &raw_id, &detail, outcome)
     }
 
     async fn r#move(
         &self,
         request: Request<pb::MoveRequest>,
     ) -> Result<Response<pb::MoveResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("source", &request.source, false)?;
-        path("destination", &request.destination, false)?;
-        bounded(self.agent(&tenant, &id).await?.r#move(request)).await
+        let raw_id = request.sandbox_id.clone();
+        let detail = format!("{} -> {}", request.source, request.destination);
+        let outcome = async {
+            let id = sandbox_id(&request.sandbox_id)?;
+            path("source", &request.source, false)?;
+            path("destination", &request.destination, false)?;
+            bounded(self.agent(&caller.tenant, &id).await?.r#move(request)).await
+        }
+        .await;
+        audit::record(&caller, "move", &raw_id, &detail, outcome)
     }
 
     async fn read_file(
@@ -304,23 +333,35 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::WriteFileRequest>,
     ) -> Result<Response<pb::WriteFileResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        mode(request.mode)?;
-        bounded(self.agent(&tenant, &id).await?.write_file(request)).await
+        let raw_id = request.sandbox_id.clone();
+        let detail = request.path.clone();
+        let outcome = async {
+            let id = sandbox_id(&request.sandbox_id)?;
+            path("path", &request.path, false)?;
+            mode(request.mode)?;
+            bounded(self.agent(&caller.tenant, &id).await?.write_file(request)).await
+        }
+        .await;
+        audit::record(&caller, "write file", &raw_id, &detail, outcome)
     }
 
     async fn edit_file(
         &self,
         request: Request<pb::EditFileRequest>,
     ) -> Result<Response<pb::EditFileResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        bounded(self.agent(&tenant, &id).await?.edit_file(request)).await
+        let raw_id = request.sandbox_id.clone();
+        let detail = request.path.clone();
+        let outcome = async {
+            let id = sandbox_id(&request.sandbox_id)?;
+            path("path", &request.path, false)?;
+            bounded(self.agent(&caller.tenant, &id).await?.edit_file(request)).await
+        }
+        .await;
+        audit::record(&caller, "edit file", &raw_id, &detail, outcome)
     }
 
     async fn find_files(

@@ -1,6 +1,7 @@
 //! The gRPC surface: thin service implementations that convert, call the
 //! domain, and convert back.
 
+pub mod audit;
 pub mod auth;
 pub mod codec;
 pub mod convert;

@@ -6,7 +6,8 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::auth::tenant_of;
+use super::audit;
+use super::auth::{caller_of, tenant_of};
 use super::convert;
 use crate::pb;
 use crate::pb::sandbox_service_server::SandboxService;
@@ -35,9 +36,28 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::CreateSandboxRequest>,
     ) -> Result<Response<pb::CreateSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let create = convert::create_request(request.into_inner())?;
-        let (sandbox, created) = self.manager.create(&tenant, create).await?;
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let detail = format!(
+            "provider={} image={} name={}",
+            request.provider,
+            request.image,
+            request.name.as_deref().unwrap_or("")
+        );
+        let outcome = async {
+            let create = convert::create_request(request)?;
+            let (sandbox, created) = self.manager.create(&caller.tenant, create).await?;
+            Ok((sandbox, created))
+        }
+        .await;
+        let id = outcome
+            .as_ref()
+            .map_or_else(|_| String::new(), |(sandbox, _)| sandbox.id.clone());
+        let action = match &outcome {
+            Ok((_, false)) => "create (returned existing)",
+            _ => "create",
+        };
+        let (sandbox, created) = audit::record(&caller, action, &id, &detail, outcome)?;
         Ok(Response::new(pb::CreateSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
             created,
@@ -74,9 +94,15 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::UpdateSandboxRequest>,
     ) -> Result<Response<pb::UpdateSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let (id, update) = convert::update_request(request.into_inner())?;
-        let sandbox = self.manager.update(&tenant, &id, update).await?;
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let raw_id = request.sandbox_id.clone();
+        let outcome = async {
+            let (id, update) = convert::update_request(request)?;
+            Ok(self.manager.update(&caller.tenant, &id, update).await?)
+        }
+        .await;
+        let sandbox = audit::record(&caller, "update", &raw_id, "", outcome)?;
         Ok(Response::new(pb::UpdateSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -86,13 +112,17 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::StopSandboxRequest>,
     ) -> Result<Response<pb::StopSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let pb::StopSandboxRequest { sandbox_id } = request.into_inner();
-        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self
-            .manager
-            .stop(&tenant, &id, "stopped by request")
-            .await?;
+        let outcome = async {
+            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
+            Ok(self
+                .manager
+                .stop(&caller.tenant, &id, "stopped by request")
+                .await?)
+        }
+        .await;
+        let sandbox = audit::record(&caller, "stop", &sandbox_id, "", outcome)?;
         Ok(Response::new(pb::StopSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -102,10 +132,14 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::StartSandboxRequest>,
     ) -> Result<Response<pb::StartSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let pb::StartSandboxRequest { sandbox_id } = request.into_inner();
-        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self.manager.start(&tenant, &id).await?;
+        let outcome = async {
+            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
+            Ok(self.manager.start(&caller.tenant, &id).await?)
+        }
+        .await;
+        let sandbox = audit::record(&caller, "start", &sandbox_id, "", outcome)?;
         Ok(Response::new(pb::StartSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))
@@ -115,13 +149,17 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::DeleteSandboxRequest>,
     ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
+        let caller = caller_of(&request);
         let pb::DeleteSandboxRequest { sandbox_id } = request.into_inner();
-        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self
-            .manager
-            .delete(&tenant, &id, "deleted by request")
-            .await?;
+        let outcome = async {
+            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
+            Ok(self
+                .manager
+                .delete(&caller.tenant, &id, "deleted by request")
+                .await?)
+        }
+        .await;
+        let sandbox = audit::record(&caller, "delete", &sandbox_id, "", outcome)?;
         Ok(Response::new(pb::DeleteSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
         }))

@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use paddock::pb::sandbox_service_client::SandboxServiceClient;
 use paddock::server::BoundAddr;
@@ -16,6 +17,7 @@ pub struct ServerProcess {
     child: Child,
     port: u16,
     data_dir: std::path::PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -56,12 +58,29 @@ impl ServerProcess {
             }
         };
         // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Self {
             child,
             port,
             data_dir: data_dir.to_path_buf(),
+            log,
         }
+    }
+
+    /// The JSON log lines the server wrote after it began serving.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| serde_json::from_str(line).expect("a JSON log line"))
+            .collect()
     }
 
     /// The server's process id.

@@ -1,0 +1,431 @@
+//! `paddock sandbox …` and `paddock exec`: thin commands over the generated
+//! clients. Server errors are printed as the status code and its message.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::ClientArgs;
+use super::terminal::{RawMode, size};
+use crate::pb;
+use crate::pb::exec_request::Request as Req;
+use crate::pb::exec_response::Response as Resp;
+use crate::pb::exec_service_client::ExecServiceClient;
+use crate::pb::sandbox_service_client::SandboxServiceClient;
+
+/// What `paddock sandbox` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum SandboxCommand {
+    /// Create a sandbox and print its id once it is RUNNING.
+    Create {
+        /// The image (Docker provider).
+        #[arg(long)]
+        image: Option<String>,
+        /// The provider [default: the server's].
+        #[arg(long)]
+        provider: Option<String>,
+        /// A name, unique among your sandboxes.
+        #[arg(long)]
+        name: Option<String>,
+        /// A label KEY=VALUE; repeat for more.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// An environment variable KEY=VALUE; repeat for more.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// The sandbox's lifetime, such as 30m [default: the server's].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// List your sandboxes.
+    List {
+        /// Only those whose labels match, such as "team=ml,!scratch".
+        #[arg(long, default_value = "")]
+        selector: String,
+    },
+    /// Show one sandbox.
+    Get { id: String },
+    /// Stop a sandbox, keeping its filesystem.
+    Stop { id: String },
+    /// Start a stopped sandbox.
+    Start { id: String },
+    /// Delete a sandbox and everything in it.
+    Delete { id: String },
+    /// List the server's providers and whether they are available.
+    Providers,
+}
+
+/// `paddock exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Pass this terminal's standard input to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Run the command under a terminal sized like this one (raw mode
+    /// here: Ctrl-C goes to the command).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// An environment variable KEY=VALUE for the command; repeat for more.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The working directory in the sandbox.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// End the command after this long, such as 30s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The sandbox's id.
+    pub sandbox_id: String,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Runs a `paddock sandbox` command; the exit code is 0 or 1.
+pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Result<ExitCode> {
+    let mut sandboxes = SandboxServiceClient::new(client.connect().await?);
+    let mut out = std::io::stdout().lock();
+    match command {
+        SandboxCommand::Create {
+            image,
+            provider,
+            name,
+            labels,
+            env,
+            timeout,
+        } => {
+            let created = sandboxes
+                .create_sandbox(pb::CreateSandboxRequest {
+                    name,
+                    provider: provider.unwrap_or_default(),
+                    image: image.unwrap_or_default(),
+                    labels: pairs("--label", &labels)?,
+                    env: pairs("--env", &env)?,
+                    timeout: timeout.map(proto_duration).transpose()?,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            let sandbox = created.sandbox.unwrap_or_default();
+            if sandbox.state() == pb::SandboxState::Failed {
+                anyhow::bail!("sandbox {} FAILED: {}", sandbox.id, sandbox.state_reason);
+            }
+            writeln!(out, "{}", sandbox.id)?;
+        }
+        SandboxCommand::List { selector } => {
+            writeln!(
+                out,
+                "{:<38} {:<20} {:<9} {:<8} IMAGE",
+                "ID", "NAME", "STATE", "PROVIDER"
+            )?;
+            let mut page_token = String::new();
+            loop {
+                let page = sandboxes
+                    .list_sandboxes(pb::ListSandboxesRequest {
+                        label_selector: selector.clone(),
+                        page_size: 1000,
+                        page_token,
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                for sandbox in &page.sandboxes {
+                    writeln!(
+                        out,
+                        "{:<38} {:<20} {:<9} {:<8} {}",
+                        sandbox.id,
+                        sandbox.name,
+                        state_name(sandbox.state()),
+                        sandbox.provider,
+                        sandbox.image
+                    )?;
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        SandboxCommand::Get { id } => {
+            let sandbox = sandboxes
+                .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
+                .await?
+                .into_inner()
+                .sandbox
+                .unwrap_or_default();
+            show(&mut out, &sandbox)?;
+        }
+        SandboxCommand::Stop { id } => {
+            let stopped = sandboxes
+                .stop_sandbox(pb::StopSandboxRequest { sandbox_id: id })
+                .await?
+                .into_inner()
+                .sandbox
+                .unwrap_or_default();
+            writeln!(out, "{} {}", stopped.id, state_name(stopped.state()))?;
+        }
+        SandboxCommand::Start { id } => {
+            let started = sandboxes
+                .start_sandbox(pb::StartSandboxRequest { sandbox_id: id })
+                .await?
+                .into_inner()
+                .sandbox
+                .unwrap_or_default();
+            writeln!(out, "{} {}", started.id, state_name(started.state()))?;
+        }
+        SandboxCommand::Delete { id } => {
+            let deleted = sandboxes
+                .delete_sandbox(pb::DeleteSandboxRequest { sandbox_id: id })
+                .await?
+                .into_inner()
+                .sandbox
+                .unwrap_or_default();
+            writeln!(out, "{} {}", deleted.id, state_name(deleted.state()))?;
+        }
+        SandboxCommand::Providers => {
+            let providers = sandboxes
+                .list_providers(pb::ListProvidersRequest {})
+                .await?
+                .into_inner()
+                .providers;
+            for provider in providers {
+                writeln!(
+                    out,
+                    "{}{} {}: {}",
+                    provider.name,
+                    if provider.is_default {
+                        " (default)"
+                    } else {
+                        ""
+                    },
+                    if provider.available {
+                        "available"
+                    } else {
+                        "unavailable"
+                    },
+                    provider.detail
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a command in a sandbox through an Exec stream and returns its exit
+/// code (128 + the signal number when a signal ended it, 124 when its
+/// timeout did, as `timeout(1)` does).
+pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let mut exec = ExecServiceClient::new(client.connect().await?);
+    let stdin_fd = std::io::stdin();
+    let (rows, cols) = if args.tty {
+        size(stdin_fd.as_fd()).unwrap_or((24, 80))
+    } else {
+        (0, 0)
+    };
+    let (requests, rx) = mpsc::channel(16);
+    requests
+        .send(pb::ExecRequest {
+            request: Some(Req::Start(pb::ExecStart {
+                sandbox_id: args.sandbox_id.clone(),
+                spec: Some(pb::CommandSpec {
+                    command: args.command.clone(),
+                    env: pairs("--env", &args.env)?,
+                    workdir: args.workdir.clone().unwrap_or_default(),
+                    tty: args.tty,
+                    rows,
+                    cols,
+                    timeout: args.timeout.map(proto_duration).transpose()?,
+                    ..Default::default()
+                }),
+                // A command typed at a terminal ends with the client, as
+                // with ssh.
+                on_disconnect: pb::OnDisconnect::Kill as i32,
+            })),
+        })
+        .await?;
+    let mut responses = exec.exec(ReceiverStream::new(rx)).await?.into_inner();
+
+    if args.interactive {
+        tokio::spawn(forward_stdin(requests.clone()));
+    } else {
+        let _ = send(&requests, Req::CloseStdin(pb::CloseStdin {})).await;
+    }
+    let raw = if args.tty {
+        tokio::spawn(forward_resizes(requests.clone()));
+        RawMode::enter(stdin_fd.as_fd())
+    } else {
+        tokio::spawn(forward_signals(requests.clone()));
+        None
+    };
+
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let exited = loop {
+        match responses.message().await? {
+            Some(pb::ExecResponse {
+                response: Some(Resp::Output(output)),
+            }) => {
+                let sink: &mut dyn Write = if output.stream() == pb::OutputStream::Stderr {
+                    &mut stderr
+                } else {
+                    &mut stdout
+                };
+                sink.write_all(&output.data)?;
+                sink.flush()?;
+            }
+            Some(pb::ExecResponse {
+                response: Some(Resp::OutputLost(lost)),
+            }) => eprintln!(
+                "paddock: output chunks {} to {} are no longer kept",
+                lost.first_seq, lost.last_seq
+            ),
+            Some(pb::ExecResponse {
+                response: Some(Resp::Exited(exited)),
+            }) => break exited,
+            Some(_) => {}
+            None => anyhow::bail!("the server ended the stream before the command ended"),
+        }
+    };
+    drop(raw);
+    Ok(ExitCode::from(exit_status(&exited)))
+}
+
+/// The shell-style exit status of a command that ended so.
+fn exit_status(exited: &pb::ExecExited) -> u8 {
+    if exited.timed_out {
+        return 124;
+    }
+    if let Some(code) = exited.exit_code {
+        return (code & 0xff) as u8;
+    }
+    let number = match exited.signal.as_str() {
+        "SIGHUP" => libc::SIGHUP,
+        "SIGINT" => libc::SIGINT,
+        "SIGQUIT" => libc::SIGQUIT,
+        "SIGABRT" => libc::SIGABRT,
+        "SIGKILL" => libc::SIGKILL,
+        "SIGSEGV" => libc::SIGSEGV,
+        "SIGPIPE" => libc::SIGPIPE,
+        "SIGTERM" => libc::SIGTERM,
+        _ => return 255,
+    };
+    128 + number as u8
+}
+
+async fn send(requests: &mpsc::Sender<pb::ExecRequest>, request: Req) -> bool {
+    requests
+        .send(pb::ExecRequest {
+            request: Some(request),
+        })
+        .await
+        .is_ok()
+}
+
+async fn forward_stdin(requests: mpsc::Sender<pb::ExecRequest>) {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        match stdin.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if !send(&requests, Req::Stdin(Bytes::copy_from_slice(&buffer[..n]))).await {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = send(&requests, Req::CloseStdin(pb::CloseStdin {})).await;
+}
+
+async fn forward_resizes(requests: mpsc::Sender<pb::ExecRequest>) {
+    let Ok(mut resizes) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    while resizes.recv().await.is_some() {
+        if let Some((rows, cols)) = size(std::io::stdin().as_fd())
+            && !send(&requests, Req::Resize(pb::Resize { rows, cols })).await
+        {
+            return;
+        }
+    }
+}
+
+/// Without a terminal, Ctrl-C and friends reach the remote command.
+async fn forward_signals(requests: mpsc::Sender<pb::ExecRequest>) {
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        if !send(&requests, Req::Signal(pb::Signal { name: name.into() })).await {
+            return;
+        }
+    }
+}
+
+fn pairs(
+    flag: &str,
+    items: &[String],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .with_context(|| format!("{flag} {item:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn proto_duration(duration: Duration) -> anyhow::Result<prost_types::Duration> {
+    prost_types::Duration::try_from(duration).context("the duration is too long")
+}
+
+fn state_name(state: pb::SandboxState) -> &'static str {
+    state
+        .as_str_name()
+        .strip_prefix("SANDBOX_STATE_")
+        .unwrap_or("UNSPECIFIED")
+}
+
+fn show(out: &mut impl Write, sandbox: &pb::Sandbox) -> std::io::Result<()> {
+    let time = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref().map_or_else(String::new, ToString::to_string)
+    };
+    writeln!(out, "id:          {}", sandbox.id)?;
+    writeln!(out, "name:        {}", sandbox.name)?;
+    writeln!(out, "state:       {}", state_name(sandbox.state()))?;
+    if !sandbox.state_reason.is_empty() {
+        writeln!(out, "reason:      {}", sandbox.state_reason)?;
+    }
+    writeln!(out, "provider:    {}", sandbox.provider)?;
+    writeln!(out, "image:       {}", sandbox.image)?;
+    writeln!(out, "workdir:     {}", sandbox.workdir)?;
+    let mut labels: Vec<_> = sandbox
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.sort();
+    writeln!(out, "labels:      {}", labels.join(","))?;
+    writeln!(out, "env keys:    {}", sandbox.env_keys.join(","))?;
+    writeln!(out, "created:     {}", time(&sandbox.create_time))?;
+    writeln!(out, "expires:     {}", time(&sandbox.expire_time))?;
+    Ok(())
+}
