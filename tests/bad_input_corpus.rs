@@ -1,0 +1,460 @@
+//! A corpus of hostile requests sent to every RPC of every Paddock service:
+//! messages built from the services' own descriptors with invalid UTF-8,
+//! huge strings, negative numbers, unknown enum values, huge maps and lists,
+//! path tricks and control characters, messages over the size limit, and
+//! seeded random bytes; each once with a made-up sandbox id and once with a
+//! real running sandbox, so that checks past the id are reached too.
+//!
+//! Every answer must be a proper status: never INTERNAL, never UNKNOWN (what
+//! a panic or a broken stream turns into), never a hang; and the server
+//! must serve normally afterwards. On every provider: the checks past the
+//! server's own are the agent's and the engine's.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut};
+use common::{Provider, TestServer};
+use paddock::pb;
+use prost::Message;
+use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+/// Sends and receives messages as the bytes they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// How a corpus message is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mutation {
+    /// Every field at its default.
+    Empty,
+    /// Strings that are not UTF-8.
+    NotUtf8,
+    /// 64 KiB strings and bytes, the largest numbers.
+    Huge,
+    /// -1 and the smallest numbers; negative enum values.
+    Negative,
+    /// Enum values no version of the protos defines.
+    UnknownEnums,
+    /// Maps and lists of 20,000 entries.
+    HugeCollections,
+    /// Path traversal, NUL, control and bidirectional characters, option-like
+    /// text.
+    Hostile,
+    /// One field of 5 MiB: past the server's message limit.
+    Oversized,
+}
+
+const MUTATIONS: [Mutation; 8] = [
+    Mutation::Empty,
+    Mutation::NotUtf8,
+    Mutation::Huge,
+    Mutation::Negative,
+    Mutation::UnknownEnums,
+    Mutation::HugeCollections,
+    Mutation::Hostile,
+    Mutation::Oversized,
+];
+
+const HOSTILE: [&str; 6] = [
+    "../../../../etc/passwd",
+    "a\0b",
+    "\u{202e}txt.exe\r\n\x1b[2J",
+    "--help",
+    "/proc/self/root/../../",
+    " ",
+];
+
+/// Writes messages of any type in the descriptor set, field by field, in the
+/// protobuf wire format.
+struct Corpus {
+    messages: HashMap<String, DescriptorProto>,
+    /// The sandbox id to put in `sandbox_id` fields, if any.
+    sandbox_id: Option<String>,
+    /// Whether the one oversized field was written already.
+    oversized_done: bool,
+}
+
+impl Corpus {
+    fn new(set: &FileDescriptorSet) -> Self {
+        let mut messages = HashMap::new();
+        for file in &set.file {
+            let package = file.package();
+            for message in &file.message_type {
+                collect(&mut messages, &format!(".{package}"), message);
+            }
+        }
+        Self {
+            messages,
+            sandbox_id: None,
+            oversized_done: false,
+        }
+    }
+
+    fn message(&mut self, type_name: &str, mutation: Mutation, depth: usize) -> Vec<u8> {
+        let Some(descriptor) = self.messages.get(type_name).cloned() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for field in &descriptor.field {
+            let count = match (field.label(), mutation) {
+                (Label::Repeated, Mutation::HugeCollections) if depth <= 1 => 20_000,
+                (Label::Repeated, _) => 2,
+                _ => 1,
+            };
+            for index in 0..count {
+                self.field(&mut out, field, mutation, depth, index);
+            }
+        }
+        out
+    }
+
+    fn field(
+        &mut self,
+        out: &mut Vec<u8>,
+        field: &FieldDescriptorProto,
+        mutation: Mutation,
+        depth: usize,
+        index: usize,
+    ) {
+        let number = field.number() as u64;
+        let varint = |out: &mut Vec<u8>, value: u64| {
+            put_varint(out, number << 3);
+            put_varint(out, value);
+        };
+        let delimited = |out: &mut Vec<u8>, bytes: &[u8]| {
+            put_varint(out, (number << 3) | 2);
+            put_varint(out, bytes.len() as u64);
+            out.extend_from_slice(bytes);
+        };
+        match field.r#type() {
+            Type::String | Type::Bytes => {
+                if mutation == Mutation::Empty {
+                    return;
+                }
+                if field.name() == "sandbox_id"
+                    && let Some(id) = &self.sandbox_id
+                    && mutation != Mutation::NotUtf8
+                {
+                    delimited(out, id.as_bytes());
+                    return;
+                }
+                let value: Vec<u8> = match mutation {
+                    Mutation::Oversized if !self.oversized_done => {
+                        self.oversized_done = true;
+                        vec![b'a'; 5 << 20]
+                    }
+                    Mutation::NotUtf8 => vec![0xff, 0xfe, b'A', 0xc3, 0x28],
+                    Mutation::Huge => vec![b'a'; 64 << 10],
+                    // Distinct keys, so maps really hold every entry.
+                    Mutation::HugeCollections => format!("k{index}").into_bytes(),
+                    Mutation::Hostile => HOSTILE[index % HOSTILE.len()].as_bytes().to_vec(),
+                    _ => b"x".to_vec(),
+                };
+                delimited(out, &value);
+            }
+            Type::Int32 | Type::Int64 | Type::Uint32 | Type::Uint64 => {
+                let value = match mutation {
+                    Mutation::Negative => [u64::MAX, i64::MIN as u64][index % 2],
+                    Mutation::Huge => [i64::MAX as u64, u64::MAX >> 1, u32::MAX as u64][index % 3],
+                    Mutation::Empty => return,
+                    _ => 1,
+                };
+                varint(out, value);
+            }
+            Type::Sint32 | Type::Sint64 => {
+                varint(out, if mutation == Mutation::Negative { 1 } else { 2 });
+            }
+            Type::Enum => {
+                let value = match mutation {
+                    Mutation::UnknownEnums => 999,
+                    Mutation::Negative => u64::MAX,
+                    Mutation::Empty => return,
+                    _ => 1,
+                };
+                varint(out, value);
+            }
+            Type::Bool => varint(out, 1),
+            Type::Double | Type::Fixed64 | Type::Sfixed64 => {
+                put_varint(out, (number << 3) | 1);
+                let value = match mutation {
+                    Mutation::Negative => (-1e300f64).to_bits(),
+                    Mutation::Huge => f64::NAN.to_bits(),
+                    _ => 1f64.to_bits(),
+                };
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+            Type::Float | Type::Fixed32 | Type::Sfixed32 => {
+                put_varint(out, (number << 3) | 5);
+                out.extend_from_slice(&f32::INFINITY.to_bits().to_le_bytes());
+            }
+            Type::Message => {
+                if depth >= 3 {
+                    return;
+                }
+                let nested = self.message(field.type_name(), mutation, depth + 1);
+                delimited(out, &nested);
+            }
+            Type::Group => {}
+        }
+    }
+}
+
+fn collect(
+    messages: &mut HashMap<String, DescriptorProto>,
+    scope: &str,
+    message: &DescriptorProto,
+) {
+    let name = format!("{scope}.{}", message.name());
+    for nested in &message.nested_type {
+        collect(messages, &name, nested);
+    }
+    messages.insert(name, message.clone());
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Seeded random bytes (xorshift), the same on every run.
+struct Noise(u64);
+
+impl Noise {
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 as u8
+            })
+            .collect()
+    }
+}
+
+/// An RPC from the descriptors.
+struct Rpc {
+    path: String,
+    input: String,
+    client_streaming: bool,
+    server_streaming: bool,
+}
+
+fn rpcs(set: &FileDescriptorSet) -> Vec<Rpc> {
+    let mut rpcs = Vec::new();
+    for file in set.file.iter().filter(|f| f.package() == "paddock.v1") {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push(Rpc {
+                    path: format!("/paddock.v1.{}/{}", service.name(), method.name()),
+                    input: method.input_type().to_owned(),
+                    client_streaming: method.client_streaming(),
+                    server_streaming: method.server_streaming(),
+                });
+            }
+        }
+    }
+    rpcs
+}
+
+/// Sends `message` to `rpc` and returns how the call ended: the first
+/// error status, or OK. A server-streaming answer is read for up to a few
+/// messages (WatchSandboxes never ends by itself).
+async fn call(channel: &Channel, rpc: &Rpc, message: Vec<u8>) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
+    let path = PathAndQuery::try_from(rpc.path.as_str()).unwrap();
+    let request = tonic::Request::new(futures::stream::iter([message]));
+    let mut responses = match (rpc.client_streaming, rpc.server_streaming) {
+        (false, false) => {
+            let message = futures::executor::block_on_stream(request.into_inner())
+                .next()
+                .unwrap();
+            return grpc
+                .unary(tonic::Request::new(message), path, RawCodec)
+                .await
+                .map(|_| ());
+        }
+        (true, false) => {
+            return grpc
+                .client_streaming(request, path, RawCodec)
+                .await
+                .map(|_| ());
+        }
+        (false, true) => {
+            let message = futures::executor::block_on_stream(request.into_inner())
+                .next()
+                .unwrap();
+            grpc.server_streaming(tonic::Request::new(message), path, RawCodec)
+                .await?
+                .into_inner()
+        }
+        (true, true) => grpc.streaming(request, path, RawCodec).await?.into_inner(),
+    };
+    for _ in 0..3 {
+        match tokio::time::timeout(Duration::from_secs(2), responses.message()).await {
+            Ok(Ok(Some(_))) => {}
+            Ok(Ok(None)) | Err(_) => return Ok(()),
+            Ok(Err(status)) => return Err(status),
+        }
+    }
+    Ok(())
+}
+
+/// A new running sandbox, so that calls reach past the id check (and one
+/// corpus call deleting or stopping it does not spoil the next).
+async fn fresh_sandbox(server: &TestServer) -> String {
+    server
+        .sandboxes()
+        .await
+        .create_sandbox(pb::CreateSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap()
+        .id
+}
+
+on_every_provider!(every_rpc_answers_a_hostile_corpus_with_proper_statuses);
+
+async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provider) {
+    let server = TestServer::for_provider(provider).await;
+    let set = FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).unwrap();
+    let rpcs = rpcs(&set);
+    assert!(
+        rpcs.len() >= 30,
+        "every RPC of the three services: {}",
+        rpcs.len()
+    );
+    let channel = server.channel().await;
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let mut improper = Vec::new();
+    let mut calls = 0;
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for rpc in &rpcs {
+        for with_real_sandbox in [false, true] {
+            let mut corpus = Corpus::new(&set);
+            if with_real_sandbox {
+                corpus.sandbox_id = Some(fresh_sandbox(&server).await);
+            }
+            let mut messages: Vec<(String, Vec<u8>)> = MUTATIONS
+                .iter()
+                .map(|&mutation| {
+                    corpus.oversized_done = false;
+                    (
+                        format!("{mutation:?}"),
+                        corpus.message(&rpc.input, mutation, 0),
+                    )
+                })
+                .collect();
+            if !with_real_sandbox {
+                for n in 0..10 {
+                    let len = [0, 1, 7, 64, 512, 4096][n % 6];
+                    messages.push((format!("random {n}"), noise.bytes(len)));
+                }
+            }
+            for (what, message) in messages {
+                calls += 1;
+                let size = message.len();
+                let outcome =
+                    tokio::time::timeout(Duration::from_secs(60), call(&channel, rpc, message))
+                        .await;
+                let case = format!(
+                    "{} {what} ({size} bytes, {} sandbox)",
+                    rpc.path,
+                    if with_real_sandbox { "real" } else { "made-up" }
+                );
+                let code = match &outcome {
+                    Ok(Ok(())) => "OK".to_owned(),
+                    Ok(Err(status)) => format!("{:?}", status.code()),
+                    Err(_) => "no answer".to_owned(),
+                };
+                *tally.entry(code).or_default() += 1;
+                match outcome {
+                    Err(_) => improper.push(format!("{case}: no answer within 60s")),
+                    Ok(Err(status))
+                        if matches!(status.code(), Code::Internal | Code::Unknown)
+                            || status.message().is_empty() =>
+                    {
+                        improper.push(format!(
+                            "{case}: {:?} {:?}",
+                            status.code(),
+                            status.message()
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+    eprintln!("{calls} corpus calls answered: {tally:?}");
+    assert!(
+        improper.is_empty(),
+        "{} of {calls} calls got improper answers:\n{}",
+        improper.len(),
+        improper.join("\n")
+    );
+
+    // The server is well: it answers, and what the corpus made can go.
+    let mut sandboxes = server.sandboxes().await;
+    let listed = sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest::default())
+        .await
+        .expect("the server serves after the corpus")
+        .into_inner();
+    assert!(
+        !listed.sandboxes.is_empty(),
+        "the fresh sandboxes are listed"
+    );
+    let id = fresh_sandbox(&server).await;
+    let ran = server.shell(&id, "echo still well").await;
+    assert_eq!(ran, "still well\n");
+}
