@@ -135,6 +135,14 @@ pub(super) fn agent_status(status: Status) -> Status {
     }
 }
 
+/// Blanks the values of a command's environment: they often hold secrets,
+/// and whoever lists commands later need not see them (the keys stay).
+fn hide_env_values(command: &mut pb::Command) {
+    if let Some(spec) = &mut command.spec {
+        spec.env.values_mut().for_each(String::clear);
+    }
+}
+
 /// Runs a unary agent call under the agent deadline.
 pub(super) async fn bounded<T>(
     call: impl Future<Output = Result<Response<T>, Status>>,
@@ -309,7 +317,13 @@ impl ExecService for ExecApi {
             let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
             rules::spec("spec.", request.spec.as_ref())?;
             let mut agent = self.agent(&caller.tenant, &sandbox_id).await?;
-            bounded(agent.start_command(request)).await
+            let mut answer = bounded(agent.start_command(request)).await?;
+            answer
+                .get_mut()
+                .command
+                .iter_mut()
+                .for_each(hide_env_values);
+            Ok(answer)
         }
         .await;
         audit::record(&caller, "start command", &raw_sandbox_id, &detail, outcome)
@@ -324,7 +338,13 @@ impl ExecService for ExecApi {
         let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
         rules::command_id("command_id", &request.command_id)?;
         let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        bounded(agent.get_command(request)).await
+        let mut answer = bounded(agent.get_command(request)).await?;
+        answer
+            .get_mut()
+            .command
+            .iter_mut()
+            .for_each(hide_env_values);
+        Ok(answer)
     }
 
     async fn list_commands(
@@ -345,7 +365,13 @@ impl ExecService for ExecApi {
             }
         }
         let mut agent = self.agent(&tenant, &sandbox_id).await?;
-        bounded(agent.list_commands(request)).await
+        let mut answer = bounded(agent.list_commands(request)).await?;
+        answer
+            .get_mut()
+            .commands
+            .iter_mut()
+            .for_each(hide_env_values);
+        Ok(answer)
     }
 
     async fn signal_command(
