@@ -59,7 +59,7 @@ impl Manager {
         if let Some(channel) = agents.channels.lock().expect("agent channels").get(id) {
             return Ok(channel.clone());
         }
-        let channel = provider.connect(id).await?;
+        let channel = self.call(provider.connect(id)).await?;
         agents
             .channels
             .lock()
