@@ -29,3 +29,12 @@ pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(bytes))
 }
+
+/// The SHA-256 of everything `reader` yields, in lowercase hex, read a
+/// buffer at a time (a binary of a hundred megabytes is never held whole).
+pub fn sha256_hex_of_reader(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut reader, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
+}

@@ -43,13 +43,21 @@ impl AgentBuild {
     /// Reads `binary` and checks that it can run in any container: it must be
     /// statically linked (no ELF interpreter).
     pub(super) fn inspect(binary: &Path) -> Result<Self> {
-        let bytes = std::fs::read(binary).map_err(|e| {
+        use std::io::{Read, Seek};
+        let unreadable = |e: std::io::Error| {
             Error::unavailable(format!(
                 "cannot read the agent binary {}: {e}",
                 binary.display()
             ))
-        })?;
-        match elf_interpreter(&bytes) {
+        };
+        let mut file = std::fs::File::open(binary).map_err(unreadable)?;
+        // The ELF and program headers come first; the rest is only hashed.
+        let mut head = Vec::new();
+        (&mut file)
+            .take(ELF_HEAD_BYTES)
+            .read_to_end(&mut head)
+            .map_err(unreadable)?;
+        match elf_interpreter(&head) {
             ElfKind::Static => {}
             ElfKind::Dynamic => {
                 return Err(Error::unavailable(format!(
@@ -66,7 +74,9 @@ impl AgentBuild {
                 )));
             }
         }
-        let sha256 = crate::ids::sha256_hex(&bytes);
+        file.rewind().map_err(unreadable)?;
+        let sha256 =
+            crate::ids::sha256_hex_of_reader(std::io::BufReader::new(file)).map_err(unreadable)?;
         let short = &sha256[..16];
         Ok(Self {
             binary: binary.to_path_buf(),
@@ -336,6 +346,10 @@ impl AgentBuild {
         Ok(bytes)
     }
 }
+
+/// How much of the agent binary is read to find its ELF and program
+/// headers (they sit at the start of every executable linkers make).
+const ELF_HEAD_BYTES: u64 = 64 << 10;
 
 enum ElfKind {
     Static,
