@@ -3,7 +3,9 @@
 //! huge strings, negative numbers, unknown enum values, huge maps and lists,
 //! path tricks and control characters, messages over the size limit, and
 //! seeded random bytes; each once with a made-up sandbox id and once with a
-//! real running sandbox, so that checks past the id are reached too.
+//! real running sandbox, so that checks past the id are reached too, and on
+//! client streams once more after a valid opening message (a started
+//! command, an upload header), so that follow-up messages are checked too.
 //!
 //! Every answer must be a proper status: never INTERNAL, never UNKNOWN (what
 //! a panic or a broken stream turns into), never a hang; and the server
@@ -305,13 +307,13 @@ fn rpcs(set: &FileDescriptorSet) -> Vec<Rpc> {
 /// Sends `message` to `rpc` and returns how the call ended: the first
 /// error status, or OK. A server-streaming answer is read for up to a few
 /// messages (WatchSandboxes never ends by itself).
-async fn call(channel: &Channel, rpc: &Rpc, message: Vec<u8>) -> Result<(), Status> {
+async fn call(channel: &Channel, rpc: &Rpc, messages: Vec<Vec<u8>>) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
     let path = PathAndQuery::try_from(rpc.path.as_str()).unwrap();
-    let request = tonic::Request::new(futures::stream::iter([message]));
+    let request = tonic::Request::new(futures::stream::iter(messages));
     let mut responses = match (rpc.client_streaming, rpc.server_streaming) {
         (false, false) => {
             let message = futures::executor::block_on_stream(request.into_inner())
@@ -346,6 +348,48 @@ async fn call(channel: &Channel, rpc: &Rpc, message: Vec<u8>) -> Result<(), Stat
         }
     }
     Ok(())
+}
+
+/// For a client-streaming RPC, a valid first message on `sandbox_id`, so
+/// that a corpus message sent after it is checked as a follow-up (stdin,
+/// resize and signal on Exec; chunks on uploads).
+fn valid_opening(rpc: &Rpc, sandbox_id: &str) -> Option<Vec<u8>> {
+    let sandbox_id = sandbox_id.to_owned();
+    let message = match rpc.path.rsplit('/').next()? {
+        "Exec" => pb::ExecRequest {
+            request: Some(pb::exec_request::Request::Start(pb::ExecStart {
+                sandbox_id,
+                spec: Some(pb::CommandSpec {
+                    command: vec!["cat".into()],
+                    ..Default::default()
+                }),
+                on_disconnect: pb::OnDisconnect::Kill as i32,
+            })),
+        }
+        .encode_to_vec(),
+        "Upload" => pb::UploadRequest {
+            request: Some(pb::upload_request::Request::Header(pb::UploadHeader {
+                sandbox_id,
+                path: "corpus-upload.bin".into(),
+                overwrite: true,
+                ..Default::default()
+            })),
+        }
+        .encode_to_vec(),
+        "UploadArchive" => pb::UploadArchiveRequest {
+            request: Some(pb::upload_archive_request::Request::Header(
+                pb::UploadArchiveHeader {
+                    sandbox_id,
+                    path: "corpus-archive".into(),
+                    overwrite: true,
+                    ..Default::default()
+                },
+            )),
+        }
+        .encode_to_vec(),
+        _ => return None,
+    };
+    Some(message)
 }
 
 /// A new running sandbox, so that calls reach past the id check (and one
@@ -385,25 +429,37 @@ async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provi
             if with_real_sandbox {
                 corpus.sandbox_id = Some(fresh_sandbox(&server).await);
             }
-            let mut messages: Vec<(String, Vec<u8>)> = MUTATIONS
+            let mut messages: Vec<(String, Vec<Vec<u8>>)> = MUTATIONS
                 .iter()
                 .map(|&mutation| {
                     corpus.oversized_done = false;
-                    (
-                        format!("{mutation:?}"),
-                        corpus.message(&rpc.input, mutation, 0),
-                    )
+                    let message = corpus.message(&rpc.input, mutation, 0);
+                    (format!("{mutation:?}"), vec![message])
                 })
                 .collect();
             if !with_real_sandbox {
                 for n in 0..10 {
                     let len = [0, 1, 7, 64, 512, 4096][n % 6];
-                    messages.push((format!("random {n}"), noise.bytes(len)));
+                    messages.push((format!("random {n}"), vec![noise.bytes(len)]));
                 }
+            }
+            if let Some(id) = &corpus.sandbox_id
+                && let Some(opening) = valid_opening(rpc, id)
+            {
+                let follow_ups: Vec<_> = MUTATIONS
+                    .iter()
+                    .map(|&mutation| {
+                        corpus.oversized_done = false;
+                        let message = corpus.message(&rpc.input, mutation, 0);
+                        let what = format!("{mutation:?} after a valid opening");
+                        (what, vec![opening.clone(), message])
+                    })
+                    .collect();
+                messages.extend(follow_ups);
             }
             for (what, message) in messages {
                 calls += 1;
-                let size = message.len();
+                let size: usize = message.iter().map(Vec::len).sum();
                 let outcome =
                     tokio::time::timeout(Duration::from_secs(60), call(&channel, rpc, message))
                         .await;
