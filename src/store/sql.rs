@@ -38,6 +38,42 @@ const SANDBOX_COLUMNS: &str = "id, tenant, name, provider, provider_ref, state, 
      spec, labels, metadata, request_id, request_fingerprint, created_at, updated_at, \
      started_at, expires_at, last_activity_at, revision";
 
+/// Puts a SQLite database in WAL mode (readers run beside the single
+/// writer), once, on one connection: the mode is kept in the file. Switching
+/// takes a lock that SQLite does not wait for, so the pool's connections
+/// switching at once met "database is locked"; another process switching
+/// the same new file at the same moment is retried.
+async fn enable_wal(options: &AnyConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut attempt = 1;
+    loop {
+        let switched = async {
+            let mut conn = options.connect().await?;
+            sqlx::query("PRAGMA busy_timeout = 10000")
+                .execute(&mut conn)
+                .await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        }
+        .await;
+        match switched {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                info!(error = %e, attempt, "switching the database to WAL again");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(Error::unavailable(format!(
+                    "cannot open the database in WAL mode: {e}"
+                )));
+            }
+        }
+    }
+}
+
 impl SqlStore {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`), applies the
     /// embedded migrations, and returns the store. A SQLite file and its
@@ -60,6 +96,9 @@ impl SqlStore {
         let options = AnyConnectOptions::from_str(url).map_err(|e| {
             Error::invalid_argument("database_url", format!("cannot be parsed: {e}"))
         })?;
+        if dialect == Dialect::Sqlite {
+            enable_wal(&options).await?;
+        }
         let pool_options = match dialect {
             Dialect::Sqlite => AnyPoolOptions::new()
                 .max_connections(8)
@@ -68,13 +107,10 @@ impl SqlStore {
                 .max_lifetime(None)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        // WAL lets readers run beside the single writer; the
-                        // busy timeout makes writers queue instead of failing.
-                        // It comes first: on a new database, switching to WAL
-                        // takes a lock the pool's other new connections meet.
+                        // The busy timeout makes writers queue instead of
+                        // failing. WAL was set on the file before the pool.
                         for pragma in [
                             "PRAGMA busy_timeout = 10000",
-                            "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = NORMAL",
                             "PRAGMA foreign_keys = ON",
                         ] {
