@@ -1,7 +1,15 @@
-//! The command line: `paddock serve --help` documents every setting, and bad
-//! settings stop the server with a sentence before it binds anything.
+//! The command line: `paddock serve --help` documents every setting, bad
+//! settings stop the server with a sentence before it binds anything, and
+//! `paddock exec -t` gives a real terminal.
 
-use std::process::Command;
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn paddock(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_paddock"))
@@ -36,6 +44,18 @@ fn serve_help_documents_every_setting_and_its_variable() {
         ),
         ("--max-commands", "PADDOCK_MAX_COMMANDS"),
         ("--command-output-budget", "PADDOCK_COMMAND_OUTPUT_BUDGET"),
+        ("--auth", "PADDOCK_AUTH"),
+        ("--open-reflection", "PADDOCK_OPEN_REFLECTION"),
+        ("--key-rate-limit", "PADDOCK_KEY_RATE_LIMIT"),
+        ("--tls-cert", "PADDOCK_TLS_CERT"),
+        ("--tls-key", "PADDOCK_TLS_KEY"),
+        ("--tls-client-ca", "PADDOCK_TLS_CLIENT_CA"),
+        ("--tls-reload-interval", "PADDOCK_TLS_RELOAD_INTERVAL"),
+        (
+            "--quota-running-sandboxes",
+            "PADDOCK_QUOTA_RUNNING_SANDBOXES",
+        ),
+        ("--quota-commands", "PADDOCK_QUOTA_COMMANDS"),
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         assert!(help.contains(variable), "--help lacks {variable}:\n{help}");
@@ -75,4 +95,140 @@ fn bad_settings_are_refused_with_a_sentence() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+fn winsize(rows: u16, cols: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// What a terminal's master side has read so far, filled by a thread.
+struct Screen(Arc<Mutex<Vec<u8>>>);
+
+impl Screen {
+    fn follow(mut master: std::fs::File) -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let filling = seen.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0; 4096];
+            // EIO once the last process holding the terminal is gone.
+            while let Ok(n @ 1..) = master.read(&mut buffer) {
+                filling.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        Self(seen)
+    }
+
+    /// Waits until `text` has appeared `times` times in all.
+    fn wait_for(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let seen = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+            if seen.matches(text).count() >= times {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never came; the terminal shows {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn exec_with_a_terminal_is_raw_sized_resized_and_exits_with_the_command() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::spawned::ServerProcess::spawn(data.path(), "0s");
+    let url = server.url();
+    let created = paddock(&["sandbox", "create", "--server", &url]);
+    assert!(created.status.success(), "{created:?}");
+    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+
+    // A pseudo-terminal of 33 rows and 99 columns as the CLI's terminal.
+    let (mut master_fd, mut slave_fd) = (-1, -1);
+    // SAFETY: openpty fills the two descriptors; the size is read only.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master_fd,
+            &mut slave_fd,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &winsize(33, 99),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (master, slave) = unsafe {
+        (
+            OwnedFd::from_raw_fd(master_fd),
+            OwnedFd::from_raw_fd(slave_fd),
+        )
+    };
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_paddock"));
+    cli.args(["exec", "-it", "--server", &url, &id, "--", "sh"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cli.pre_exec(|| {
+            // Its own session with the terminal as the controlling one, so
+            // that resizing it sends the CLI SIGWINCH.
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cli.spawn().expect("run paddock exec -it");
+    let mut keyboard = std::fs::File::from(master.try_clone().unwrap());
+    let screen = Screen::follow(std::fs::File::from(master));
+
+    keyboard.write_all(b"stty size\n").unwrap();
+    screen.wait_for("33 99", 1);
+
+    // SAFETY: TIOCSWINSZ reads a winsize.
+    let resized = unsafe { libc::ioctl(keyboard.as_raw_fd(), libc::TIOCSWINSZ, &winsize(40, 120)) };
+    assert_eq!(resized, 0);
+    // The resize travels as a signal, then a message: ask until it shows.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        keyboard.write_all(b"stty size\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let seen = String::from_utf8_lossy(&screen.0.lock().unwrap()).into_owned();
+        if seen.contains("40 120") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resize never arrived: {seen:?}"
+        );
+    }
+
+    // Raw mode: Ctrl-C is a key for the remote command, not the end of the
+    // CLI; the shell carries on after the interrupted sleep.
+    keyboard.write_all(b"sleep 30\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    keyboard.write_all(b"\x03").unwrap();
+    keyboard.write_all(b"echo after-$((40+2))\n").unwrap();
+    screen.wait_for("after-42", 1);
+
+    keyboard.write_all(b"exit 4\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "paddock exec did not end with its shell"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(4), "the shell's exit code");
 }

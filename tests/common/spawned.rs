@@ -83,6 +83,11 @@ impl ServerProcess {
             .collect()
     }
 
+    /// The server's address as the CLI takes it.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
