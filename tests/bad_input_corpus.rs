@@ -392,21 +392,6 @@ fn valid_opening(rpc: &Rpc, sandbox_id: &str) -> Option<Vec<u8>> {
     Some(message)
 }
 
-/// A new running sandbox, so that calls reach past the id check (and one
-/// corpus call deleting or stopping it does not spoil the next).
-async fn fresh_sandbox(server: &TestServer) -> String {
-    server
-        .sandboxes()
-        .await
-        .create_sandbox(pb::CreateSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
-        .id
-}
-
 on_every_provider!(every_rpc_answers_a_hostile_corpus_with_proper_statuses);
 
 async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provider) {
@@ -427,7 +412,10 @@ async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provi
         for with_real_sandbox in [false, true] {
             let mut corpus = Corpus::new(&set);
             if with_real_sandbox {
-                corpus.sandbox_id = Some(fresh_sandbox(&server).await);
+                // A new one for each RPC, so that one deleting or stopping it
+                // does not spoil the next.
+                let sandbox = server.running_sandbox(Default::default()).await;
+                corpus.sandbox_id = Some(sandbox.id);
             }
             let mut messages: Vec<(String, Vec<Vec<u8>>)> = MUTATIONS
                 .iter()
@@ -510,7 +498,7 @@ async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provi
         !listed.sandboxes.is_empty(),
         "the fresh sandboxes are listed"
     );
-    let id = fresh_sandbox(&server).await;
+    let id = server.running_sandbox(Default::default()).await.id;
     let ran = server.shell(&id, "echo still well").await;
     assert_eq!(ran, "still well\n");
 }

@@ -28,29 +28,21 @@ pub fn record<T>(
     // Fields come from callers: keep a line a line.
     let sandbox_id = shorten(sandbox_id);
     let detail = shorten(detail);
-    match &outcome {
-        Ok(_) => tracing::info!(
-            target: TARGET,
-            tenant = %caller.tenant,
-            key_id,
-            action,
-            sandbox_id = %sandbox_id,
-            detail = %detail,
-            outcome = "ok",
-            "audit"
-        ),
-        Err(status) => tracing::info!(
-            target: TARGET,
-            tenant = %caller.tenant,
-            key_id,
-            action,
-            sandbox_id = %sandbox_id,
-            detail = %detail,
-            outcome = crate::client::code_name(status.code()),
-            reason = status.message(),
-            "audit"
-        ),
-    }
+    let (ended, reason) = match &outcome {
+        Ok(_) => ("ok", ""),
+        Err(status) => (crate::client::code_name(status.code()), status.message()),
+    };
+    tracing::info!(
+        target: TARGET,
+        tenant = %caller.tenant,
+        key_id,
+        action,
+        sandbox_id = %sandbox_id,
+        detail = %detail,
+        outcome = ended,
+        reason,
+        "audit"
+    );
     outcome
 }
 
