@@ -115,6 +115,8 @@ pub async fn rates(plan: &Plan, docker: Option<&Docker>) -> Vec<Row> {
     };
     let list_rate = rate(plan.callers, plan.rate_window, list).await;
 
+    let keyed_get_rate = keyed_get_rate(plan, docker.is_some()).await;
+
     let (inspect_rate, engine_list_rate) = match docker {
         Some(docker) => {
             let container = format!("paddock-{target}");
@@ -150,6 +152,13 @@ pub async fn rates(plan: &Plan, docker: Option<&Docker>) -> Vec<Row> {
             goal: Some(Goal::RateAtLeast(15_000.0)),
         },
         Row {
+            section: section.clone(),
+            operation: "`GetSandbox` with an API key".into(),
+            paddock: Measured::Rate(keyed_get_rate),
+            floor: inspect_rate.map(|r| ("`GET /containers/{id}/json`".into(), Measured::Rate(r))),
+            goal: None,
+        },
+        Row {
             section,
             operation: format!("`ListSandboxes` ({SANDBOXES} sandboxes)"),
             paddock: Measured::Rate(list_rate),
@@ -158,6 +167,58 @@ pub async fn rates(plan: &Plan, docker: Option<&Docker>) -> Vec<Row> {
             goal: None,
         },
     ]
+}
+
+/// `GetSandbox` per second through a server that requires API keys (no
+/// rate limit, so that the lookup is what is measured), every caller with
+/// the same key.
+async fn keyed_get_rate(plan: &Plan, docker: bool) -> f64 {
+    let mut server = ServerProcess::start_with(
+        provider(docker),
+        "auto",
+        &["--auth", "keys", "--key-rate-limit", "0"],
+    );
+    let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", server.make_key("bench"))
+        .parse()
+        .expect("a header value");
+    let with_key = move |mut request: tonic::Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", header.clone());
+        Ok(request)
+    };
+    let mut callers = Vec::new();
+    for _ in 0..plan.callers {
+        callers.push(
+            pb::sandbox_service_client::SandboxServiceClient::with_interceptor(
+                server.connect().await,
+                with_key.clone(),
+            ),
+        );
+    }
+    let target = callers[0]
+        .create_sandbox(sandbox_request(docker))
+        .await
+        .expect("CreateSandbox with a key")
+        .into_inner()
+        .sandbox
+        .expect("a sandbox")
+        .id;
+    let callers = Arc::new(callers);
+    let get = move |caller: usize| {
+        let mut c = callers[caller].clone();
+        let target = target.clone();
+        async move {
+            let got = c
+                .get_sandbox(pb::GetSandboxRequest { sandbox_id: target })
+                .await
+                .expect("GetSandbox with a key");
+            assert!(got.into_inner().sandbox.is_some());
+        }
+    };
+    let rate = rate(plan.callers, plan.rate_window, get).await;
+    server.stop().await;
+    rate
 }
 
 /// The server's resident memory idle, and what each idle Exec stream adds.

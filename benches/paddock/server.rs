@@ -27,12 +27,19 @@ pub struct ServerProcess {
     pub addr: std::net::SocketAddr,
     /// Kept for the life of the server; removed when dropped.
     pub data: tempfile::TempDir,
+    /// The API key made with [`ServerProcess::make_key`], used by `stop`.
+    key: Option<String>,
 }
 
 impl ServerProcess {
     /// Starts `paddock serve` with `provider` (and, for Docker, the agent
     /// transport) and waits until it serves.
     pub fn start(provider: &str, docker_transport: &str) -> Self {
+        Self::start_with(provider, docker_transport, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with more flags for `paddock serve`.
+    pub fn start_with(provider: &str, docker_transport: &str, flags: &[&str]) -> Self {
         let data = tempfile::tempdir().expect("data directory");
         let binary = binary();
         let mut child = Command::new(&binary)
@@ -44,6 +51,7 @@ impl ServerProcess {
             .arg("--docker-agent-binary")
             .arg(&binary)
             .args(["--docker-agent-transport", docker_transport])
+            .args(flags)
             .env("PADDOCK_LOG", "warn,paddock::server=info")
             .env("PADDOCK_LOG_FORMAT", "json")
             .stdout(Stdio::null())
@@ -79,7 +87,12 @@ impl ServerProcess {
                 }
             }
         });
-        Self { child, addr, data }
+        Self {
+            child,
+            addr,
+            data,
+            key: None,
+        }
     }
 
     /// A new connection to the server (each is one HTTP/2 connection).
@@ -91,6 +104,23 @@ impl ServerProcess {
             .expect("connect to the server")
     }
 
+    /// Makes an API key for `tenant` with `paddock keys` in the server's
+    /// database and returns it.
+    pub fn make_key(&mut self, tenant: &str) -> String {
+        let output = Command::new(binary())
+            .args(["keys", "create", "--tenant", tenant, "--data-dir"])
+            .arg(self.data.path())
+            .output()
+            .expect("run paddock keys create");
+        assert!(output.status.success(), "paddock keys create: {output:?}");
+        let key = String::from_utf8(output.stdout)
+            .expect("a key")
+            .trim()
+            .to_owned();
+        self.key = Some(key.clone());
+        key
+    }
+
     /// The server's resident memory (VmRSS) in bytes.
     pub fn rss(&self) -> u64 {
         rss_of(self.child.id())
@@ -99,7 +129,22 @@ impl ServerProcess {
     /// Deletes every sandbox, then stops the server the way an operator
     /// would (SIGTERM) and waits for it.
     pub async fn stop(mut self) {
-        let mut sandboxes = SandboxServiceClient::new(self.connect().await);
+        let header = self.key.as_ref().map(|key| {
+            format!("Bearer {key}")
+                .parse::<tonic::metadata::MetadataValue<_>>()
+                .expect("a header value")
+        });
+        let mut sandboxes = SandboxServiceClient::with_interceptor(
+            self.connect().await,
+            move |mut request: tonic::Request<()>| {
+                if let Some(header) = &header {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", header.clone());
+                }
+                Ok(request)
+            },
+        );
         let listed = sandboxes
             .list_sandboxes(pb::ListSandboxesRequest {
                 page_size: 1000,
