@@ -93,7 +93,8 @@ enum KeysAction {
         #[arg(long)]
         tenant: Option<String>,
     },
-    /// Revoke a key by its id (key_…): calls with it fail from then on.
+    /// Revoke a key by its id (key_…): calls with it fail from then on
+    /// (servers trust a key they checked for up to a second).
     Revoke {
         /// The key's id, as `keys create` and `keys list` show it.
         id: String,

@@ -209,10 +209,22 @@ async fn calls_need_a_valid_unrevoked_key() {
         .to_owned();
 
     keys(&server.data_dir, &["revoke", &id]).unwrap();
-    let refused = assert_code(
-        team_a.sandboxes.list_sandboxes(list()).await,
+    // A server trusts a key it checked for up to a second.
+    let revoked_at = std::time::Instant::now();
+    let refused = common::eventually(Duration::from_secs(5), "the revocation", || {
+        let mut sandboxes = team_a.sandboxes.clone();
+        async move { sandboxes.list_sandboxes(list()).await.err() }
+    })
+    .await;
+    assert!(
+        revoked_at.elapsed() < paddock::api::auth::KEY_CACHE_TTL + Duration::from_millis(500),
+        "a revoked key is refused within the key cache's time"
+    );
+    assert_eq!(
+        refused.code(),
         Code::Unauthenticated,
-        "revoked key",
+        "{}",
+        refused.message()
     );
     assert_eq!(refused.message(), "the API key was revoked");
     assert!(keys(&server.data_dir, &["list"]).unwrap().contains(&id));
