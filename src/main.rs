@@ -208,7 +208,7 @@ fn run_client(
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!(
                     "paddock {name}: {}: {}",
-                    paddock::client::code_name(status.code()),
+                    paddock::api::code_name(status.code()),
                     status.message()
                 ),
                 None => eprintln!("paddock {name}: {error:#}"),

@@ -90,6 +90,24 @@ async fn keyed_server() -> TestServer {
     TestServer::start_with(|args: &mut ServeArgs| args.auth = Some("keys".into())).await
 }
 
+/// Asks reflection (v1) to list the services, without an API key.
+async fn list_services(
+    server: &TestServer,
+) -> Result<
+    tonic::Response<tonic::Streaming<tonic_reflection::pb::v1::ServerReflectionResponse>>,
+    Status,
+> {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    ServerReflectionClient::new(server.channel().await)
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+}
+
 /// Like [`assert_code`], and the message says `needle`.
 fn assert_refused<T: std::fmt::Debug>(
     result: Result<T, Status>,
@@ -167,22 +185,8 @@ async fn calls_need_a_valid_unrevoked_key() {
         health.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
-    let mut reflection =
-        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
-            server.channel().await,
-        );
-    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            ),
-        ),
-    };
     assert_code(
-        reflection
-            .server_reflection_info(futures::stream::iter([request]))
-            .await,
+        list_services(&server).await,
         Code::Unauthenticated,
         "reflection without a key",
     );
@@ -241,20 +245,7 @@ async fn reflection_can_be_opened_to_callers_without_a_key() {
         args.open_reflection = true;
     })
     .await;
-    let mut reflection =
-        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
-            server.channel().await,
-        );
-    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(
-            tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
-                String::new(),
-            ),
-        ),
-    };
-    let mut answers = reflection
-        .server_reflection_info(futures::stream::iter([request]))
+    let mut answers = list_services(&server)
         .await
         .expect("open reflection")
         .into_inner();

@@ -30,7 +30,7 @@ pub fn record<T>(
     let detail = shorten(detail);
     let (ended, reason) = match &outcome {
         Ok(_) => ("ok", ""),
-        Err(status) => (crate::client::code_name(status.code()), status.message()),
+        Err(status) => (super::code_name(status.code()), status.message()),
     };
     tracing::info!(
         target: TARGET,

@@ -13,3 +13,4 @@ mod status;
 pub use exec::{AgentBusyCheck, ExecApi};
 pub use file::FileApi;
 pub use sandbox::SandboxApi;
+pub use status::code_name;
