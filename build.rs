@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             config.bytes(path)
         })
         // Messages that do not decode are INVALID_ARGUMENT, not INTERNAL.
-        .codec_path("crate::api::codec::ProtoCodec")
+        .codec_path("crate::wire::codec::ProtoCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

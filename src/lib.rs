@@ -16,8 +16,10 @@ pub mod pb;
 pub mod provider;
 pub mod sandbox;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod wire;
 
 pub use error::{Error, ErrorKind, Result};

@@ -29,6 +29,7 @@ use crate::provider::{
 use crate::sandbox::{Manager, spawn_reaper};
 use crate::store::{SqlStore, Store};
 use crate::tls::ReloadingTls;
+use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 
 /// Where a started server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +53,6 @@ enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
 }
-
-/// The HTTP/2 receive windows of the server and of agents: how much a caller
-/// may send on one stream (and on one connection) before it must wait.
-pub const RECEIVE_STREAM_WINDOW: u32 = 4 << 20;
-/// See [`RECEIVE_STREAM_WINDOW`].
-pub const RECEIVE_CONNECTION_WINDOW: u32 = 16 << 20;
-/// The largest HTTP/2 frame a caller may send: a 1 MiB upload chunk in a few
-/// frames rather than 64 of HTTP/2's default 16 KiB.
-pub const RECEIVE_MAX_FRAME: u32 = 256 << 10;
 
 /// A server that has opened its state, reconciled it, and bound its
 /// listener, ready to serve.

@@ -21,8 +21,8 @@ use tracing::warn;
 
 use super::output::{OutputLog, Stream};
 use super::reaper::{ExitStatus, Reaper};
-use super::signals;
 use crate::pb;
+use crate::signals;
 
 /// How long output may stay silent after the command's leader exits before
 /// the pumps stop waiting for processes that still hold its pipes.

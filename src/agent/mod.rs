@@ -10,7 +10,6 @@ mod output;
 mod peers;
 mod reaper;
 mod service;
-pub mod signals;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -310,9 +309,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     };
     let files = files::AgentFiles::new(files_root, args.workdir.clone());
     tonic::transport::Server::builder()
-        .initial_stream_window_size(crate::server::RECEIVE_STREAM_WINDOW)
-        .initial_connection_window_size(crate::server::RECEIVE_CONNECTION_WINDOW)
-        .max_frame_size(Some(crate::server::RECEIVE_MAX_FRAME))
+        .initial_stream_window_size(crate::wire::RECEIVE_STREAM_WINDOW)
+        .initial_connection_window_size(crate::wire::RECEIVE_CONNECTION_WINDOW)
+        .max_frame_size(Some(crate::wire::RECEIVE_MAX_FRAME))
         .add_service(
             pb::exec_service_server::ExecServiceServer::new(service)
                 .max_decoding_message_size(4 << 20),

@@ -13,9 +13,9 @@ use tracing::debug;
 use super::Agent;
 use super::command::Command;
 use super::output::{Item, Stream as OutputStream};
-use super::signals;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;
+use crate::signals;
 
 /// The stdout and stderr bytes RunCommand returns when the request sets no cap.
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;

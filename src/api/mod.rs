@@ -3,7 +3,6 @@
 
 pub mod audit;
 pub mod auth;
-pub mod codec;
 pub mod convert;
 mod exec;
 mod file;

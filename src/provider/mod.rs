@@ -13,7 +13,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
-use crate::server::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
+use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 use tokio::sync::broadcast;
 
 pub use agent_process::AgentLaunch;

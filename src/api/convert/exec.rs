@@ -1,10 +1,10 @@
 //! Validation of ExecService requests. The messages go on to the sandbox's
 //! agent as they are, once every rule holds.
 
-use crate::agent::signals;
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::sandbox::rules;
+use crate::signals;
 
 /// The most bytes of stdin in one message.
 pub const MAX_STDIN_BYTES: usize = 1 << 20;

@@ -1,4 +1,6 @@
-//! Signal names and numbers.
+//! Signal names and numbers as the Exec protocol spells them (`SIGINT`,
+//! `INT`, `2`): the API checks a request's signal with them, and the agent
+//! turns names into numbers and back.
 
 const SIGNALS: &[(&str, i32)] = &[
     ("SIGHUP", libc::SIGHUP),
