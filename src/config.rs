@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
 use crate::sandbox::LifecycleConfig;
 use crate::sandbox::quota::{Quota, Quotas};
@@ -246,15 +247,6 @@ struct QuotasFile {
     max_memory_bytes: Option<u64>,
     #[serde(default)]
     tenants: std::collections::BTreeMap<String, Quota>,
-}
-
-/// How callers are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Every caller acts as the default tenant.
-    None,
-    /// Every call but health carries an API key naming its tenant.
-    Keys,
 }
 
 /// Where the server listens.

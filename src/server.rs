@@ -16,9 +16,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::api::auth::AuthLayer;
+use crate::api::auth::{AuthLayer, AuthMode};
 use crate::api::{AgentBusyCheck, ExecApi, FileApi, SandboxApi};
-use crate::config::{AuthMode, ListenAddr, ProviderChoice, ServerConfig};
+use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;

@@ -1,4 +1,5 @@
-//! Logging through `tracing`.
+//! Logging through `tracing`. A leaf: it names the targets it treats
+//! specially, and the layers that write to them use its names.
 
 use std::io::IsTerminal;
 
@@ -13,12 +14,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// The tracing target of the audit trail (see `api::audit`), written at info
+/// level whatever the log filter says.
+pub const AUDIT_TARGET: &str = "audit";
+
 /// Installs the global subscriber writing to stderr. `filter` uses RUST_LOG
-/// syntax; the audit trail ([`crate::api::audit`]) is written at info level
+/// syntax; the audit trail ([`AUDIT_TARGET`]) is written at info level
 /// unless the filter names its target. Fails when the filter is malformed
 /// or a subscriber is installed.
 pub fn init(format: LogFormat, filter: &str) -> anyhow::Result<()> {
-    let audit = crate::api::audit::TARGET;
+    let audit = AUDIT_TARGET;
     let with_audit = if filter.contains(audit) {
         filter.to_owned()
     } else {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::TestServer;
-use paddock::config::{AuthMode, ServeArgs, ServerConfig};
+use paddock::api::auth::AuthMode;
+use paddock::config::{ServeArgs, ServerConfig};
 use paddock::pb;
 use paddock::pb::exec_service_client::ExecServiceClient;
 use paddock::pb::file_service_client::FileServiceClient;

@@ -5,15 +5,13 @@
 //! never part of it; commands are recorded as given.
 //!
 //! The logger keeps `audit` events at info level whatever the filter says
-//! (see [`crate::telemetry`]), so collecting the server's log collects the
-//! trail.
+//! (see [`crate::telemetry::AUDIT_TARGET`]), so collecting the server's log
+//! collects the trail.
 
 use tonic::Status;
 
 use super::auth::Caller;
-
-/// The tracing target of audit events.
-pub const TARGET: &str = "audit";
+use crate::telemetry::AUDIT_TARGET as TARGET;
 
 /// Records that `caller` did `action` to `sandbox_id` (`detail` saying on
 /// what: a command, a path) with `outcome`, and passes the outcome on.

@@ -26,10 +26,18 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::warn;
 
-use crate::config::AuthMode;
 use crate::keys;
 use crate::sandbox::DEFAULT_TENANT;
 use crate::store::Store;
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every caller acts as the default tenant.
+    None,
+    /// Every call but health carries an API key naming its tenant.
+    Keys,
+}
 
 /// Who is calling: the tenant the call acts for, and the key that proved it.
 #[derive(Debug, Clone, PartialEq, Eq)]

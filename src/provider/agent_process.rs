@@ -11,23 +11,13 @@ use std::time::Duration;
 use tonic::transport::Channel;
 use tracing::{info, warn};
 
+use super::AgentLaunch;
 use crate::error::{Error, Result};
 
 /// How long a new agent may take to open its socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping agent may take to end its commands and exit.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// How to run agents.
-#[derive(Debug, Clone)]
-pub struct AgentLaunch {
-    /// The `paddock` binary that runs `paddock agent`.
-    pub binary: PathBuf,
-    /// The most commands running at once in one sandbox.
-    pub max_commands: usize,
-    /// The bytes of output kept per command.
-    pub output_budget: u64,
-}
 
 /// Where a sandbox's agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,9 +16,19 @@ use crate::sandbox::SandboxSpec;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 use tokio::sync::broadcast;
 
-pub use agent_process::AgentLaunch;
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
 pub use process::ProcessProvider;
+
+/// How providers run the agent in each sandbox.
+#[derive(Debug, Clone)]
+pub struct AgentLaunch {
+    /// The `paddock` binary that runs `paddock agent`.
+    pub binary: std::path::PathBuf,
+    /// The most commands running at once in one sandbox.
+    pub max_commands: usize,
+    /// The bytes of output kept per command.
+    pub output_budget: u64,
+}
 
 /// What a provider can do. A flag is true only when the provider really does
 /// it today.

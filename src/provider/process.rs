@@ -24,8 +24,8 @@ use tokio::fs;
 use tonic::transport::Channel;
 use tracing::{debug, instrument, warn};
 
-use super::agent_process::{self, AgentFiles, AgentLaunch, AgentSandbox, Confinement};
-use super::{Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
+use super::agent_process::{self, AgentFiles, AgentSandbox, Confinement};
+use super::{AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
 use crate::error::{Error, Result};
 use crate::sandbox::NetworkMode;
 
