@@ -3,6 +3,7 @@
 
 mod agents;
 mod manager;
+mod model;
 pub mod quota;
 mod reaper;
 mod reconcile;
@@ -11,192 +12,15 @@ pub mod selector;
 mod state;
 mod watch;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
-
-use serde::{Deserialize, Serialize};
-
 pub use manager::{
     CreateSandbox, IfExists, LifecycleConfig, ListQuery, Manager, SandboxPage, SandboxUpdate,
     TimeoutUpdate,
+};
+pub use model::{
+    DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,
+    SandboxSpec, Volume,
 };
 pub use reaper::{BusyCheck, spawn_reaper};
 pub use reconcile::ReconcileReport;
 pub use selector::LabelSelector;
 pub use state::SandboxState;
-
-/// The tenant that owns every sandbox until API keys and tenants arrive.
-pub const DEFAULT_TENANT: &str = "default";
-
-/// Label keys and values.
-pub type Labels = BTreeMap<String, String>;
-
-/// Free-form caller data, a JSON object.
-pub type Metadata = serde_json::Map<String, serde_json::Value>;
-
-/// The network a sandbox is attached to.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetworkMode {
-    /// The provider's ordinary outbound network.
-    #[default]
-    Bridge,
-    /// Loopback only.
-    None,
-}
-
-/// Resource limits; `None` means no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resources {
-    /// Thousandths of a CPU core.
-    pub cpu_millis: Option<u64>,
-    /// Bytes of memory.
-    pub memory_bytes: Option<u64>,
-    /// Processes and threads at once.
-    pub pids: Option<u64>,
-}
-
-impl Resources {
-    /// Whether any limit is set.
-    pub fn is_limited(&self) -> bool {
-        self.cpu_millis.is_some() || self.memory_bytes.is_some() || self.pids.is_some()
-    }
-}
-
-/// A named volume mounted into a sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    /// The volume's name.
-    pub name: String,
-    /// The absolute path it is mounted at inside the sandbox.
-    pub mount_path: String,
-    /// Whether it is mounted read-only.
-    pub read_only: bool,
-}
-
-/// What a sandbox is made of; fixed when it is created.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SandboxSpec {
-    /// The image, for providers that use images.
-    pub image: Option<String>,
-    /// Environment variables. Write-only: never returned by the API.
-    pub env: BTreeMap<String, String>,
-    /// The working directory of commands, an absolute path.
-    pub workdir: String,
-    /// Resource limits.
-    pub resources: Resources,
-    /// The network.
-    pub network: NetworkMode,
-    /// Named volumes.
-    pub volumes: Vec<Volume>,
-    /// Whether the root filesystem is read-only (volumes, the workdir's
-    /// volume if any, and /tmp as the image has it stay as they are).
-    #[serde(default)]
-    pub read_only_root: bool,
-    /// Stop after this long without activity.
-    #[serde(with = "optional_millis")]
-    pub idle_timeout: Option<Duration>,
-}
-
-/// The durable record of one sandbox.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sandbox {
-    /// `sbx_…`, never reused.
-    pub id: String,
-    /// The owner.
-    pub tenant: String,
-    /// A name unique among the tenant's sandboxes that are not deleted.
-    pub name: Option<String>,
-    /// The provider that runs it.
-    pub provider: String,
-    /// The provider's own id for what it made, once it has made it.
-    pub provider_ref: Option<String>,
-    /// The lifecycle state.
-    pub state: SandboxState,
-    /// Why it is in that state, for humans; may be empty.
-    pub state_reason: String,
-    /// What it is made of.
-    pub spec: SandboxSpec,
-    /// Labels for selection.
-    pub labels: Labels,
-    /// Free-form caller data.
-    pub metadata: Metadata,
-    /// The caller's idempotency key for the create, if any.
-    pub request_id: Option<String>,
-    /// A digest of the create request, to spot a key reused for another request.
-    pub request_fingerprint: Option<String>,
-    /// When the record was written.
-    pub created_at: SystemTime,
-    /// When the record last changed.
-    pub updated_at: SystemTime,
-    /// When it last became RUNNING.
-    pub started_at: Option<SystemTime>,
-    /// When the reaper deletes it.
-    pub expires_at: Option<SystemTime>,
-    /// The last time a caller used it.
-    pub last_activity_at: SystemTime,
-    /// The revision of the last event that changed it.
-    pub revision: i64,
-}
-
-/// What an event says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// The record was written.
-    Created,
-    /// The state changed.
-    StateChanged,
-    /// Labels, metadata or lifetime changed.
-    Updated,
-}
-
-impl EventType {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "CREATED",
-            Self::StateChanged => "STATE_CHANGED",
-            Self::Updated => "UPDATED",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "CREATED" => Self::Created,
-            "STATE_CHANGED" => Self::StateChanged,
-            "UPDATED" => Self::Updated,
-            _ => return None,
-        })
-    }
-}
-
-/// One lifecycle event, with the sandbox as it was right after it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SandboxEvent {
-    /// The event's place in the single, growing event order.
-    pub revision: i64,
-    /// What happened.
-    pub event_type: EventType,
-    /// When.
-    pub time: SystemTime,
-    /// The sandbox right after the event (environment values blanked).
-    pub sandbox: Sandbox,
-}
-
-mod optional_millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match value {
-            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
-}
