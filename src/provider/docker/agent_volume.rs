@@ -16,7 +16,8 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::{engine_error, is_not_found, labels_of, layout};
+use super::errors::{engine_error, is_not_found};
+use super::layout::{self, labels_of};
 use crate::error::{Error, Result};
 
 /// How many times the agent in its volume is tried before the volume is

@@ -8,7 +8,7 @@ use bollard::query_parameters::CreateImageOptions;
 use futures::StreamExt;
 use tracing::info;
 
-use super::{engine_error, is_not_found};
+use super::errors::{engine_error, is_not_found};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How often pull progress is logged.
