@@ -2,25 +2,27 @@
 //! allows, and the [`Manager`] that drives the store and the providers.
 
 mod agents;
+mod create;
+mod lifecycle;
+mod listing;
 mod manager;
 mod model;
 pub mod quota;
 mod reaper;
 mod reconcile;
+mod requests;
 pub mod rules;
 pub mod selector;
 mod state;
 mod watch;
 
-pub use manager::{
-    CreateSandbox, IfExists, LifecycleConfig, ListQuery, Manager, SandboxPage, SandboxUpdate,
-    TimeoutUpdate,
-};
+pub use manager::{LifecycleConfig, Manager};
 pub use model::{
     DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,
     SandboxSpec, Volume,
 };
 pub use reaper::{BusyCheck, spawn_reaper};
 pub use reconcile::ReconcileReport;
+pub use requests::{CreateSandbox, IfExists, ListQuery, SandboxPage, SandboxUpdate, TimeoutUpdate};
 pub use selector::LabelSelector;
 pub use state::SandboxState;

@@ -1,0 +1,249 @@
+//! Creating a sandbox: idempotency by request id, get-or-create by name, the
+//! record written first, then provisioning by the provider.
+
+use tracing::{info, instrument, warn};
+
+use super::manager::{advance, detached, expect_state};
+use super::{
+    CreateSandbox, EventType, IfExists, Manager, NetworkMode, Sandbox, SandboxSpec, SandboxState,
+};
+use crate::clock;
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids;
+use crate::provider::{ProviderInfo, ProvisionRequest};
+
+impl Manager {
+    /// Creates a sandbox and provisions it; returns it and whether this call
+    /// made it (false when an existing one is returned for `request_id` or
+    /// `IfExists::ReturnExisting`).
+    #[instrument(name = "sandbox.create", skip_all, fields(tenant = %tenant, sandbox_id))]
+    pub async fn create(&self, tenant: &str, request: CreateSandbox) -> Result<(Sandbox, bool)> {
+        let provider_name = request
+            .provider
+            .clone()
+            .unwrap_or_else(|| self.providers().default_name().to_owned());
+        let provider = self.providers().get(&provider_name)?.clone();
+        if let Some(template) = &request.template {
+            return Err(Error::not_found(format!(
+                "template: no template named {:?} is defined on this server",
+                super::rules::shorten(template)
+            )));
+        }
+        self.config()
+            .quotas
+            .check_resources(tenant, &request.spec.resources)?;
+        let info = provider.info().await;
+        check_capabilities(&info, &request.spec)?;
+        let now = clock::now();
+        let expires_at = self.expiry(now, request.timeout, "timeout")?;
+        let fingerprint = fingerprint(&request)?;
+
+        if let Some(existing) = self.find_existing(tenant, &request, &fingerprint).await? {
+            return Ok((existing, false));
+        }
+        if !info.available {
+            return Err(Error::unavailable(format!(
+                "provider {provider_name} is not available: {}",
+                info.detail
+            )));
+        }
+        // Not under the provider-call deadline: a pull may take longer, and
+        // the provider bounds it with its own.
+        let mut request = request;
+        provider.prepare(&mut request.spec).await?;
+
+        let record = Sandbox {
+            id: ids::new_sandbox_id(),
+            tenant: tenant.to_owned(),
+            name: request.name.clone(),
+            provider: provider_name,
+            provider_ref: None,
+            state: SandboxState::Pending,
+            state_reason: String::new(),
+            spec: request.spec.clone(),
+            labels: request.labels.clone(),
+            metadata: request.metadata.clone(),
+            request_id: request.request_id.clone(),
+            request_fingerprint: Some(fingerprint.clone()),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            expires_at,
+            last_activity_at: now,
+            revision: 0,
+        };
+        tracing::Span::current().record("sandbox_id", record.id.as_str());
+        // Counting and inserting under the tenant's lock keeps concurrent
+        // creates through this server from passing the quota together.
+        let counted = self.count_running(tenant).await?;
+        let inserted = match self.store().insert_sandbox(&record).await {
+            Ok(inserted) => inserted,
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                // A concurrent create with the same key or name won the race.
+                return match self.find_existing(tenant, &request, &fingerprint).await? {
+                    Some(existing) => Ok((existing, false)),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        drop(counted);
+        self.notify(inserted.revision);
+        info!(sandbox_id = %inserted.id, provider = %inserted.provider, "sandbox record written");
+
+        let manager = self.clone();
+        let sandbox = detached(async move { manager.provision(inserted).await }).await?;
+        Ok((sandbox, true))
+    }
+
+    /// The sandbox a retry or get-or-create should answer with, if any.
+    async fn find_existing(
+        &self,
+        tenant: &str,
+        request: &CreateSandbox,
+        fingerprint: &str,
+    ) -> Result<Option<Sandbox>> {
+        if let Some(request_id) = &request.request_id
+            && let Some(existing) = self.store().find_by_request_id(tenant, request_id).await?
+        {
+            if existing.request_fingerprint.as_deref() != Some(fingerprint) {
+                return Err(Error::invalid_argument(
+                    "request_id",
+                    format!(
+                        "{request_id:?} was already used by a different CreateSandbox request (which made {}); \
+                         use a new request_id for a new request",
+                        existing.id
+                    ),
+                ));
+            }
+            return Ok(Some(existing));
+        }
+        if let Some(name) = &request.name
+            && let Some(existing) = self.store().find_by_name(tenant, name).await?
+        {
+            return match request.if_exists {
+                IfExists::ReturnExisting => Ok(Some(existing)),
+                IfExists::Fail => Err(Error::already_exists(format!(
+                    "a sandbox named {name:?} exists already ({}); set if_exists to \
+                     IF_EXISTS_RETURN_EXISTING to get it instead",
+                    existing.id
+                ))),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Takes a PENDING or STARTING sandbox to RUNNING, or to FAILED with the
+    /// reason when the provider cannot make or start it.
+    #[instrument(name = "sandbox.provision", skip_all, fields(sandbox_id = %sandbox.id))]
+    pub(super) async fn provision(&self, sandbox: Sandbox) -> Result<Sandbox> {
+        let sandbox = match sandbox.state {
+            SandboxState::Pending => {
+                self.transition(&sandbox, SandboxState::Pending, SandboxState::Starting, "")
+                    .await?
+            }
+            _ => sandbox,
+        };
+        let provider = self.providers().get(&sandbox.provider)?.clone();
+        let request = ProvisionRequest {
+            sandbox_id: &sandbox.id,
+            tenant: &sandbox.tenant,
+            spec: &sandbox.spec,
+        };
+        let made = async {
+            let provider_ref = self.call(provider.create(request)).await?;
+            self.call(provider.start(&sandbox.id)).await?;
+            Ok::<_, Error>(provider_ref)
+        }
+        .await;
+        match made {
+            Ok(provider_ref) => {
+                self.modify(&sandbox.tenant, &sandbox.id, |current| {
+                    expect_state(current, SandboxState::Starting)?;
+                    let now = clock::now();
+                    let mut next = advance(current, SandboxState::Running, "")?;
+                    next.provider_ref = Some(provider_ref.clone());
+                    next.started_at = Some(now);
+                    next.last_activity_at = now;
+                    Ok((next, EventType::StateChanged))
+                })
+                .await
+            }
+            Err(error) => {
+                warn!(error = %error, "provisioning failed");
+                self.remove_quietly(provider.as_ref(), &sandbox.id).await;
+                let reason = format!("provisioning failed: {error}");
+                self.transition(
+                    &sandbox,
+                    SandboxState::Starting,
+                    SandboxState::Failed,
+                    &reason,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// Refuses what the provider cannot do, rather than silently ignoring it.
+fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
+    let caps = &info.capabilities;
+    let lacking = [
+        (
+            spec.image.is_some() && !caps.images,
+            "image",
+            "does not run images; leave image unset",
+        ),
+        (
+            spec.resources.is_limited() && !caps.resource_limits,
+            "resources",
+            "cannot enforce resource limits",
+        ),
+        (
+            spec.network == NetworkMode::None && !caps.network_none,
+            "network",
+            "cannot cut a sandbox off the network",
+        ),
+        (
+            !spec.volumes.is_empty() && !caps.volumes,
+            "volumes",
+            "cannot mount volumes",
+        ),
+        (
+            spec.read_only_root && !caps.read_only_root,
+            "read_only_root",
+            "cannot make a root filesystem read-only",
+        ),
+    ];
+    match lacking.into_iter().find(|(lacks, ..)| *lacks) {
+        Some((_, field, what)) => Err(Error::failed_precondition(format!(
+            "{field}: provider {} {what}",
+            info.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A digest of a create request, to spot an idempotency key reused for a
+/// different request.
+fn fingerprint(request: &CreateSandbox) -> Result<String> {
+    let json = serde_json::to_vec(request)
+        .map_err(|e| Error::internal("fingerprinting a create request", e))?;
+    Ok(crate::ids::sha256_hex(&json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_differ_by_request() {
+        let a = CreateSandbox::default();
+        let b = CreateSandbox {
+            name: Some("x".into()),
+            ..CreateSandbox::default()
+        };
+        assert_eq!(fingerprint(&a).unwrap(), fingerprint(&a).unwrap());
+        assert_ne!(fingerprint(&a).unwrap(), fingerprint(&b).unwrap());
+    }
+}
