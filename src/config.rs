@@ -370,8 +370,6 @@ pub struct ServerConfig {
     pub agent: AgentLaunch,
     /// How to use a Docker engine.
     pub docker: DockerConfig,
-    /// The most Exec streams and RunCommand calls in flight.
-    pub max_commands: usize,
 }
 
 impl ServerConfig {
@@ -521,6 +519,7 @@ impl ServerConfig {
                 )?,
                 watch_poll_interval: lifecycle_defaults.watch_poll_interval,
                 quotas,
+                max_commands: args.max_commands.or(file.max_commands).unwrap_or(4096),
             },
             reap_interval: duration(
                 "reap_interval",
@@ -551,7 +550,6 @@ impl ServerConfig {
                     64 << 20,
                 )?,
             },
-            max_commands: args.max_commands.or(file.max_commands).unwrap_or(4096),
             docker,
         })
     }

@@ -16,6 +16,9 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The system is not in a state that allows the action.
     FailedPrecondition,
+    /// A position or range lies outside what exists (an offset past the end
+    /// of a file).
+    OutOfRange,
     /// A quota or limit is used up.
     ResourceExhausted,
     /// The caller is not authenticated.

@@ -5,6 +5,7 @@
 //! never sees tonic or prost types; providers never see the store.
 
 pub mod agent;
+pub mod agent_client;
 pub mod api;
 pub mod client;
 pub mod clock;

@@ -17,7 +17,7 @@ use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
-use crate::api::{AgentBusyCheck, ExecApi, FileApi, SandboxApi};
+use crate::api::{ExecApi, FileApi, SandboxApi};
 use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
@@ -174,11 +174,7 @@ impl Server {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
-        let reaper = spawn_reaper(
-            manager.clone(),
-            config.reap_interval,
-            Arc::new(AgentBusyCheck::new(manager.clone())),
-        );
+        let reaper = spawn_reaper(manager.clone(), config.reap_interval);
         let observers = manager.spawn_observers();
         let auth = AuthLayer::new(
             store.clone(),
@@ -197,10 +193,7 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(ExecServiceServer::new(ExecApi::new(
-                manager.clone(),
-                config.max_commands,
-            )))
+            .add_service(ExecServiceServer::new(ExecApi::new(manager.clone())))
             .add_service(
                 FileServiceServer::new(FileApi::new(manager.clone()))
                     .max_decoding_message_size(4 << 20),

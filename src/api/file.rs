@@ -7,15 +7,13 @@ use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audit;
 use super::auth::{caller_of, tenant_of};
 use super::convert;
-use super::exec::{AGENT_MAX_MESSAGE_BYTES, agent_status, bounded};
+use crate::agent_client::{AgentClient, AgentStream};
 use crate::pb;
-use crate::pb::file_service_client::FileServiceClient;
 use crate::pb::file_service_server::FileService;
 use crate::sandbox::Manager;
 
@@ -36,15 +34,8 @@ impl FileApi {
         Self { manager }
     }
 
-    async fn agent(
-        &self,
-        tenant: &str,
-        sandbox_id: &str,
-    ) -> Result<FileServiceClient<Channel>, Status> {
-        let channel = self.manager.agent(tenant, sandbox_id).await?;
-        Ok(FileServiceClient::new(channel)
-            .max_decoding_message_size(AGENT_MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(AGENT_MAX_MESSAGE_BYTES))
+    async fn agent(&self, tenant: &str, sandbox_id: &str) -> Result<AgentClient, Status> {
+        Ok(self.manager.agent(tenant, sandbox_id).await?)
     }
 }
 
@@ -122,19 +113,19 @@ fn forward<M: Send + 'static>(
 
 type Relayed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Passes an agent's answer stream on, re-wording its errors and noting
-/// activity on the sandbox as chunks flow.
+/// Passes an agent's answer stream on, noting activity on the sandbox as
+/// chunks flow.
 fn relay_download<T: Send + 'static>(
     manager: Manager,
     sandbox_id: String,
-    answers: Streaming<T>,
+    answers: AgentStream<T>,
 ) -> Relayed<T> {
     Box::pin(answers.then(move |item| {
         let manager = manager.clone();
         let sandbox_id = sandbox_id.clone();
         async move {
             let _ = manager.note_activity(&sandbox_id).await;
-            item.map_err(agent_status)
+            item.map_err(Status::from)
         }
     }))
 }
@@ -160,13 +151,13 @@ impl FileService for FileApi {
             path("path", &header.path, false)?;
             mode(header.mode)?;
             sha256(&header.sha256)?;
-            let mut agent = self.agent(&caller.tenant, &id).await?;
+            let agent = self.agent(&caller.tenant, &id).await?;
             let (stream, failure) = forward(first, inbound, |m| match &m.request {
                 Some(R::Chunk(chunk)) => Some(chunk.len()),
                 _ => None,
             });
             tokio::select! {
-                answer = agent.upload(stream) => answer.map_err(agent_status),
+                answer = agent.upload(stream) => Ok(Response::new(answer?)),
                 Ok(status) = failure => Err(status),
             }
         }
@@ -184,8 +175,8 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        let mut agent = self.agent(&tenant, &id).await?;
-        let answers = bounded(agent.download(request)).await?.into_inner();
+        let agent = self.agent(&tenant, &id).await?;
+        let answers = agent.download(request).await?;
         Ok(Response::new(relay_download(
             self.manager.clone(),
             id,
@@ -210,13 +201,13 @@ impl FileService for FileApi {
         let outcome = async {
             let id = sandbox_id(&header.sandbox_id)?;
             path("path", &header.path, false)?;
-            let mut agent = self.agent(&caller.tenant, &id).await?;
+            let agent = self.agent(&caller.tenant, &id).await?;
             let (stream, failure) = forward(first, inbound, |m| match &m.request {
                 Some(R::Chunk(chunk)) => Some(chunk.len()),
                 _ => None,
             });
             tokio::select! {
-                answer = agent.upload_archive(stream) => answer.map_err(agent_status),
+                answer = agent.upload_archive(stream) => Ok(Response::new(answer?)),
                 Ok(status) = failure => Err(status),
             }
         }
@@ -234,8 +225,8 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        let mut agent = self.agent(&tenant, &id).await?;
-        let answers = bounded(agent.download_archive(request)).await?.into_inner();
+        let agent = self.agent(&tenant, &id).await?;
+        let answers = agent.download_archive(request).await?;
         Ok(Response::new(relay_download(
             self.manager.clone(),
             id,
@@ -251,7 +242,9 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&tenant, &id).await?.stat(request)).await
+        Ok(Response::new(
+            self.agent(&tenant, &id).await?.stat(request).await?,
+        ))
     }
 
     async fn list_dir(
@@ -262,7 +255,9 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&tenant, &id).await?.list_dir(request)).await
+        Ok(Response::new(
+            self.agent(&tenant, &id).await?.list_dir(request).await?,
+        ))
     }
 
     async fn make_dir(
@@ -277,7 +272,12 @@ impl FileService for FileApi {
             let id = sandbox_id(&request.sandbox_id)?;
             path("path", &request.path, false)?;
             mode(request.mode)?;
-            bounded(self.agent(&caller.tenant, &id).await?.make_dir(request)).await
+            Ok(Response::new(
+                self.agent(&caller.tenant, &id)
+                    .await?
+                    .make_dir(request)
+                    .await?,
+            ))
         }
         .await;
         audit::record(&caller, "make dir", &raw_id, &detail, outcome)
@@ -294,7 +294,12 @@ impl FileService for FileApi {
         let outcome = async {
             let id = sandbox_id(&request.sandbox_id)?;
             path("path", &request.path, false)?;
-            bounded(self.agent(&caller.tenant, &id).await?.remove(request)).await
+            Ok(Response::new(
+                self.agent(&caller.tenant, &id)
+                    .await?
+                    .remove(request)
+                    .await?,
+            ))
         }
         .await;
         audit::record(&caller, "remove", &raw_id, &detail, outcome)
@@ -312,7 +317,12 @@ impl FileService for FileApi {
             let id = sandbox_id(&request.sandbox_id)?;
             path("source", &request.source, false)?;
             path("destination", &request.destination, false)?;
-            bounded(self.agent(&caller.tenant, &id).await?.r#move(request)).await
+            Ok(Response::new(
+                self.agent(&caller.tenant, &id)
+                    .await?
+                    .r#move(request)
+                    .await?,
+            ))
         }
         .await;
         audit::record(&caller, "move", &raw_id, &detail, outcome)
@@ -326,7 +336,9 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, false)?;
-        bounded(self.agent(&tenant, &id).await?.read_file(request)).await
+        Ok(Response::new(
+            self.agent(&tenant, &id).await?.read_file(request).await?,
+        ))
     }
 
     async fn write_file(
@@ -341,7 +353,12 @@ impl FileService for FileApi {
             let id = sandbox_id(&request.sandbox_id)?;
             path("path", &request.path, false)?;
             mode(request.mode)?;
-            bounded(self.agent(&caller.tenant, &id).await?.write_file(request)).await
+            Ok(Response::new(
+                self.agent(&caller.tenant, &id)
+                    .await?
+                    .write_file(request)
+                    .await?,
+            ))
         }
         .await;
         audit::record(&caller, "write file", &raw_id, &detail, outcome)
@@ -358,7 +375,12 @@ impl FileService for FileApi {
         let outcome = async {
             let id = sandbox_id(&request.sandbox_id)?;
             path("path", &request.path, false)?;
-            bounded(self.agent(&caller.tenant, &id).await?.edit_file(request)).await
+            Ok(Response::new(
+                self.agent(&caller.tenant, &id)
+                    .await?
+                    .edit_file(request)
+                    .await?,
+            ))
         }
         .await;
         audit::record(&caller, "edit file", &raw_id, &detail, outcome)
@@ -372,7 +394,9 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, true)?;
-        bounded(self.agent(&tenant, &id).await?.find_files(request)).await
+        Ok(Response::new(
+            self.agent(&tenant, &id).await?.find_files(request).await?,
+        ))
     }
 
     async fn grep(
@@ -383,6 +407,8 @@ impl FileService for FileApi {
         let request = request.into_inner();
         let id = sandbox_id(&request.sandbox_id)?;
         path("path", &request.path, true)?;
-        bounded(self.agent(&tenant, &id).await?.grep(request)).await
+        Ok(Response::new(
+            self.agent(&tenant, &id).await?.grep(request).await?,
+        ))
     }
 }

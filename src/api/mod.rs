@@ -9,7 +9,7 @@ mod file;
 mod sandbox;
 mod status;
 
-pub use exec::{AgentBusyCheck, ExecApi};
+pub use exec::ExecApi;
 pub use file::FileApi;
 pub use sandbox::SandboxApi;
 pub use status::code_name;

@@ -11,6 +11,7 @@ impl From<Error> for Status {
             ErrorKind::AlreadyExists => Code::AlreadyExists,
             ErrorKind::InvalidArgument => Code::InvalidArgument,
             ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+            ErrorKind::OutOfRange => Code::OutOfRange,
             ErrorKind::ResourceExhausted => Code::ResourceExhausted,
             ErrorKind::Unauthenticated => Code::Unauthenticated,
             ErrorKind::PermissionDenied => Code::PermissionDenied,

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use super::AgentLaunch;
@@ -302,18 +301,4 @@ fn is_zombie(pid: i32) -> bool {
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
-}
-
-/// A channel to the agent listening on `socket`. It connects lazily and
-/// reconnects after failures.
-pub fn channel(socket: PathBuf) -> Channel {
-    super::agent_endpoint()
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector_lazy(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }))
 }

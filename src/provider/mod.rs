@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use tokio::sync::broadcast;
+
+use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
-use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
-use tokio::sync::broadcast;
 
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
 pub use process::ProcessProvider;
@@ -131,6 +132,9 @@ pub trait Provider: Send + Sync + 'static {
     /// The name callers use to ask for this provider.
     fn name(&self) -> &str;
 
+    /// What the provider can do: fixed once it is open, and cheap to ask.
+    fn capabilities(&self) -> Capabilities;
+
     /// The provider's availability, isolation and capabilities now.
     async fn info(&self) -> ProviderInfo;
 
@@ -149,9 +153,11 @@ pub trait Provider: Send + Sync + 'static {
     /// A half-made object from an earlier attempt is cleared and made anew.
     async fn create(&self, request: ProvisionRequest<'_>) -> Result<String>;
 
-    /// Starts the sandbox's object. Starting a running one does nothing.
-    /// `NOT_FOUND` when the object is gone.
-    async fn start(&self, sandbox_id: &str) -> Result<()>;
+    /// Starts the sandbox's object and returns once its agent answers, with
+    /// the channel it answered through (the domain keeps it for the
+    /// sandbox's calls). Starting a running one starts nothing and returns a
+    /// channel to its agent. `NOT_FOUND` when the object is gone.
+    async fn start(&self, sandbox_id: &str) -> Result<AgentChannel>;
 
     /// Stops the sandbox's object, keeping its filesystem. Stopping a stopped
     /// one does nothing. `NOT_FOUND` when the object is gone.
@@ -165,10 +171,11 @@ pub trait Provider: Send + Sync + 'static {
     /// no complete object.
     async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>>;
 
-    /// A channel to the running sandbox's agent, which serves
-    /// `paddock.v1.ExecService`. The channel connects lazily; calls on it fail
-    /// with UNAVAILABLE while the agent cannot be reached.
-    async fn connect(&self, sandbox_id: &str) -> Result<tonic::transport::Channel>;
+    /// A new channel to the running sandbox's agent (the domain asks when
+    /// it holds none, such as after a server restart). The channel connects
+    /// lazily; calls on it fail with UNAVAILABLE while the agent cannot be
+    /// reached.
+    async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel>;
 
     /// Every complete object this provider made, for start-up reconciliation
     /// (which removes those whose sandbox is gone). Half-made objects are
@@ -238,15 +245,4 @@ impl Providers {
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Provider>> {
         self.by_name.values()
     }
-}
-
-/// The HTTP/2 settings of every channel to an agent: receive windows and
-/// frames as large as the server's own, so that a command's output and a
-/// download arrive in a few large frames instead of 16 KiB ones, each a
-/// wakeup, and keep flowing without waiting for window updates.
-pub(crate) fn agent_endpoint() -> tonic::transport::Endpoint {
-    tonic::transport::Endpoint::from_static("http://agent.invalid")
-        .initial_stream_window_size(RECEIVE_STREAM_WINDOW)
-        .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
-        .max_frame_size(RECEIVE_MAX_FRAME)
 }

@@ -21,11 +21,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::fs;
-use tonic::transport::Channel;
 use tracing::{debug, instrument, warn};
 
-use super::agent_process::{self, AgentFiles, AgentSandbox, Confinement};
+use super::agent_process::{AgentFiles, AgentSandbox, Confinement};
 use super::{AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
+use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
 use crate::sandbox::NetworkMode;
 
@@ -191,6 +191,18 @@ impl Provider for ProcessProvider {
         Self::NAME
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tty: true,
+            signals: true,
+            stop_start: true,
+            exec: true,
+            files: true,
+            network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
+            ..Capabilities::default()
+        }
+    }
+
     async fn info(&self) -> ProviderInfo {
         ProviderInfo {
             name: Self::NAME.to_owned(),
@@ -211,15 +223,7 @@ impl Provider for ProcessProvider {
                     the sandbox's directory)"
                     .to_owned(),
             },
-            capabilities: Capabilities {
-                tty: true,
-                signals: true,
-                stop_start: true,
-                exec: true,
-                files: true,
-                network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
-                ..Capabilities::default()
-            },
+            capabilities: self.capabilities(),
         }
     }
 
@@ -264,8 +268,9 @@ impl Provider for ProcessProvider {
     }
 
     #[instrument(name = "provider.process.start", skip(self))]
-    async fn start(&self, sandbox_id: &str) -> Result<()> {
-        self.set_running(sandbox_id, true).await
+    async fn start(&self, sandbox_id: &str) -> Result<AgentChannel> {
+        self.set_running(sandbox_id, true).await?;
+        self.connect(sandbox_id).await
     }
 
     #[instrument(name = "provider.process.stop", skip(self))]
@@ -306,9 +311,9 @@ impl Provider for ProcessProvider {
         }))
     }
 
-    async fn connect(&self, sandbox_id: &str) -> Result<Channel> {
+    async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel> {
         let dir = self.sandbox_dir(sandbox_id)?;
-        Ok(agent_process::channel(AgentFiles::new(&dir).socket()))
+        Ok(AgentChannel::unix_socket(AgentFiles::new(&dir).socket()))
     }
 
     async fn list(&self) -> Result<Vec<Observed>> {

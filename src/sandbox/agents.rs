@@ -1,46 +1,71 @@
-//! Reaching the agents inside running sandboxes.
+//! Reaching the agents inside running sandboxes: one [`AgentClient`] per
+//! sandbox, made when its provider starts it (or on first use after a
+//! server restart) and dropped when the sandbox leaves RUNNING (see
+//! `Manager::modify`), and when activity on it was last noted.
+//!
+//! The client is opaque here: the domain keeps it and hands it to callers,
+//! who speak through it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
 use super::{Manager, SandboxState};
+use crate::agent_client::{AgentChannel, AgentClient};
 use crate::error::{Error, Result};
 
 /// Activity is written to the store at most this often per sandbox.
 const ACTIVITY_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Channels to agents, reused across calls, and when activity was last noted.
+/// The clients of running sandboxes' agents, and when activity was last
+/// noted on each sandbox.
 #[derive(Default)]
-pub(super) struct AgentChannels {
-    channels: Mutex<HashMap<String, Channel>>,
+pub(super) struct AgentClients {
+    clients: Mutex<HashMap<String, AgentClient>>,
     activity: Mutex<HashMap<String, Instant>>,
 }
 
-impl AgentChannels {
-    /// Forgets a sandbox's channel (it stopped or went away).
-    pub(super) fn forget(&self, sandbox_id: &str) {
-        self.channels
+impl AgentClients {
+    /// Keeps `channel` as the way to sandbox `sandbox_id`'s agent, in place of
+    /// any earlier one, and returns the client speaking through it.
+    pub(super) fn remember(&self, sandbox_id: &str, channel: AgentChannel) -> AgentClient {
+        let agent = AgentClient::new(channel);
+        self.clients
             .lock()
-            .expect("agent channels")
+            .expect("agent clients")
+            .insert(sandbox_id.to_owned(), agent.clone());
+        agent
+    }
+
+    /// Forgets a sandbox's agent (it left RUNNING).
+    pub(super) fn forget(&self, sandbox_id: &str) {
+        self.clients
+            .lock()
+            .expect("agent clients")
             .remove(sandbox_id);
         self.activity.lock().expect("activity").remove(sandbox_id);
+    }
+
+    fn get(&self, sandbox_id: &str) -> Option<AgentClient> {
+        self.clients
+            .lock()
+            .expect("agent clients")
+            .get(sandbox_id)
+            .cloned()
     }
 }
 
 impl Manager {
-    /// A channel to the agent of the tenant's sandbox `id`, which must be
-    /// RUNNING on a provider that runs commands. Notes activity on it.
-    pub async fn agent(&self, tenant: &str, id: &str) -> Result<Channel> {
-        let channel = self.running_agent(tenant, id).await?;
+    /// The agent of the tenant's sandbox `id`, which must be RUNNING on a
+    /// provider that runs commands. Notes activity on it.
+    pub async fn agent(&self, tenant: &str, id: &str) -> Result<AgentClient> {
+        let agent = self.running_agent(tenant, id).await?;
         self.note_activity(id).await?;
-        Ok(channel)
+        Ok(agent)
     }
 
     /// Like [`Manager::agent`], without noting activity (for looking in).
-    pub async fn running_agent(&self, tenant: &str, id: &str) -> Result<Channel> {
+    pub async fn running_agent(&self, tenant: &str, id: &str) -> Result<AgentClient> {
         let sandbox = self.get(tenant, id).await?;
         if sandbox.state != SandboxState::Running {
             return Err(Error::failed_precondition(format!(
@@ -49,23 +74,18 @@ impl Manager {
             )));
         }
         let provider = self.providers().get(&sandbox.provider)?.clone();
-        if !provider.info().await.capabilities.exec {
+        if !provider.capabilities().exec {
             return Err(Error::failed_precondition(format!(
                 "provider {} cannot run commands",
                 sandbox.provider
             )));
         }
-        let agents = self.agent_channels();
-        if let Some(channel) = agents.channels.lock().expect("agent channels").get(id) {
-            return Ok(channel.clone());
+        let agents = self.agent_clients();
+        if let Some(agent) = agents.get(id) {
+            return Ok(agent);
         }
         let channel = self.call(provider.connect(id)).await?;
-        agents
-            .channels
-            .lock()
-            .expect("agent channels")
-            .insert(id.to_owned(), channel.clone());
-        Ok(channel)
+        Ok(agents.remember(id, channel))
     }
 
     /// Notes that the sandbox `id` is in use (an open exec stream moved data),
@@ -73,7 +93,7 @@ impl Manager {
     pub async fn note_activity(&self, id: &str) -> Result<()> {
         let now = Instant::now();
         let due = {
-            let mut activity = self.agent_channels().activity.lock().expect("activity");
+            let mut activity = self.agent_clients().activity.lock().expect("activity");
             let due = activity
                 .get(id)
                 .is_none_or(|last| now.duration_since(*last) >= ACTIVITY_WRITE_INTERVAL);

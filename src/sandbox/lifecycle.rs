@@ -88,7 +88,6 @@ impl Manager {
     /// Takes a STOPPING sandbox to STOPPED, or to FAILED when the provider
     /// cannot stop it.
     pub(super) async fn finish_stop(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
-        self.agent_channels().forget(&sandbox.id);
         let provider = self.providers().get(&sandbox.provider)?.clone();
         match self.call(provider.stop(&sandbox.id)).await {
             Ok(()) => {
@@ -135,7 +134,8 @@ impl Manager {
     pub(super) async fn finish_start(&self, sandbox: Sandbox) -> Result<Sandbox> {
         let provider = self.providers().get(&sandbox.provider)?.clone();
         match self.call(provider.start(&sandbox.id)).await {
-            Ok(()) => {
+            Ok(agent) => {
+                self.agent_clients().remember(&sandbox.id, agent);
                 self.modify(&sandbox.tenant, &sandbox.id, |current| {
                     expect_state(current, SandboxState::Starting)?;
                     let now = clock::now();
@@ -183,7 +183,6 @@ impl Manager {
     /// Takes a DELETING sandbox to DELETED. When the provider fails, the
     /// sandbox stays DELETING, so that a retry or the next start-up finishes.
     pub(super) async fn finish_delete(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
-        self.agent_channels().forget(&sandbox.id);
         let provider = self.providers().get(&sandbox.provider)?.clone();
         self.call(provider.delete(&sandbox.id)).await?;
         self.transition(

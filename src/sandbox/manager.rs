@@ -38,6 +38,9 @@ pub struct LifecycleConfig {
     pub watch_poll_interval: Duration,
     /// Per-tenant quotas.
     pub quotas: super::quota::Quotas,
+    /// The most Exec streams and RunCommand calls in flight through this
+    /// server, every tenant's together.
+    pub max_commands: usize,
 }
 
 impl Default for LifecycleConfig {
@@ -48,6 +51,7 @@ impl Default for LifecycleConfig {
             provider_call_timeout: Duration::from_secs(120),
             watch_poll_interval: Duration::from_secs(1),
             quotas: super::quota::Quotas::default(),
+            max_commands: 4096,
         }
     }
 }
@@ -64,8 +68,10 @@ struct Inner {
     config: LifecycleConfig,
     /// The latest revision this replica wrote, to wake watchers at once.
     revisions: watch::Sender<i64>,
-    /// Channels to the agents of running sandboxes.
-    agents: super::agents::AgentChannels,
+    /// Clients of the agents of running sandboxes.
+    agents: super::agents::AgentClients,
+    /// Commands in flight through this server.
+    commands: super::quota::CommandSlots,
     /// One lock per tenant, held while its running sandboxes are counted
     /// and one more is admitted.
     tenant_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -79,6 +85,7 @@ impl Manager {
         config: LifecycleConfig,
     ) -> Result<Self> {
         let latest = store.latest_revision().await?;
+        let commands = super::quota::CommandSlots::new(config.max_commands);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -86,6 +93,7 @@ impl Manager {
                 config,
                 revisions: watch::channel(latest).0,
                 agents: Default::default(),
+                commands,
                 tenant_locks: Default::default(),
             }),
         })
@@ -106,6 +114,16 @@ impl Manager {
     /// The quota of `tenant`.
     pub fn quota(&self, tenant: &str) -> super::quota::Quota {
         self.config().quotas.of(tenant)
+    }
+
+    /// Admits one more command of `tenant` in flight through this server, or
+    /// refuses it (RESOURCE_EXHAUSTED) at the server's limit or the tenant's
+    /// `commands` quota. The command holds its places until the admission
+    /// is dropped.
+    pub fn admit_command(&self, tenant: &str) -> Result<super::quota::CommandAdmission> {
+        self.inner
+            .commands
+            .admit(tenant, self.quota(tenant).commands)
     }
 
     /// The lock under which `tenant`'s running sandboxes are counted.
@@ -158,7 +176,7 @@ impl Manager {
         Ok(Some(guard))
     }
 
-    pub(super) fn agent_channels(&self) -> &super::agents::AgentChannels {
+    pub(super) fn agent_clients(&self) -> &super::agents::AgentClients {
         &self.inner.agents
     }
 
@@ -199,6 +217,11 @@ impl Manager {
                 .await?
             {
                 self.notify(saved.revision);
+                // The one place the domain lets go of a sandbox's agent:
+                // when the sandbox moves to any state but RUNNING.
+                if saved.state != SandboxState::Running && saved.state != current.state {
+                    self.agent_clients().forget(id);
+                }
                 return Ok(saved);
             }
         }

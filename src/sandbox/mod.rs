@@ -21,7 +21,8 @@ pub use model::{
     DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,
     SandboxSpec, Volume,
 };
-pub use reaper::{BusyCheck, spawn_reaper};
+pub use quota::CommandAdmission;
+pub use reaper::spawn_reaper;
 pub use reconcile::ReconcileReport;
 pub use requests::{CreateSandbox, IfExists, ListQuery, SandboxPage, SandboxUpdate, TimeoutUpdate};
 pub use selector::LabelSelector;

@@ -2,10 +2,15 @@
 //! of its commands may run through a server at once, and the largest CPU and
 //! memory one of its sandboxes may ask for. A default applies to every
 //! tenant; overrides replace it field by field for named tenants.
+//!
+//! The admission of commands in flight lives here too ([`CommandSlots`]),
+//! beside the count of running sandboxes that the manager keeps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +80,72 @@ impl Quotas {
             )));
         }
         Ok(())
+    }
+}
+
+/// The places of commands in flight through this server: every tenant's
+/// together under the server's limit, and each tenant's under its
+/// `commands` quota.
+pub(super) struct CommandSlots {
+    server: Arc<Semaphore>,
+    limit: usize,
+    /// Each tenant's places, for tenants with a `commands` quota.
+    tenants: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// The places one command holds while it is in flight; dropping it frees
+/// them.
+pub struct CommandAdmission {
+    _server: OwnedSemaphorePermit,
+    _tenant: Option<OwnedSemaphorePermit>,
+}
+
+impl CommandSlots {
+    /// Room for `limit` commands at once.
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            server: Arc::new(Semaphore::new(limit)),
+            limit,
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// A place for one more command of `tenant`, whose quota allows `quota`
+    /// at once (`None`: no quota), or RESOURCE_EXHAUSTED naming the limit.
+    pub(super) fn admit(&self, tenant: &str, quota: Option<u64>) -> Result<CommandAdmission> {
+        let server = self.server.clone().try_acquire_owned().map_err(|_| {
+            Error::resource_exhausted(format!(
+                "this server runs {} commands at once, its limit; retry when one ends",
+                self.limit
+            ))
+        })?;
+        let Some(quota) = quota else {
+            return Ok(CommandAdmission {
+                _server: server,
+                _tenant: None,
+            });
+        };
+        let places = self
+            .tenants
+            .lock()
+            .expect("tenants in flight")
+            .entry(tenant.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Semaphore::new(
+                    usize::try_from(quota).unwrap_or(Semaphore::MAX_PERMITS),
+                ))
+            })
+            .clone();
+        let tenant_place = places.try_acquire_owned().map_err(|_| {
+            Error::resource_exhausted(format!(
+                "tenant {tenant} runs {quota} commands through this server, its quota \
+                 commands; retry when one ends"
+            ))
+        })?;
+        Ok(CommandAdmission {
+            _server: server,
+            _tenant: Some(tenant_place),
+        })
     }
 }
 

@@ -1,9 +1,7 @@
 //! The reaper: deletes sandboxes whose lifetime ran out and stops idle ones.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -14,28 +12,15 @@ use crate::error::Result;
 /// The most sandboxes handled in one pass.
 const BATCH: usize = 100;
 
-/// Tells whether a sandbox is at work in ways the API does not see, such as
-/// a detached command still running.
-#[async_trait]
-pub trait BusyCheck: Send + Sync + 'static {
-    /// Whether the tenant's sandbox `sandbox_id` is at work now. Errors (an
-    /// unreachable agent, say) count as not busy.
-    async fn is_busy(&self, tenant: &str, sandbox_id: &str) -> bool;
-}
-
 /// Runs the reaper every `interval` until the task is aborted. An idle
-/// sandbox that `busy` reports at work is not stopped.
-pub fn spawn_reaper(
-    manager: Manager,
-    interval: Duration,
-    busy: Arc<dyn BusyCheck>,
-) -> JoinHandle<()> {
+/// sandbox whose agent still runs a command is not stopped.
+pub fn spawn_reaper(manager: Manager, interval: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if let Err(error) = manager.reap_once(busy.as_ref()).await {
+            if let Err(error) = manager.reap_once().await {
                 warn!(error = %error, "reaper pass failed");
             }
         }
@@ -44,7 +29,7 @@ pub fn spawn_reaper(
 
 impl Manager {
     /// One reaper pass; returns how many sandboxes it acted on.
-    pub async fn reap_once(&self, busy: &dyn BusyCheck) -> Result<usize> {
+    pub async fn reap_once(&self) -> Result<usize> {
         let now = clock::now();
         let due = self.store().list_due(now, BATCH).await?;
         let count = due.len();
@@ -57,7 +42,7 @@ impl Manager {
                     "its lifetime (timeout) ran out",
                 )
                 .await
-            } else if busy.is_busy(&sandbox.tenant, &sandbox.id).await {
+            } else if self.is_busy(&sandbox.tenant, &sandbox.id).await {
                 // Work under way counts as activity.
                 self.record_activity(&sandbox.id)
                     .await
@@ -72,6 +57,18 @@ impl Manager {
             }
         }
         Ok(count)
+    }
+}
+
+impl Manager {
+    /// Whether a sandbox is at work in ways the API does not see: a
+    /// detached command still running. An agent that cannot be reached is
+    /// not busy.
+    async fn is_busy(&self, tenant: &str, sandbox_id: &str) -> bool {
+        match self.running_agent(tenant, sandbox_id).await {
+            Ok(agent) => agent.is_busy(sandbox_id).await,
+            Err(_) => false,
+        }
     }
 }
 

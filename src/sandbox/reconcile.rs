@@ -124,7 +124,6 @@ impl Manager {
                 let sandbox = self.get(&tenant, &sandbox_id).await?;
                 if sandbox.state == SandboxState::Running {
                     info!(%sandbox_id, %reason, "sandbox stopped by itself");
-                    self.agent_channels().forget(&sandbox_id);
                     self.transition(
                         &sandbox,
                         SandboxState::Running,
@@ -142,7 +141,6 @@ impl Manager {
                 let sandbox = self.get(&tenant, &sandbox_id).await?;
                 if matches!(sandbox.state, SandboxState::Running | SandboxState::Stopped) {
                     info!(%sandbox_id, %reason, "sandbox's object removed by someone else");
-                    self.agent_channels().forget(&sandbox_id);
                     self.transition(&sandbox, sandbox.state, SandboxState::Failed, &reason)
                         .await?;
                 }
@@ -236,7 +234,9 @@ impl Manager {
             return Ok(Realigned::AsExpected);
         }
         let aligned = if want_running {
-            self.call(provider.start(&sandbox.id)).await
+            self.call(provider.start(&sandbox.id))
+                .await
+                .map(|agent| drop(self.agent_clients().remember(&sandbox.id, agent)))
         } else {
             self.call(provider.stop(&sandbox.id)).await
         };

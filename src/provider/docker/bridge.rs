@@ -3,9 +3,8 @@
 //! socket. It needs nothing from the container but the agent, so it works on
 //! a remote engine and in a container with no network.
 //!
-//! A tonic channel built here opens one bridge when it first needs a
-//! connection and another after that one breaks; every call on the channel
-//! shares it. When the engine is local and the agent's socket is visible on
+//! A channel built here opens one bridge when it first needs a connection
+//! and another after that one breaks; every call on the channel shares it. When the engine is local and the agent's socket is visible on
 //! the server's filesystem, [`local_channel`] skips the engine altogether.
 
 use std::io;
@@ -20,28 +19,22 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bytes::{Buf, Bytes};
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use super::layout;
+use crate::agent_client::AgentChannel;
 
 /// How long opening a bridge may take, exec included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A channel to the agent of `container`, connecting through bridges on
 /// demand.
-pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
-    crate::provider::agent_endpoint()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .connect_with_connector_lazy(tower::service_fn(move |_| {
-            let docker = docker.clone();
-            let container = container.clone();
-            async move {
-                let pipe = open(&docker, &container).await?;
-                Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(pipe))
-            }
-        }))
+pub(super) fn agent_channel(docker: Docker, container: String) -> AgentChannel {
+    AgentChannel::connecting_with(CONNECT_TIMEOUT, move || {
+        let docker = docker.clone();
+        let container = container.clone();
+        async move { open(&docker, &container).await }
+    })
 }
 
 /// A channel to an agent whose socket the server can open itself: the engine
@@ -50,29 +43,27 @@ pub(super) fn agent_channel(docker: Docker, container: String) -> Channel {
 /// through the engine, so a call costs what it costs on the process
 /// provider. Connecting waits (up to [`CONNECT_TIMEOUT`]) for a starting
 /// agent to bind the socket.
-pub(super) fn local_channel(socket: PathBuf) -> Channel {
-    crate::provider::agent_endpoint()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_with_connector_lazy(tower::service_fn(move |_| {
-            let socket = socket.clone();
-            async move {
-                let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-                loop {
-                    match tokio::net::UnixStream::connect(&socket).await {
-                        Ok(stream) => return Ok(hyper_util::rt::TokioIo::new(stream)),
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                            ) && tokio::time::Instant::now() < deadline =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                        }
-                        Err(e) => return Err::<_, io::Error>(e),
+pub(super) fn local_channel(socket: PathBuf) -> AgentChannel {
+    AgentChannel::connecting_with(CONNECT_TIMEOUT, move || {
+        let socket = socket.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+            loop {
+                match tokio::net::UnixStream::connect(&socket).await {
+                    Ok(stream) => return Ok(stream),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                        ) && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
+                    Err(e) => return Err(e),
                 }
             }
-        }))
+        }
+    })
 }
 
 /// Starts a bridge in `container` and returns its stdio as one byte pipe.

@@ -120,7 +120,6 @@ impl DockerProvider {
                 if state.and_then(|s| s.running).unwrap_or(false) {
                     return;
                 }
-                self.forget_channel(sandbox_id);
                 Observation::Stopped {
                     tenant: tenant.clone(),
                     sandbox_id: sandbox_id.clone(),

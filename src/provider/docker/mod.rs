@@ -25,7 +25,7 @@ mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,12 +36,12 @@ use bollard::query_parameters::{
     StopContainerOptions,
 };
 use tokio::sync::broadcast;
-use tonic::transport::Channel;
 use tracing::{debug, info, instrument};
 
 use super::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
 };
+use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
 use agent_volume::AgentBuild;
@@ -102,7 +102,6 @@ pub struct DockerProvider {
     /// Serialises installing the agent; true once installed by this server.
     agent_installed: tokio::sync::Mutex<bool>,
     engine: RwLock<EngineStatus>,
-    channels: Mutex<HashMap<String, Channel>>,
     observations: broadcast::Sender<Observation>,
 }
 
@@ -167,7 +166,6 @@ impl DockerProvider {
                 detail: "not checked yet".to_owned(),
                 cpus: None,
             }),
-            channels: Mutex::new(HashMap::new()),
             observations,
         });
         provider.check_engine().await;
@@ -226,6 +224,21 @@ impl Provider for DockerProvider {
         Self::NAME
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            tty: true,
+            signals: true,
+            stop_start: true,
+            volumes: true,
+            network_none: true,
+            resource_limits: true,
+            images: true,
+            exec: true,
+            files: true,
+            read_only_root: true,
+        }
+    }
+
     async fn info(&self) -> ProviderInfo {
         let engine = self.engine.read().expect("engine status").clone();
         let (available, detail) = match (&self.agent, engine.available) {
@@ -240,18 +253,7 @@ impl Provider for DockerProvider {
                 cgroup on the engine's runtime; commands run as root inside it; resource \
                 limits and network: none are enforced by the engine"
                 .to_owned(),
-            capabilities: Capabilities {
-                tty: true,
-                signals: true,
-                stop_start: true,
-                volumes: true,
-                network_none: true,
-                resource_limits: true,
-                images: true,
-                exec: true,
-                files: true,
-                read_only_root: true,
-            },
+            capabilities: self.capabilities(),
         }
     }
 
@@ -335,9 +337,8 @@ impl Provider for DockerProvider {
     }
 
     #[instrument(name = "provider.docker.start", skip(self))]
-    async fn start(&self, sandbox_id: &str) -> Result<()> {
+    async fn start(&self, sandbox_id: &str) -> Result<AgentChannel> {
         let name = Self::container_name(sandbox_id)?;
-        self.forget_channel(sandbox_id);
         // Where the agent's socket will be is known from the created
         // container: look it up while the engine starts it.
         let (started, socket) = tokio::join!(
@@ -367,7 +368,6 @@ impl Provider for DockerProvider {
     #[instrument(name = "provider.docker.stop", skip(self))]
     async fn stop(&self, sandbox_id: &str) -> Result<()> {
         let name = Self::container_name(sandbox_id)?;
-        self.forget_channel(sandbox_id);
         match self
             .docker
             .stop_container(
@@ -391,7 +391,6 @@ impl Provider for DockerProvider {
     #[instrument(name = "provider.docker.delete", skip(self))]
     async fn delete(&self, sandbox_id: &str) -> Result<()> {
         let name = Self::container_name(sandbox_id)?;
-        self.forget_channel(sandbox_id);
         match self
             .docker
             .remove_container(
@@ -420,19 +419,9 @@ impl Provider for DockerProvider {
         }))
     }
 
-    async fn connect(&self, sandbox_id: &str) -> Result<Channel> {
-        if let Some(channel) = self.channels.lock().expect("channels").get(sandbox_id) {
-            return Ok(channel.clone());
-        }
+    async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel> {
         let name = Self::container_name(sandbox_id)?;
-        let channel = self.new_channel(&name).await;
-        Ok(self
-            .channels
-            .lock()
-            .expect("channels")
-            .entry(sandbox_id.to_owned())
-            .or_insert(channel)
-            .clone())
+        Ok(self.new_channel(&name).await)
     }
 
     async fn list(&self) -> Result<Vec<Observed>> {

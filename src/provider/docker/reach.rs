@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, LogsOptions, WaitContainerOptions};
 use futures::StreamExt;
-use tonic::transport::Channel;
 use tracing::debug;
 
 use super::engine::exit_description;
 use super::{AgentTransport, DockerProvider, bridge, layout};
+use crate::agent_client::{AgentChannel, AgentClient};
 use crate::error::{Error, Result};
-use crate::pb;
 
 /// How long a started container's agent may take to answer.
 const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -22,13 +21,13 @@ impl DockerProvider {
     /// A new channel to the agent of `container`: straight to its socket
     /// when that is visible here (see [`AgentTransport::Auto`]), through an
     /// exec bridge otherwise.
-    pub(super) async fn new_channel(&self, container: &str) -> Channel {
+    pub(super) async fn new_channel(&self, container: &str) -> AgentChannel {
         self.channel_to(container, self.local_socket(container).await)
     }
 
     /// A channel to the agent of `container` through `socket` when there is
     /// one (see [`DockerProvider::local_socket`]), through a bridge otherwise.
-    fn channel_to(&self, container: &str, socket: Option<PathBuf>) -> Channel {
+    fn channel_to(&self, container: &str, socket: Option<PathBuf>) -> AgentChannel {
         match socket {
             Some(socket) => {
                 debug!(container, socket = %socket.display(), "reaching the agent through its socket");
@@ -62,24 +61,18 @@ impl DockerProvider {
         (fits && std::fs::read_dir(socket.parent()?).is_ok()).then_some(socket)
     }
 
-    /// Waits until the agent of a started container answers, through a new
-    /// channel (through `socket`, see [`DockerProvider::local_socket`]) that
-    /// is then kept for calls.
+    /// Waits until the agent of a started container answers through a new
+    /// channel (through `socket`, see [`DockerProvider::local_socket`]), and
+    /// returns that channel.
     pub(super) async fn wait_for_agent(
         &self,
         sandbox_id: &str,
         container: &str,
         socket: Option<PathBuf>,
-    ) -> Result<()> {
+    ) -> Result<AgentChannel> {
         let channel = self.channel_to(container, socket);
-        let mut client = pb::exec_service_client::ExecServiceClient::new(channel.clone());
-        let probe = tokio::time::timeout(
-            AGENT_READY_TIMEOUT,
-            client.list_commands(pb::ListCommandsRequest {
-                sandbox_id: sandbox_id.to_owned(),
-                ..Default::default()
-            }),
-        );
+        let agent = AgentClient::new(channel.clone());
+        let probe = tokio::time::timeout(AGENT_READY_TIMEOUT, agent.answers(sandbox_id));
         // A container that exits first (its agent cannot run, or is killed
         // for memory) fails the start at once instead of at the deadline.
         let mut exits = self.docker.wait_container(
@@ -95,14 +88,8 @@ impl DockerProvider {
             }
         };
         match probe {
-            Ok(Ok(_)) => {
-                self.channels
-                    .lock()
-                    .expect("channels")
-                    .insert(sandbox_id.to_owned(), channel);
-                Ok(())
-            }
-            Ok(Err(status)) => Err(self.agent_failure(container, status.message()).await),
+            Ok(Ok(())) => Ok(channel),
+            Ok(Err(error)) => Err(self.agent_failure(container, error.message()).await),
             Err(_) => Err(self
                 .agent_failure(
                     container,
@@ -153,9 +140,5 @@ impl DockerProvider {
             message.push_str(&format!("; its log ends: {log}"));
         }
         Error::unavailable(message)
-    }
-
-    pub(super) fn forget_channel(&self, sandbox_id: &str) {
-        self.channels.lock().expect("channels").remove(sandbox_id);
     }
 }
