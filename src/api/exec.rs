@@ -9,9 +9,10 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::audit;
-use super::auth::{caller_of, tenant_of};
-use super::convert::{self, exec as rules};
+use super::audit::{self, audited};
+use super::auth::caller_of;
+use super::convert::exec as rules;
+use super::unaudited;
 use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;
@@ -128,7 +129,7 @@ impl ExecService for ExecApi {
             .ok_or_else(|| {
                 Status::invalid_argument("request: the stream ended before start or attach")
             })?;
-        let (action, raw_sandbox_id, detail) = audit::exec_first(&first);
+        let entry = audit::Entry::new(&caller, &first);
         let outcome = async {
             let sandbox_id = rules::exec_first(&first)?;
             let admission = self.manager.admit_command(&caller.tenant)?;
@@ -151,118 +152,79 @@ impl ExecService for ExecApi {
             Ok(Response::new(stream))
         }
         .await;
-        audit::record(&caller, action, &raw_sandbox_id, &detail, outcome)
+        entry.record(outcome)
     }
 
     async fn run_command(
         &self,
         request: Request<pb::RunCommandRequest>,
     ) -> Result<Response<pb::RunCommandResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_sandbox_id = request.sandbox_id.clone();
-        let detail = audit::command(&request.command, &request.shell);
-        let outcome = async {
+        audited(request, async |caller, request| {
             let sandbox_id = rules::run_request(&request)?;
             let _admission = self.manager.admit_command(&caller.tenant)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            Ok(Response::new(agent.run_command(request).await?))
-        }
-        .await;
-        audit::record(&caller, "run", &raw_sandbox_id, &detail, outcome)
+            agent.run_command(request).await
+        })
+        .await
     }
 
     async fn start_command(
         &self,
         request: Request<pb::StartCommandRequest>,
     ) -> Result<Response<pb::StartCommandResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_sandbox_id = request.sandbox_id.clone();
-        let detail = request
-            .spec
-            .as_ref()
-            .map(|spec| audit::command(&spec.command, &spec.shell))
-            .unwrap_or_default();
-        let outcome = async {
-            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-            rules::spec("spec.", request.spec.as_ref())?;
+        audited(request, async |caller, request| {
+            let sandbox_id = rules::start_command(&request)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            Ok(Response::new(agent.start_command(request).await?))
-        }
-        .await;
-        audit::record(&caller, "start command", &raw_sandbox_id, &detail, outcome)
+            agent.start_command(request).await
+        })
+        .await
     }
 
     async fn get_command(
         &self,
         request: Request<pb::GetCommandRequest>,
     ) -> Result<Response<pb::GetCommandResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-        rules::command_id("command_id", &request.command_id)?;
-        let agent = self.manager.agent(&tenant, &sandbox_id).await?;
-        Ok(Response::new(agent.get_command(request).await?))
+        unaudited(request, async |tenant, request| {
+            let sandbox_id = rules::get_command(&request)?;
+            let agent = self.manager.agent(&tenant, &sandbox_id).await?;
+            agent.get_command(request).await
+        })
+        .await
     }
 
     async fn list_commands(
         &self,
         request: Request<pb::ListCommandsRequest>,
     ) -> Result<Response<pb::ListCommandsResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-        for state in &request.states {
-            match pb::CommandState::try_from(*state) {
-                Ok(pb::CommandState::Unspecified) | Err(_) => {
-                    return Err(Status::invalid_argument(format!(
-                        "states: {state} is not a command state to filter by"
-                    )));
-                }
-                Ok(_) => {}
-            }
-        }
-        let agent = self.manager.agent(&tenant, &sandbox_id).await?;
-        Ok(Response::new(agent.list_commands(request).await?))
+        unaudited(request, async |tenant, request| {
+            let sandbox_id = rules::list_commands(&request)?;
+            let agent = self.manager.agent(&tenant, &sandbox_id).await?;
+            agent.list_commands(request).await
+        })
+        .await
     }
 
     async fn signal_command(
         &self,
         request: Request<pb::SignalCommandRequest>,
     ) -> Result<Response<pb::SignalCommandResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_sandbox_id = request.sandbox_id.clone();
-        let detail = format!("{} {}", request.signal, request.command_id);
-        let outcome = async {
-            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-            rules::command_id("command_id", &request.command_id)?;
-            rules::signal("signal", &request.signal)?;
+        audited(request, async |caller, request| {
+            let sandbox_id = rules::signal_command(&request)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            Ok(Response::new(agent.signal_command(request).await?))
-        }
-        .await;
-        audit::record(&caller, "signal", &raw_sandbox_id, &detail, outcome)
+            agent.signal_command(request).await
+        })
+        .await
     }
 
     async fn kill_processes(
         &self,
         request: Request<pb::KillProcessesRequest>,
     ) -> Result<Response<pb::KillProcessesResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_sandbox_id = request.sandbox_id.clone();
-        let detail = request.signal.clone();
-        let outcome = async {
-            let sandbox_id = convert::sandbox_id("sandbox_id", request.sandbox_id.clone())?;
-            if !request.signal.is_empty() {
-                rules::signal("signal", &request.signal)?;
-            }
+        audited(request, async |caller, request| {
+            let sandbox_id = rules::kill_processes(&request)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            Ok(Response::new(agent.kill_processes(request).await?))
-        }
-        .await;
-        audit::record(&caller, "kill processes", &raw_sandbox_id, &detail, outcome)
+            agent.kill_processes(request).await
+        })
+        .await
     }
 }

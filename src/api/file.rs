@@ -1,5 +1,6 @@
 //! `paddock.v1.FileService`: checks each call and the sandbox, then relays
-//! it to the sandbox's agent, which does the file work. Transfers pass
+//! it to the sandbox's agent (through [`crate::agent_client`]), which does
+//! the file work. Transfers pass
 //! through chunk by chunk: the server never holds a whole file, and HTTP/2
 //! flow control makes a slow side slow the other down.
 
@@ -9,18 +10,14 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::audit;
-use super::auth::{caller_of, tenant_of};
-use super::convert;
-use crate::agent_client::{AgentClient, AgentStream};
+use super::audit::{self, audited};
+use super::auth::caller_of;
+use super::convert::file as convert;
+use super::unaudited;
+use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::file_service_server::FileService;
 use crate::sandbox::Manager;
-
-/// The largest upload chunk, as the proto documents.
-const MAX_CHUNK_BYTES: usize = 1 << 20;
-/// The longest path, as the proto documents.
-const MAX_PATH_BYTES: usize = 4096;
 
 /// The file service.
 #[derive(Clone)]
@@ -33,46 +30,6 @@ impl FileApi {
     pub fn new(manager: Manager) -> Self {
         Self { manager }
     }
-
-    async fn agent(&self, tenant: &str, sandbox_id: &str) -> Result<AgentClient, Status> {
-        Ok(self.manager.agent(tenant, sandbox_id).await?)
-    }
-}
-
-fn sandbox_id(id: &str) -> Result<String, Status> {
-    Ok(convert::sandbox_id("sandbox_id", id.to_owned())?)
-}
-
-/// Checks a path field: given (unless `optional`), at most 4096 bytes, no
-/// NUL byte. Where it resolves is the agent's business.
-fn path(field: &str, value: &str, optional: bool) -> Result<(), Status> {
-    if value.is_empty() && !optional {
-        return Err(Status::invalid_argument(format!("{field}: is required")));
-    }
-    if value.len() > MAX_PATH_BYTES || value.contains('\0') {
-        return Err(Status::invalid_argument(format!(
-            "{field}: a path is at most {MAX_PATH_BYTES} bytes with no NUL byte"
-        )));
-    }
-    Ok(())
-}
-
-fn mode(value: u32) -> Result<(), Status> {
-    if value > 0o7777 {
-        return Err(Status::invalid_argument(format!(
-            "mode: {value:#o} has bits beyond 0o7777"
-        )));
-    }
-    Ok(())
-}
-
-fn sha256(value: &str) -> Result<(), Status> {
-    if !value.is_empty() && (value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit())) {
-        return Err(Status::invalid_argument(
-            "sha256: must be 64 hexadecimal digits, or empty",
-        ));
-    }
-    Ok(())
 }
 
 /// Relays a client stream to the agent: the checked first message, then
@@ -96,10 +53,10 @@ fn forward<M: Send + 'static>(
             return Some((first, (None, rest, failed)));
         }
         let refusal = match rest.message().await {
-            Ok(Some(message)) if chunk_len(&message).is_some_and(|n| n > MAX_CHUNK_BYTES) => {
-                Status::invalid_argument(format!("chunk: at most {MAX_CHUNK_BYTES} bytes each"))
-            }
-            Ok(Some(message)) => return Some((message, (None, rest, failed))),
+            Ok(Some(message)) => match chunk_len(&message).map_or(Ok(()), convert::chunk) {
+                Ok(()) => return Some((message, (None, rest, failed))),
+                Err(error) => error.into(),
+            },
             Ok(None) => return None,
             Err(status) => status,
         };
@@ -139,19 +96,15 @@ impl FileService for FileApi {
         use pb::upload_request::Request as R;
         let caller = caller_of(&request);
         let mut inbound = request.into_inner();
-        let first = inbound.message().await?.unwrap_or_default();
-        let Some(R::Header(header)) = first.request.clone() else {
-            return Err(Status::invalid_argument(
-                "the first Upload message must be the header",
-            ));
-        };
-        let (raw_id, target) = (header.sandbox_id.clone(), header.path.clone());
+        let first = inbound.message().await?;
+        let header = convert::upload_header(first)?;
+        let entry = audit::Entry::new(&caller, &header);
         let outcome = async {
-            let id = sandbox_id(&header.sandbox_id)?;
-            path("path", &header.path, false)?;
-            mode(header.mode)?;
-            sha256(&header.sha256)?;
-            let agent = self.agent(&caller.tenant, &id).await?;
+            let id = convert::upload(&header)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            let first = pb::UploadRequest {
+                request: Some(R::Header(header)),
+            };
             let (stream, failure) = forward(first, inbound, |m| match &m.request {
                 Some(R::Chunk(chunk)) => Some(chunk.len()),
                 _ => None,
@@ -162,7 +115,7 @@ impl FileService for FileApi {
             }
         }
         .await;
-        audit::record(&caller, "upload", &raw_id, &target, outcome)
+        entry.record(outcome)
     }
 
     type DownloadStream = Relayed<pb::DownloadResponse>;
@@ -171,17 +124,13 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::DownloadRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        let agent = self.agent(&tenant, &id).await?;
-        let answers = agent.download(request).await?;
-        Ok(Response::new(relay_download(
-            self.manager.clone(),
-            id,
-            answers,
-        )))
+        unaudited(request, async |tenant, request| {
+            let id = convert::download(&request)?;
+            let agent = self.manager.agent(&tenant, &id).await?;
+            let answers = agent.download(request).await?;
+            Ok(relay_download(self.manager.clone(), id, answers))
+        })
+        .await
     }
 
     async fn upload_archive(
@@ -191,17 +140,15 @@ impl FileService for FileApi {
         use pb::upload_archive_request::Request as R;
         let caller = caller_of(&request);
         let mut inbound = request.into_inner();
-        let first = inbound.message().await?.unwrap_or_default();
-        let Some(R::Header(header)) = first.request.clone() else {
-            return Err(Status::invalid_argument(
-                "the first UploadArchive message must be the header",
-            ));
-        };
-        let (raw_id, target) = (header.sandbox_id.clone(), header.path.clone());
+        let first = inbound.message().await?;
+        let header = convert::upload_archive_header(first)?;
+        let entry = audit::Entry::new(&caller, &header);
         let outcome = async {
-            let id = sandbox_id(&header.sandbox_id)?;
-            path("path", &header.path, false)?;
-            let agent = self.agent(&caller.tenant, &id).await?;
+            let id = convert::upload_archive(&header)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            let first = pb::UploadArchiveRequest {
+                request: Some(R::Header(header)),
+            };
             let (stream, failure) = forward(first, inbound, |m| match &m.request {
                 Some(R::Chunk(chunk)) => Some(chunk.len()),
                 _ => None,
@@ -212,7 +159,7 @@ impl FileService for FileApi {
             }
         }
         .await;
-        audit::record(&caller, "upload archive", &raw_id, &target, outcome)
+        entry.record(outcome)
     }
 
     type DownloadArchiveStream = Relayed<pb::DownloadArchiveResponse>;
@@ -221,194 +168,139 @@ impl FileService for FileApi {
         &self,
         request: Request<pb::DownloadArchiveRequest>,
     ) -> Result<Response<Self::DownloadArchiveStream>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        let agent = self.agent(&tenant, &id).await?;
-        let answers = agent.download_archive(request).await?;
-        Ok(Response::new(relay_download(
-            self.manager.clone(),
-            id,
-            answers,
-        )))
+        unaudited(request, async |tenant, request| {
+            let id = convert::download_archive(&request)?;
+            let agent = self.manager.agent(&tenant, &id).await?;
+            let answers = agent.download_archive(request).await?;
+            Ok(relay_download(self.manager.clone(), id, answers))
+        })
+        .await
     }
 
     async fn stat(
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        Ok(Response::new(
-            self.agent(&tenant, &id).await?.stat(request).await?,
-        ))
+        unaudited(request, async |tenant, request| {
+            let id = convert::stat(&request)?;
+            self.manager.agent(&tenant, &id).await?.stat(request).await
+        })
+        .await
     }
 
     async fn list_dir(
         &self,
         request: Request<pb::ListDirRequest>,
     ) -> Result<Response<pb::ListDirResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        Ok(Response::new(
-            self.agent(&tenant, &id).await?.list_dir(request).await?,
-        ))
+        unaudited(request, async |tenant, request| {
+            let id = convert::list_dir(&request)?;
+            self.manager
+                .agent(&tenant, &id)
+                .await?
+                .list_dir(request)
+                .await
+        })
+        .await
     }
 
     async fn make_dir(
         &self,
         request: Request<pb::MakeDirRequest>,
     ) -> Result<Response<pb::MakeDirResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let detail = request.path.clone();
-        let outcome = async {
-            let id = sandbox_id(&request.sandbox_id)?;
-            path("path", &request.path, false)?;
-            mode(request.mode)?;
-            Ok(Response::new(
-                self.agent(&caller.tenant, &id)
-                    .await?
-                    .make_dir(request)
-                    .await?,
-            ))
-        }
-        .await;
-        audit::record(&caller, "make dir", &raw_id, &detail, outcome)
+        audited(request, async |caller, request| {
+            let id = convert::make_dir(&request)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            agent.make_dir(request).await
+        })
+        .await
     }
 
     async fn remove(
         &self,
         request: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let detail = request.path.clone();
-        let outcome = async {
-            let id = sandbox_id(&request.sandbox_id)?;
-            path("path", &request.path, false)?;
-            Ok(Response::new(
-                self.agent(&caller.tenant, &id)
-                    .await?
-                    .remove(request)
-                    .await?,
-            ))
-        }
-        .await;
-        audit::record(&caller, "remove", &raw_id, &detail, outcome)
+        audited(request, async |caller, request| {
+            let id = convert::remove(&request)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            agent.remove(request).await
+        })
+        .await
     }
 
     async fn r#move(
         &self,
         request: Request<pb::MoveRequest>,
     ) -> Result<Response<pb::MoveResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let detail = format!("{} -> {}", request.source, request.destination);
-        let outcome = async {
-            let id = sandbox_id(&request.sandbox_id)?;
-            path("source", &request.source, false)?;
-            path("destination", &request.destination, false)?;
-            Ok(Response::new(
-                self.agent(&caller.tenant, &id)
-                    .await?
-                    .r#move(request)
-                    .await?,
-            ))
-        }
-        .await;
-        audit::record(&caller, "move", &raw_id, &detail, outcome)
+        audited(request, async |caller, request| {
+            let id = convert::move_request(&request)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            agent.r#move(request).await
+        })
+        .await
     }
 
     async fn read_file(
         &self,
         request: Request<pb::ReadFileRequest>,
     ) -> Result<Response<pb::ReadFileResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, false)?;
-        Ok(Response::new(
-            self.agent(&tenant, &id).await?.read_file(request).await?,
-        ))
+        unaudited(request, async |tenant, request| {
+            let id = convert::read_file(&request)?;
+            self.manager
+                .agent(&tenant, &id)
+                .await?
+                .read_file(request)
+                .await
+        })
+        .await
     }
 
     async fn write_file(
         &self,
         request: Request<pb::WriteFileRequest>,
     ) -> Result<Response<pb::WriteFileResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let detail = request.path.clone();
-        let outcome = async {
-            let id = sandbox_id(&request.sandbox_id)?;
-            path("path", &request.path, false)?;
-            mode(request.mode)?;
-            Ok(Response::new(
-                self.agent(&caller.tenant, &id)
-                    .await?
-                    .write_file(request)
-                    .await?,
-            ))
-        }
-        .await;
-        audit::record(&caller, "write file", &raw_id, &detail, outcome)
+        audited(request, async |caller, request| {
+            let id = convert::write_file(&request)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            agent.write_file(request).await
+        })
+        .await
     }
 
     async fn edit_file(
         &self,
         request: Request<pb::EditFileRequest>,
     ) -> Result<Response<pb::EditFileResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let detail = request.path.clone();
-        let outcome = async {
-            let id = sandbox_id(&request.sandbox_id)?;
-            path("path", &request.path, false)?;
-            Ok(Response::new(
-                self.agent(&caller.tenant, &id)
-                    .await?
-                    .edit_file(request)
-                    .await?,
-            ))
-        }
-        .await;
-        audit::record(&caller, "edit file", &raw_id, &detail, outcome)
+        audited(request, async |caller, request| {
+            let id = convert::edit_file(&request)?;
+            let agent = self.manager.agent(&caller.tenant, &id).await?;
+            agent.edit_file(request).await
+        })
+        .await
     }
 
     async fn find_files(
         &self,
         request: Request<pb::FindFilesRequest>,
     ) -> Result<Response<pb::FindFilesResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, true)?;
-        Ok(Response::new(
-            self.agent(&tenant, &id).await?.find_files(request).await?,
-        ))
+        unaudited(request, async |tenant, request| {
+            let id = convert::find_files(&request)?;
+            self.manager
+                .agent(&tenant, &id)
+                .await?
+                .find_files(request)
+                .await
+        })
+        .await
     }
 
     async fn grep(
         &self,
         request: Request<pb::GrepRequest>,
     ) -> Result<Response<pb::GrepResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let request = request.into_inner();
-        let id = sandbox_id(&request.sandbox_id)?;
-        path("path", &request.path, true)?;
-        Ok(Response::new(
-            self.agent(&tenant, &id).await?.grep(request).await?,
-        ))
+        unaudited(request, async |tenant, request| {
+            let id = convert::grep(&request)?;
+            self.manager.agent(&tenant, &id).await?.grep(request).await
+        })
+        .await
     }
 }

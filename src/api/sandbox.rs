@@ -6,9 +6,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::audit;
+use super::audit::{self, audited};
 use super::auth::{caller_of, tenant_of};
-use super::convert;
+use super::{convert, unaudited};
 use crate::pb;
 use crate::pb::sandbox_service_server::SandboxService;
 use crate::sandbox::Manager;
@@ -38,26 +38,21 @@ impl SandboxService for SandboxApi {
     ) -> Result<Response<pb::CreateSandboxResponse>, Status> {
         let caller = caller_of(&request);
         let request = request.into_inner();
-        let detail = format!(
-            "provider={} image={} name={}",
-            request.provider,
-            request.image,
-            request.name.as_deref().unwrap_or("")
-        );
+        let mut entry = audit::Entry::new(&caller, &request);
         let outcome = async {
             let create = convert::create_request(request)?;
-            let (sandbox, created) = self.manager.create(&caller.tenant, create).await?;
-            Ok((sandbox, created))
+            Ok(self.manager.create(&caller.tenant, create).await?)
         }
         .await;
-        let id = outcome
-            .as_ref()
-            .map_or_else(|_| String::new(), |(sandbox, _)| sandbox.id.clone());
-        let action = match &outcome {
-            Ok((_, false)) => "create (returned existing)",
-            _ => "create",
-        };
-        let (sandbox, created) = audit::record(&caller, action, &id, &detail, outcome)?;
+        if let Ok((sandbox, created)) = &outcome {
+            let action = if *created {
+                "create"
+            } else {
+                "create (returned existing)"
+            };
+            entry.acted_on(&sandbox.id, action);
+        }
+        let (sandbox, created) = entry.record(outcome)?;
         Ok(Response::new(pb::CreateSandboxResponse {
             sandbox: Some(convert::sandbox_to_pb(&sandbox)),
             created,
@@ -68,101 +63,95 @@ impl SandboxService for SandboxApi {
         &self,
         request: Request<pb::GetSandboxRequest>,
     ) -> Result<Response<pb::GetSandboxResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let pb::GetSandboxRequest { sandbox_id } = request.into_inner();
-        let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
-        let sandbox = self.manager.get(&tenant, &id).await?;
-        Ok(Response::new(pb::GetSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
-        }))
+        unaudited(request, async |tenant, request| {
+            let pb::GetSandboxRequest { sandbox_id } = request;
+            let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+            let sandbox = self.manager.get(&tenant, &id).await?;
+            Ok(pb::GetSandboxResponse {
+                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            })
+        })
+        .await
     }
 
     async fn list_sandboxes(
         &self,
         request: Request<pb::ListSandboxesRequest>,
     ) -> Result<Response<pb::ListSandboxesResponse>, Status> {
-        let tenant = tenant_of(&request);
-        let query = convert::list_query(request.into_inner())?;
-        let page = self.manager.list(&tenant, query).await?;
-        Ok(Response::new(pb::ListSandboxesResponse {
-            sandboxes: page.sandboxes.iter().map(convert::sandbox_to_pb).collect(),
-            next_page_token: page.next_page_token.unwrap_or_default(),
-        }))
+        unaudited(request, async |tenant, request| {
+            let query = convert::list_query(request)?;
+            let page = self.manager.list(&tenant, query).await?;
+            Ok(pb::ListSandboxesResponse {
+                sandboxes: page.sandboxes.iter().map(convert::sandbox_to_pb).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            })
+        })
+        .await
     }
 
     async fn update_sandbox(
         &self,
         request: Request<pb::UpdateSandboxRequest>,
     ) -> Result<Response<pb::UpdateSandboxResponse>, Status> {
-        let caller = caller_of(&request);
-        let request = request.into_inner();
-        let raw_id = request.sandbox_id.clone();
-        let outcome = async {
+        audited(request, async |caller, request| {
             let (id, update) = convert::update_request(request)?;
-            Ok(self.manager.update(&caller.tenant, &id, update).await?)
-        }
-        .await;
-        let sandbox = audit::record(&caller, "update", &raw_id, "", outcome)?;
-        Ok(Response::new(pb::UpdateSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
-        }))
+            let sandbox = self.manager.update(&caller.tenant, &id, update).await?;
+            Ok(pb::UpdateSandboxResponse {
+                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            })
+        })
+        .await
     }
 
     async fn stop_sandbox(
         &self,
         request: Request<pb::StopSandboxRequest>,
     ) -> Result<Response<pb::StopSandboxResponse>, Status> {
-        let caller = caller_of(&request);
-        let pb::StopSandboxRequest { sandbox_id } = request.into_inner();
-        let outcome = async {
-            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
-            Ok(self
+        audited(request, async |caller, request| {
+            let pb::StopSandboxRequest { sandbox_id } = request;
+            let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+            let sandbox = self
                 .manager
                 .stop(&caller.tenant, &id, "stopped by request")
-                .await?)
-        }
-        .await;
-        let sandbox = audit::record(&caller, "stop", &sandbox_id, "", outcome)?;
-        Ok(Response::new(pb::StopSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
-        }))
+                .await?;
+            Ok(pb::StopSandboxResponse {
+                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            })
+        })
+        .await
     }
 
     async fn start_sandbox(
         &self,
         request: Request<pb::StartSandboxRequest>,
     ) -> Result<Response<pb::StartSandboxResponse>, Status> {
-        let caller = caller_of(&request);
-        let pb::StartSandboxRequest { sandbox_id } = request.into_inner();
-        let outcome = async {
-            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
-            Ok(self.manager.start(&caller.tenant, &id).await?)
-        }
-        .await;
-        let sandbox = audit::record(&caller, "start", &sandbox_id, "", outcome)?;
-        Ok(Response::new(pb::StartSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
-        }))
+        audited(request, async |caller, request| {
+            let pb::StartSandboxRequest { sandbox_id } = request;
+            let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+            let sandbox = self.manager.start(&caller.tenant, &id).await?;
+            Ok(pb::StartSandboxResponse {
+                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            })
+        })
+        .await
     }
 
     async fn delete_sandbox(
         &self,
         request: Request<pb::DeleteSandboxRequest>,
     ) -> Result<Response<pb::DeleteSandboxResponse>, Status> {
-        let caller = caller_of(&request);
-        let pb::DeleteSandboxRequest { sandbox_id } = request.into_inner();
-        let outcome = async {
-            let id = convert::sandbox_id("sandbox_id", sandbox_id.clone())?;
-            Ok(self
+        audited(request, async |caller, request| {
+            let pb::DeleteSandboxRequest { sandbox_id } = request;
+            let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+            let sandbox = self
                 .manager
                 .delete(&caller.tenant, &id, "deleted by request")
-                .await?)
-        }
-        .await;
-        let sandbox = audit::record(&caller, "delete", &sandbox_id, "", outcome)?;
-        Ok(Response::new(pb::DeleteSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
-        }))
+                .await?;
+            Ok(pb::DeleteSandboxResponse {
+                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            })
+        })
+        .await
     }
 
     type WatchSandboxesStream = WatchStream;

@@ -251,3 +251,69 @@ pub fn exec_follow_up(request: &pb::ExecRequest) -> Result<()> {
         None => Err(Error::invalid_argument("request", "is empty")),
     }
 }
+
+/// A StartCommand request; returns its sandbox id.
+pub fn start_command(request: &pb::StartCommandRequest) -> Result<String> {
+    let pb::StartCommandRequest {
+        sandbox_id,
+        spec: command_spec,
+    } = request;
+    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    spec("spec.", command_spec.as_ref())?;
+    Ok(id)
+}
+
+/// A GetCommand request; returns its sandbox id.
+pub fn get_command(request: &pb::GetCommandRequest) -> Result<String> {
+    let pb::GetCommandRequest {
+        sandbox_id,
+        command_id: id,
+    } = request;
+    let sandbox = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    command_id("command_id", id)?;
+    Ok(sandbox)
+}
+
+/// A ListCommands request; returns its sandbox id.
+pub fn list_commands(request: &pb::ListCommandsRequest) -> Result<String> {
+    let pb::ListCommandsRequest { sandbox_id, states } = request;
+    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    for state in states {
+        match pb::CommandState::try_from(*state) {
+            Ok(pb::CommandState::Unspecified) | Err(_) => {
+                return Err(Error::invalid_argument(
+                    "states",
+                    format!("{state} is not a command state to filter by"),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(id)
+}
+
+/// A SignalCommand request; returns its sandbox id.
+pub fn signal_command(request: &pb::SignalCommandRequest) -> Result<String> {
+    let pb::SignalCommandRequest {
+        sandbox_id,
+        command_id: id,
+        signal: name,
+    } = request;
+    let sandbox = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    command_id("command_id", id)?;
+    signal("signal", name)?;
+    Ok(sandbox)
+}
+
+/// A KillProcesses request (no signal: SIGKILL); returns its sandbox id.
+pub fn kill_processes(request: &pb::KillProcessesRequest) -> Result<String> {
+    let pb::KillProcessesRequest {
+        sandbox_id,
+        signal: name,
+    } = request;
+    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    if !name.is_empty() {
+        signal("signal", name)?;
+    }
+    Ok(id)
+}

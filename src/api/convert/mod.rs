@@ -4,6 +4,9 @@
 //! Messages are destructured without `..`, so a field added to a proto fails
 //! the build until it is handled here.
 
+pub mod exec;
+pub mod file;
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::ids;
 use crate::pb;
 use crate::provider::ProviderInfo;
-pub mod exec;
 
 use crate::sandbox::rules::{self, MAX_METADATA_BYTES, MAX_VOLUMES};
 use crate::sandbox::{
