@@ -307,7 +307,12 @@ impl Provider for DockerProvider {
         // that far; the engine's name conflict (409) says so without an extra
         // lookup on every create.
         let build = self.ensure_agent().await?;
-        let config = self.container_config(&request, build)?;
+        let config = spec::container_spec(
+            &request,
+            &self.settings.agent,
+            &self.settings.scope,
+            &build.volume,
+        )?;
         let name = Self::container_name(request.sandbox_id)?;
         match self
             .docker
