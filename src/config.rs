@@ -194,11 +194,6 @@ pub struct ServeArgs {
     /// as 64MiB; older output is dropped past it [default: 64MiB].
     #[arg(long, env = "PADDOCK_COMMAND_OUTPUT_BUDGET", value_name = "BYTES")]
     pub command_output_budget: Option<String>,
-
-    /// Testing only: make each create (process and docker providers) wait
-    /// this long, so that crash tests can kill the server mid-create.
-    #[arg(long, env = "PADDOCK_TEST_PROCESS_CREATE_DELAY", hide = true)]
-    pub test_process_create_delay: Option<String>,
 }
 
 /// The keys of the TOML configuration file; all optional.
@@ -364,8 +359,6 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// The log filter.
     pub log_filter: String,
-    /// See [`ServeArgs::test_process_create_delay`].
-    pub test_process_create_delay: Duration,
     /// How sandbox agents run.
     pub agent: AgentLaunch,
     /// How to use a Docker engine.
@@ -533,11 +526,6 @@ impl ServerConfig {
             )?,
             log_format,
             log_filter: args.log.or(file.log).unwrap_or_else(|| "info".to_owned()),
-            test_process_create_delay: duration(
-                "test_process_create_delay",
-                args.test_process_create_delay,
-                Duration::ZERO,
-            )?,
             agent: AgentLaunch {
                 binary: agent_binary,
                 max_commands: args

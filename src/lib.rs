@@ -20,6 +20,8 @@ pub mod server;
 pub mod signals;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 pub mod tls;
 pub mod wire;
 

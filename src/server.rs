@@ -278,9 +278,8 @@ impl Server {
 /// answers and the agent binary can run in containers, else process. Docker
 /// is listed even when its engine is away, so that ListProviders says why.
 async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Result<Providers> {
-    let process = ProcessProvider::open(config.data_dir.join("sandboxes"), config.agent.clone())
-        .await?
-        .with_create_delay(config.test_process_create_delay);
+    let process =
+        ProcessProvider::open(config.data_dir.join("sandboxes"), config.agent.clone()).await?;
     let docker = DockerProvider::open(DockerSettings {
         host: config.docker.host.clone(),
         tls_dir: config.docker.tls_dir.clone(),
@@ -292,7 +291,6 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
         },
         scope: store_id.to_owned(),
         transport: config.docker.transport,
-        create_delay: config.test_process_create_delay,
     })
     .await?;
     let docker_info = docker.info().await;

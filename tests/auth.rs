@@ -926,7 +926,6 @@ async fn the_audit_trail_says_who_did_what_and_no_log_holds_a_secret() {
     let mallory = make_key(data.path(), "mallory");
     let server = common::spawned::ServerProcess::spawn_with(
         data.path(),
-        "0s",
         &[
             ("PADDOCK_AUTH", "keys"),
             // The audit trail is kept whatever the filter; `serving` tells the harness the port.

@@ -143,7 +143,7 @@ impl Screen {
 #[test]
 fn exec_with_a_terminal_is_raw_sized_resized_and_exits_with_the_command() {
     let data = tempfile::tempdir().unwrap();
-    let server = common::spawned::ServerProcess::spawn(data.path(), "0s");
+    let server = common::spawned::ServerProcess::spawn(data.path());
     let url = server.url();
     let created = paddock(&["sandbox", "create", "--server", &url]);
     assert!(created.status.success(), "{created:?}");

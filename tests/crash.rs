@@ -43,9 +43,10 @@ fn sandbox_dirs(data_dir: &Path) -> Vec<String> {
 async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     let temp = tempfile::tempdir().unwrap();
     let data_dir = temp.path();
-    // Every create waits 3 s inside the provider, so all are in flight when
-    // the server dies.
-    let mut server = ServerProcess::spawn(data_dir, "3s");
+    // Every create is held at the gate after its provider made the sandbox's
+    // object, so all are in flight when the server dies.
+    let gate = common::spawned::Gate::new();
+    let mut server = ServerProcess::spawn_with(data_dir, &[gate.env()]);
     let client = server.client().await;
     let mut creates = Vec::new();
     for i in 0..CREATES {
@@ -60,18 +61,9 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
         }));
     }
     eventually(
-        Duration::from_secs(20),
-        "every create to reach the provider",
-        || async {
-            let staged = std::fs::read_dir(data_dir.join("sandboxes"))
-                .ok()?
-                .filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".creating-"))
-                })
-                .count();
-            (staged == CREATES).then_some(())
-        },
+        Duration::from_secs(60),
+        "every create to reach the gate",
+        || async { (gate.arrivals() == CREATES).then_some(()) },
     )
     .await;
     server.kill();
@@ -98,7 +90,7 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
     .unwrap();
 
     // Restart: reconciliation settles every record and removes the orphan.
-    let server = ServerProcess::spawn(data_dir, "0s");
+    let server = ServerProcess::spawn(data_dir);
     let mut client = server.client().await;
     let all = common::every_sandbox(&mut client).await;
     assert_eq!(all.len(), CREATES);
@@ -126,7 +118,7 @@ async fn sigkill_during_creates_leaves_nothing_stuck_or_orphaned() {
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let temp = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(temp.path(), "0s");
+    let mut server = ServerProcess::spawn(temp.path());
     let mut client = server.client().await;
     client
         .create_sandbox(pb::CreateSandboxRequest::default())

@@ -343,9 +343,10 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
         ("PADDOCK_DOCKER_DEFAULT_IMAGE", BUSYBOX),
         ("PADDOCK_DOCKER_AGENT_BINARY", agent.to_str().unwrap()),
     ];
-    // Each create waits 3 s after making its container, so the server dies
-    // with containers made and records not yet RUNNING.
-    let mut server = ServerProcess::spawn_with(temp.path(), "3s", &env);
+    // Each create is held at the gate after making its container, so the
+    // server dies with containers made and records not yet RUNNING.
+    let gate = common::spawned::Gate::new();
+    let mut server = ServerProcess::spawn_with(temp.path(), &[&env[..], &[gate.env()]].concat());
     let client = server.client().await;
     let mut creates = Vec::new();
     for _ in 0..CREATES {
@@ -366,8 +367,11 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
     .unwrap();
     eventually(
         Duration::from_secs(60),
-        "every container to be made",
+        "every container to be made and its create held at the gate",
         || async {
+            if gate.arrivals() < CREATES {
+                return None;
+            }
             let made = docker_output(&[
                 "ps",
                 "-aq",
@@ -407,7 +411,7 @@ async fn sigkill_during_docker_creates_leaves_no_orphan_and_nothing_stuck() {
         "600",
     ]);
 
-    let server = ServerProcess::spawn_with(temp.path(), "0s", &env);
+    let server = ServerProcess::spawn_with(temp.path(), &env);
     let mut client = server.client().await;
     let all = common::every_sandbox(&mut client).await;
     assert_eq!(all.len(), CREATES);

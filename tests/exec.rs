@@ -311,7 +311,7 @@ async fn a_gib_of_stdout_arrives_in_full_with_bounded_memory_despite_a_pausing_r
     const SERVER_RSS_BOUND: u64 = 80 << 20;
     // The server runs as its own process, so that its memory is its own.
     let data = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(data.path(), "0s");
+    let server = ServerProcess::spawn(data.path());
     let id = server
         .client()
         .await

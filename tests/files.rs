@@ -975,7 +975,7 @@ async fn escapes_from_a_process_sandbox_fail() {
 async fn a_gib_moves_with_bounded_server_memory(env: &[(&str, &str)]) {
     const SIZE: u64 = 1 << 30;
     let temp = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn_with(temp.path(), "0s", env);
+    let server = ServerProcess::spawn_with(temp.path(), env);
     let channel = server.channel().await;
     let id = server
         .client()

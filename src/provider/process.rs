@@ -16,7 +16,6 @@
 
 use std::io::ErrorKind as IoErrorKind;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -54,7 +53,6 @@ pub struct ProcessProvider {
     root: PathBuf,
     agent: AgentLaunch,
     confinement: Confinement,
-    create_delay: Duration,
 }
 
 impl ProcessProvider {
@@ -76,15 +74,7 @@ impl ProcessProvider {
             root,
             agent,
             confinement,
-            create_delay: Duration::ZERO,
         })
-    }
-
-    /// Makes every create wait `delay` before its final rename. Crash tests
-    /// use it to kill the server while creates are in flight.
-    pub fn with_create_delay(mut self, delay: Duration) -> Self {
-        self.create_delay = delay;
-        self
     }
 
     fn sandbox_dir(&self, sandbox_id: &str) -> Result<PathBuf> {
@@ -257,9 +247,6 @@ impl Provider for ProcessProvider {
         )
         .await?;
         write_marker(&staging, &marker).await?;
-        if !self.create_delay.is_zero() {
-            tokio::time::sleep(self.create_delay).await;
-        }
         fs::rename(&staging, &dir)
             .await
             .map_err(|e| io_error("creating a process sandbox", &dir, e))?;

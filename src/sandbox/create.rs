@@ -152,6 +152,8 @@ impl Manager {
         };
         let made = async {
             let provider_ref = self.call(provider.create(request)).await?;
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::gate("created", &sandbox.id).await;
             let agent = self.call(provider.start(&sandbox.id)).await?;
             self.agent_clients().remember(&sandbox.id, agent);
             Ok::<_, Error>(provider_ref)

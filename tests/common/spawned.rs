@@ -24,18 +24,17 @@ impl ServerProcess {
     /// Starts the real binary on an ephemeral port and waits until it
     /// serves; the port is read from its `serving` log line, so parallel
     /// tests never race for a port.
-    pub fn spawn(data_dir: &Path, create_delay: &str) -> Self {
-        Self::spawn_with(data_dir, create_delay, &[])
+    pub fn spawn(data_dir: &Path) -> Self {
+        Self::spawn_with(data_dir, &[])
     }
 
     /// Like [`ServerProcess::spawn`], with more environment variables (they
     /// win over the defaults, which choose the process provider).
-    pub fn spawn_with(data_dir: &Path, create_delay: &str, env: &[(&str, &str)]) -> Self {
+    pub fn spawn_with(data_dir: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_paddock"))
             .args(["serve", "--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
-            .env("PADDOCK_TEST_PROCESS_CREATE_DELAY", create_delay)
             .env("PADDOCK_LOG", "info")
             .env("PADDOCK_LOG_FORMAT", "json")
             .env("PADDOCK_AGENT_BINARY", env!("CARGO_BIN_EXE_paddock"))
@@ -121,5 +120,45 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         super::kill_agents(&self.data_dir);
+    }
+}
+
+/// A gate that holds every sandbox's provisioning between its provider's
+/// create and start (the server's `test-hooks` gates), so that a test can
+/// kill a server with creates in flight at a point it chose.
+pub struct Gate {
+    dir: tempfile::TempDir,
+}
+
+impl Gate {
+    /// A closed gate. Fails loudly when the server was built without the
+    /// `test-hooks` feature (scripts/test builds with it).
+    pub fn new() -> Self {
+        if !cfg!(feature = "test-hooks") {
+            panic!(
+                "this test needs the server's test hooks: run it with --features test-hooks \
+                 (scripts/test does)"
+            );
+        }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// The server environment that sets the gate up.
+    pub fn env(&self) -> (&'static str, &str) {
+        ("PADDOCK_TEST_GATE", self.dir.path().to_str().unwrap())
+    }
+
+    /// How many sandboxes wait at the gate (or passed it).
+    pub fn arrivals(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("created."))
+            })
+            .count()
     }
 }

@@ -76,9 +76,6 @@ pub struct DockerSettings {
     pub scope: String,
     /// How to reach agents.
     pub transport: AgentTransport,
-    /// Testing only: how long each create waits after making its container,
-    /// so that crash tests can kill the server mid-create.
-    pub create_delay: Duration,
 }
 
 /// How the server reaches the agents in containers.
@@ -327,9 +324,6 @@ impl Provider for DockerProvider {
         {
             Ok(created) => {
                 debug!(container = %created.id, "sandbox container created");
-                if !self.settings.create_delay.is_zero() {
-                    tokio::time::sleep(self.settings.create_delay).await;
-                }
                 Ok(created.id)
             }
             // An earlier attempt, or a concurrent retry, made it first.
