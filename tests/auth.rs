@@ -243,7 +243,7 @@ async fn calls_need_a_valid_unrevoked_key() {
 async fn reflection_can_be_opened_to_callers_without_a_key() {
     let server = TestServer::start_with(|args: &mut ServeArgs| {
         args.auth = Some("keys".into());
-        args.open_reflection = true;
+        args.open_reflection = Some(true);
     })
     .await;
     let mut answers = list_services(&server)
@@ -724,12 +724,11 @@ async fn server_with_quotas() -> TestServer {
     std::fs::write(
         config.path(),
         "auth = \"keys\"\n\
-         [quotas]\n\
-         running_sandboxes = 2\n\
-         commands = 1\n\
-         max_memory_bytes = 67108864\n\
-         [quotas.tenants.big]\n\
-         running_sandboxes = 3\n",
+         quota_running_sandboxes = 2\n\
+         quota_commands = 1\n\
+         quota_max_memory = \"64MiB\"\n\
+         [tenant_quotas.big]\n\
+         quota_running_sandboxes = 3\n",
     )
     .unwrap();
     let path = config.path().to_path_buf();

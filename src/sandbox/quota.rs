@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
@@ -17,8 +16,7 @@ use crate::error::{Error, Result};
 use super::Resources;
 
 /// One tenant's limits; `None`: unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Quota {
     /// Sandboxes not STOPPED, FAILED or DELETED at once.
     pub running_sandboxes: Option<u64>,
