@@ -2,11 +2,11 @@
 //! made of, stop and start keeping its files, lifetimes and idle stops, and
 //! delete leaving nothing behind.
 
-mod common;
-
+use crate::common;
+use crate::on_every_provider;
 use std::time::Duration;
 
-use common::{Provider, TestServer, eventually};
+use crate::common::{Provider, TestServer, eventually};
 use paddock::pb;
 use paddock::pb::sandbox_service_client::SandboxServiceClient;
 use tonic::transport::Channel;

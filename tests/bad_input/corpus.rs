@@ -12,13 +12,13 @@
 //! must serve normally afterwards. On every provider: the checks past the
 //! server's own are the agent's and the engine's.
 
-mod common;
-
+use crate::common;
+use crate::on_every_provider;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::common::{Provider, TestServer};
 use bytes::{Buf, BufMut};
-use common::{Provider, TestServer};
 use paddock::pb;
 use prost::Message;
 use prost_types::field_descriptor_proto::{Label, Type};
