@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
+pub mod calls;
 pub mod docker;
 pub mod postgres;
 pub mod spawned;
@@ -94,10 +95,48 @@ macro_rules! on_every_provider {
     };
 }
 
+/// The state store a test server keeps its records in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The SQLite file in its data directory.
+    Sqlite,
+    /// A fresh database on the test Postgres server.
+    Postgres,
+}
+
+/// Generates, for each `async fn NAME(store: Store)` listed, a test
+/// `sqlite::NAME` and `postgres::NAME`, so that one suite of behaviour runs
+/// on both databases. Postgres tests skip outside CI when no server is set
+/// up (and fail under CI=true).
+#[macro_export]
+macro_rules! on_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::common::Store::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::common::Store::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
 /// A running server and the temporary data directory it owns.
 pub struct TestServer {
     pub addr: BoundAddr,
     pub data_dir: PathBuf,
+    /// The Postgres database it keeps its state in; `None` for the SQLite
+    /// file in its data directory.
+    pub database_url: Option<String>,
     /// The store's identity: the `io.paddock.scope` label of its containers.
     pub scope: String,
     _temp: Option<TempDir>,
@@ -109,6 +148,23 @@ impl TestServer {
     /// A server on 127.0.0.1 with an ephemeral port and a fresh SQLite file.
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
+    }
+
+    /// A server keeping its state in `store`, with settings changed by
+    /// `configure`; `None` when that store is Postgres and none is set up
+    /// outside CI.
+    pub async fn on(store: Store, configure: impl FnOnce(&mut ServeArgs)) -> Option<Self> {
+        let database_url = match store {
+            Store::Sqlite => None,
+            Store::Postgres => Some(postgres::fresh_database().await?),
+        };
+        Some(
+            Self::start_with(|args| {
+                args.database_url = database_url;
+                configure(args);
+            })
+            .await,
+        )
     }
 
     /// A server whose default provider is `provider`.
@@ -152,6 +208,7 @@ impl TestServer {
             ..ServeArgs::default()
         };
         configure(&mut args);
+        let database_url = args.database_url.clone();
         let config = ServerConfig::resolve(args).expect("valid test config");
         let server = Server::start(config).await.expect("server starts");
         let addr = server.local_addr().clone();
@@ -163,6 +220,7 @@ impl TestServer {
         Self {
             addr,
             data_dir: data_dir.to_path_buf(),
+            database_url,
             scope,
             _temp: None,
             shutdown: Some(shutdown),
@@ -178,64 +236,6 @@ impl TestServer {
     /// A SandboxService client.
     pub async fn sandboxes(&self) -> SandboxServiceClient<Channel> {
         SandboxServiceClient::new(self.channel().await)
-    }
-
-    /// Creates a sandbox from `request` and requires it RUNNING.
-    pub async fn running_sandbox(
-        &self,
-        request: paddock::pb::CreateSandboxRequest,
-    ) -> paddock::pb::Sandbox {
-        let sandbox = self
-            .sandboxes()
-            .await
-            .create_sandbox(request)
-            .await
-            .unwrap()
-            .into_inner()
-            .sandbox
-            .unwrap();
-        assert_eq!(
-            sandbox.state,
-            paddock::pb::SandboxState::Running as i32,
-            "{}",
-            sandbox.state_reason
-        );
-        sandbox
-    }
-
-    /// Runs `line` with the sandbox's shell, requires exit code 0, and
-    /// returns its standard output.
-    pub async fn shell(&self, sandbox_id: &str, line: &str) -> String {
-        let ran = paddock::pb::exec_service_client::ExecServiceClient::new(self.channel().await)
-            .run_command(paddock::pb::RunCommandRequest {
-                sandbox_id: sandbox_id.into(),
-                shell: line.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            ran.exit_code,
-            Some(0),
-            "{line}: {}",
-            String::from_utf8_lossy(&ran.stderr)
-        );
-        String::from_utf8(ran.stdout).unwrap()
-    }
-
-    /// The provider called `name`, as ListProviders describes it.
-    pub async fn provider(&self, name: &str) -> paddock::pb::Provider {
-        self.sandboxes()
-            .await
-            .list_providers(paddock::pb::ListProvidersRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .providers
-            .into_iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("ListProviders lists {name}"))
     }
 
     /// A gRPC health client.

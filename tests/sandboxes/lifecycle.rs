@@ -3,9 +3,10 @@
 
 use super::*;
 
-#[tokio::test]
-async fn create_get_stop_start_delete() {
-    let server = TestServer::start().await;
+async fn create_get_stop_start_delete(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
 
     let created = client
@@ -36,7 +37,7 @@ async fn create_get_stop_start_delete() {
     );
     assert_eq!(sandbox.provider_ref, dir.display().to_string());
 
-    assert_eq!(get(&mut client, &sandbox.id).await, sandbox);
+    assert_eq!(server.get(&sandbox.id).await, sandbox);
 
     let stopped = client
         .stop_sandbox(pb::StopSandboxRequest {
@@ -77,18 +78,19 @@ async fn create_get_stop_start_delete() {
 
     // The record stays for audit, and the name is free again.
     assert_eq!(
-        state(&get(&mut client, &sandbox.id).await),
+        state(&server.get(&sandbox.id).await),
         pb::SandboxState::Deleted
     );
-    let again = create(&mut client, named("lifecycle")).await;
+    let again = server.create(named("lifecycle")).await;
     assert_ne!(again.id, sandbox.id);
 }
 
-#[tokio::test]
-async fn repeated_actions_are_idempotent_and_illegal_ones_say_why() {
-    let server = TestServer::start().await;
+async fn repeated_actions_are_idempotent_and_illegal_ones_say_why(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
-    let sandbox = create(&mut client, Default::default()).await;
+    let sandbox = server.create(Default::default()).await;
     let id = || sandbox.id.clone();
 
     client
@@ -147,11 +149,12 @@ async fn repeated_actions_are_idempotent_and_illegal_ones_say_why() {
     assert_eq!(status.code(), Code::FailedPrecondition);
 }
 
-#[tokio::test]
-async fn get_or_create_by_name_returns_the_same_sandbox() {
-    let server = TestServer::start().await;
+async fn get_or_create_by_name_returns_the_same_sandbox(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
-    let first = create(&mut client, named("shared")).await;
+    let first = server.create(named("shared")).await;
 
     let status = client.create_sandbox(named("shared")).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
@@ -169,9 +172,10 @@ async fn get_or_create_by_name_returns_the_same_sandbox() {
     assert_eq!(again.sandbox.unwrap().id, first.id);
 }
 
-#[tokio::test]
-async fn request_id_makes_retries_safe() {
-    let server = TestServer::start().await;
+async fn request_id_makes_retries_safe(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
     let request = pb::CreateSandboxRequest {
         request_id: "retry-me".into(),
@@ -214,9 +218,10 @@ async fn request_id_makes_retries_safe() {
     );
 }
 
-#[tokio::test]
-async fn env_values_are_never_returned() {
-    let server = TestServer::start().await;
+async fn env_values_are_never_returned(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
     let secret = "s3cr3t-value-that-must-not-leak";
     let response = client
@@ -231,7 +236,7 @@ async fn env_values_are_never_returned() {
     assert_eq!(sandbox.env_keys, vec!["API_TOKEN".to_string()]);
 
     let mut encoded = response.encode_to_vec();
-    encoded.extend(get(&mut client, &sandbox.id).await.encode_to_vec());
+    encoded.extend(server.get(&sandbox.id).await.encode_to_vec());
     let mut events = client
         .watch_sandboxes(pb::WatchSandboxesRequest::default())
         .await
@@ -246,3 +251,11 @@ async fn env_values_are_never_returned() {
         "an env value appeared in a response"
     );
 }
+
+on_every_store!(
+    create_get_stop_start_delete,
+    repeated_actions_are_idempotent_and_illegal_ones_say_why,
+    get_or_create_by_name_returns_the_same_sandbox,
+    request_id_makes_retries_safe,
+    env_values_are_never_returned,
+);

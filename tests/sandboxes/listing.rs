@@ -2,21 +2,20 @@
 
 use super::*;
 
-#[tokio::test]
-async fn list_filters_by_state_and_labels_and_pages() {
-    let server = TestServer::start().await;
+async fn list_filters_by_state_and_labels_and_pages(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
     let mut ml = Vec::new();
     for i in 0..23 {
         let team = if i % 2 == 0 { "ml" } else { "web" };
-        let sandbox = create(
-            &mut client,
-            pb::CreateSandboxRequest {
+        let sandbox = server
+            .create(pb::CreateSandboxRequest {
                 labels: labels(&[("team", team), ("idx", &i.to_string())]),
                 ..Default::default()
-            },
-        )
-        .await;
+            })
+            .await;
         if team == "ml" {
             ml.push(sandbox.id);
         }
@@ -107,11 +106,12 @@ async fn list_filters_by_state_and_labels_and_pages() {
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
-#[tokio::test]
-async fn deleted_sandboxes_are_listed_only_when_asked_for() {
-    let server = TestServer::start().await;
+async fn deleted_sandboxes_are_listed_only_when_asked_for(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
-    let sandbox = create(&mut client, Default::default()).await;
+    let sandbox = server.create(Default::default()).await;
     client
         .delete_sandbox(pb::DeleteSandboxRequest {
             sandbox_id: sandbox.id.clone(),
@@ -137,3 +137,8 @@ async fn deleted_sandboxes_are_listed_only_when_asked_for() {
     assert_eq!(deleted.len(), 1);
     assert_eq!(deleted[0].id, sandbox.id);
 }
+
+on_every_store!(
+    list_filters_by_state_and_labels_and_pages,
+    deleted_sandboxes_are_listed_only_when_asked_for,
+);

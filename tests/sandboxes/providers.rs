@@ -3,25 +3,11 @@
 //! delete leaving nothing behind.
 
 use crate::common;
+use crate::common::calls::seconds;
 use crate::on_every_provider;
-use std::time::Duration;
 
-use crate::common::{Provider, TestServer, eventually};
+use crate::common::{Provider, TestServer};
 use paddock::pb;
-use paddock::pb::sandbox_service_client::SandboxServiceClient;
-use tonic::transport::Channel;
-
-async fn state_of(sandboxes: &mut SandboxServiceClient<Channel>, id: &str) -> pb::Sandbox {
-    sandboxes
-        .get_sandbox(pb::GetSandboxRequest {
-            sandbox_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
-}
 
 /// Whether the provider's object of the sandbox still exists.
 fn object_exists(server: &TestServer, provider: Provider, id: &str) -> bool {
@@ -30,13 +16,6 @@ fn object_exists(server: &TestServer, provider: Provider, id: &str) -> bool {
     } else {
         server.sandbox_dir(id).exists()
     }
-}
-
-fn seconds(value: f64) -> Option<prost_types::Duration> {
-    Some(prost_types::Duration {
-        seconds: value.trunc() as i64,
-        nanos: (value.fract() * 1e9) as i32,
-    })
 }
 
 async fn env_workdir_stop_start_and_delete(provider: Provider) {
@@ -95,45 +74,42 @@ async fn env_workdir_stop_start_and_delete(provider: Provider) {
 
 async fn idle_sandboxes_stop_and_expired_ones_go(provider: Provider) {
     let server = TestServer::for_provider(provider).await;
-    let mut sandboxes = server.sandboxes().await;
     let idle = server
         .running_sandbox(pb::CreateSandboxRequest {
             idle_timeout: seconds(1.0),
             ..Default::default()
         })
         .await;
-    let expiring = server
-        .running_sandbox(pb::CreateSandboxRequest {
+    // The short lifetime is given once the sandbox runs, so that a slow
+    // create cannot use it up before the sandbox is RUNNING.
+    let expiring = server.running_sandbox(Default::default()).await;
+    server
+        .sandboxes()
+        .await
+        .update_sandbox(pb::UpdateSandboxRequest {
+            sandbox_id: expiring.id.clone(),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["timeout".into()],
+            }),
             timeout: seconds(1.5),
             ..Default::default()
         })
+        .await
+        .unwrap();
+    let stopped = server
+        .wait_for_state(&idle.id, pb::SandboxState::Stopped)
         .await;
-    let stopped = eventually(Duration::from_secs(15), "the idle sandbox to stop", || {
-        let mut sandboxes = sandboxes.clone();
-        let id = idle.id.clone();
-        async move {
-            let sandbox = state_of(&mut sandboxes, &id).await;
-            (sandbox.state == pb::SandboxState::Stopped as i32).then_some(sandbox)
-        }
-    })
-    .await;
     assert!(
         stopped.state_reason.contains("idle"),
         "{}",
         stopped.state_reason
     );
     assert!(object_exists(&server, provider, &idle.id));
-    eventually(Duration::from_secs(15), "the expired sandbox to go", || {
-        let mut sandboxes = sandboxes.clone();
-        let id = expiring.id.clone();
-        async move {
-            (state_of(&mut sandboxes, &id).await.state == pb::SandboxState::Deleted as i32)
-                .then_some(())
-        }
-    })
-    .await;
+    server
+        .wait_for_state(&expiring.id, pb::SandboxState::Deleted)
+        .await;
     assert!(!object_exists(&server, provider, &expiring.id));
-    let still = state_of(&mut sandboxes, &idle.id).await;
+    let still = server.get(&idle.id).await;
     assert_eq!(still.state, pb::SandboxState::Stopped as i32);
 }
 

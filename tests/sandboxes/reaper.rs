@@ -2,34 +2,32 @@
 
 use super::*;
 
-#[tokio::test]
-async fn expired_sandboxes_are_deleted_and_idle_ones_stopped() {
-    let server = TestServer::start().await;
-    let mut client = server.sandboxes().await;
-    let short_lived = create(
-        &mut client,
-        pb::CreateSandboxRequest {
+async fn expired_sandboxes_are_deleted_and_idle_ones_stopped(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
+    let short_lived = server
+        .create(pb::CreateSandboxRequest {
             timeout: Some(prost_types::Duration {
                 seconds: 1,
                 nanos: 0,
             }),
             ..Default::default()
-        },
-    )
-    .await;
-    let idle = create(
-        &mut client,
-        pb::CreateSandboxRequest {
+        })
+        .await;
+    let idle = server
+        .create(pb::CreateSandboxRequest {
             idle_timeout: Some(prost_types::Duration {
                 seconds: 1,
                 nanos: 0,
             }),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
 
-    let expired = wait_for_state(&client, &short_lived.id, pb::SandboxState::Deleted).await;
+    let expired = server
+        .wait_for_state(&short_lived.id, pb::SandboxState::Deleted)
+        .await;
     assert!(
         expired.state_reason.contains("lifetime"),
         "{}",
@@ -37,10 +35,14 @@ async fn expired_sandboxes_are_deleted_and_idle_ones_stopped() {
     );
     assert!(!server.sandbox_dir(&short_lived.id).exists());
 
-    let stopped = wait_for_state(&client, &idle.id, pb::SandboxState::Stopped).await;
+    let stopped = server
+        .wait_for_state(&idle.id, pb::SandboxState::Stopped)
+        .await;
     assert!(
         stopped.state_reason.contains("idle"),
         "{}",
         stopped.state_reason
     );
 }
+
+on_every_store!(expired_sandboxes_are_deleted_and_idle_ones_stopped,);

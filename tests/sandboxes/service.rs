@@ -124,8 +124,7 @@ async fn serves_on_a_unix_socket() {
         args.listen = Some(format!("unix:{}", socket.display()));
     })
     .await;
-    let mut client = server.sandboxes().await;
-    let sandbox = create(&mut client, Default::default()).await;
+    let sandbox = server.create(Default::default()).await;
     assert_eq!(state(&sandbox), pb::SandboxState::Running);
     server.stop().await;
     assert!(!socket.exists(), "the socket file is removed on shutdown");

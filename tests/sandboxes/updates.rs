@@ -2,18 +2,17 @@
 
 use super::*;
 
-#[tokio::test]
-async fn update_changes_labels_metadata_and_lifetime() {
-    let server = TestServer::start().await;
+async fn update_changes_labels_metadata_and_lifetime(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
-    let sandbox = create(
-        &mut client,
-        pb::CreateSandboxRequest {
+    let sandbox = server
+        .create(pb::CreateSandboxRequest {
             labels: labels(&[("old", "1")]),
             ..Default::default()
-        },
-    )
-    .await;
+        })
+        .await;
     let metadata = prost_types::Struct {
         fields: [(
             "purpose".to_string(),
@@ -49,7 +48,7 @@ async fn update_changes_labels_metadata_and_lifetime() {
         expires - created >= 7199,
         "lifetime extended to 2h from now"
     );
-    assert_eq!(get(&mut client, &sandbox.id).await, updated);
+    assert_eq!(server.get(&sandbox.id).await, updated);
 
     // Fields not in the mask stay.
     let relabelled = client
@@ -80,3 +79,5 @@ async fn update_changes_labels_metadata_and_lifetime() {
         .sandboxes;
     assert_eq!(by_new_label.len(), 1, "the label index follows updates");
 }
+
+on_every_store!(update_changes_labels_metadata_and_lifetime,);

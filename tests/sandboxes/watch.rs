@@ -2,9 +2,10 @@
 
 use super::*;
 
-#[tokio::test]
-async fn watch_streams_every_change_and_resumes() {
-    let server = TestServer::start().await;
+async fn watch_streams_every_change_and_resumes(store: Store) {
+    let Some(server) = TestServer::on(store, |_| {}).await else {
+        return;
+    };
     let mut client = server.sandboxes().await;
     let mut events = client
         .watch_sandboxes(pb::WatchSandboxesRequest::default())
@@ -12,7 +13,7 @@ async fn watch_streams_every_change_and_resumes() {
         .unwrap()
         .into_inner();
 
-    let sandbox = create(&mut client, Default::default()).await;
+    let sandbox = server.create(Default::default()).await;
     let id = sandbox.id.clone();
     client
         .stop_sandbox(pb::StopSandboxRequest {
@@ -78,7 +79,7 @@ async fn watch_streams_every_change_and_resumes() {
     }
 
     // A watch limited to one sandbox sees nothing of another.
-    let other = create(&mut client, Default::default()).await;
+    let other = server.create(Default::default()).await;
     let quiet = tokio::time::timeout(Duration::from_millis(300), resumed.message()).await;
     assert!(
         quiet.is_err(),
@@ -86,3 +87,5 @@ async fn watch_streams_every_change_and_resumes() {
         other.id
     );
 }
+
+on_every_store!(watch_streams_every_change_and_resumes,);
