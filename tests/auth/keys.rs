@@ -2,10 +2,11 @@
 
 use super::*;
 
-#[tokio::test]
-async fn calls_need_a_valid_unrevoked_key() {
-    let server = keyed_server().await;
-    let key = make_key(&server.data_dir, "team-a");
+async fn calls_need_a_valid_unrevoked_key(store: Store) {
+    let Some(server) = keyed_server(store).await else {
+        return;
+    };
+    let key = make_key(&server, "team-a");
 
     let list = || pb::ListSandboxesRequest::default();
     let mut anonymous = clients(&server, None).await;
@@ -74,7 +75,7 @@ async fn calls_need_a_valid_unrevoked_key() {
             "the key is stored in clear"
         );
     }
-    let listed = keys(&server.data_dir, &["list"]).unwrap();
+    let listed = keys(&server, &["list"]).unwrap();
     assert!(
         listed.contains("team-a") && !listed.contains(&key),
         "{listed}"
@@ -85,7 +86,7 @@ async fn calls_need_a_valid_unrevoked_key() {
         .expect("a key id")
         .to_owned();
 
-    keys(&server.data_dir, &["revoke", &id]).unwrap();
+    keys(&server, &["revoke", &id]).unwrap();
     // A server trusts a key it checked for up to a second.
     let revoked_at = std::time::Instant::now();
     let refused = common::eventually(Duration::from_secs(5), "the revocation", || {
@@ -104,20 +105,22 @@ async fn calls_need_a_valid_unrevoked_key() {
         refused.message()
     );
     assert_eq!(refused.message(), "the API key was revoked");
-    assert!(keys(&server.data_dir, &["list"]).unwrap().contains(&id));
-    let error = keys(&server.data_dir, &["revoke", "key_0000000000000000"]).unwrap_err();
+    assert!(keys(&server, &["list"]).unwrap().contains(&id));
+    let error = keys(&server, &["revoke", "key_0000000000000000"]).unwrap_err();
     assert!(error.contains("there is no key"), "{error}");
-    let error = keys(&server.data_dir, &["create", "--tenant", "bad tenant"]).unwrap_err();
+    let error = keys(&server, &["create", "--tenant", "bad tenant"]).unwrap_err();
     assert!(error.contains("not a tenant name"), "{error}");
 }
 
-#[tokio::test]
-async fn reflection_can_be_opened_to_callers_without_a_key() {
-    let server = TestServer::start_with(|args: &mut ServeArgs| {
+async fn reflection_can_be_opened_to_callers_without_a_key(store: Store) {
+    let Some(server) = TestServer::on(store, |args: &mut ServeArgs| {
         args.auth = Some("keys".into());
         args.open_reflection = Some(true);
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let mut answers = list_services(&server)
         .await
         .expect("open reflection")
@@ -176,3 +179,8 @@ async fn without_authentication_only_loopback_and_unix_sockets_are_served() {
         .await
         .expect("a Unix socket may be open");
 }
+
+on_every_store!(
+    calls_need_a_valid_unrevoked_key,
+    reflection_can_be_opened_to_callers_without_a_key,
+);

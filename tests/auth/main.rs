@@ -11,7 +11,7 @@ mod rate_limit;
 mod tenants;
 
 use bytes::Bytes;
-use common::TestServer;
+use common::{Store, TestServer};
 use paddock::api::auth::AuthMode;
 use paddock::config::{ServeArgs, ServerConfig};
 use paddock::pb;
@@ -25,16 +25,38 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 
-/// Runs `paddock keys ARGS --data-dir DIR`; returns stdout, or the stderr of
+/// The database `paddock keys` works on: a server's, given as the server
+/// was (its data directory's SQLite file, or its database URL).
+enum Database<'a> {
+    DataDir(&'a Path),
+    Url(&'a str),
+}
+
+impl<'a> From<&'a TestServer> for Database<'a> {
+    fn from(server: &'a TestServer) -> Self {
+        match &server.database_url {
+            Some(url) => Self::Url(url),
+            None => Self::DataDir(&server.data_dir),
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for Database<'a> {
+    fn from(data_dir: &'a Path) -> Self {
+        Self::DataDir(data_dir)
+    }
+}
+
+/// Runs `paddock keys ARGS` on `database`; returns stdout, or the stderr of
 /// a failure.
-fn keys(data_dir: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(env!("CARGO_BIN_EXE_paddock"))
-        .arg("keys")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run paddock keys");
+fn keys<'a>(database: impl Into<Database<'a>>, args: &[&str]) -> Result<String, String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paddock"));
+    command.arg("keys").args(args);
+    match database.into() {
+        Database::DataDir(dir) => command.arg("--data-dir").arg(dir),
+        Database::Url(url) => command.arg("--database-url").arg(url),
+    };
+    let output = command.output().expect("run paddock keys");
     if output.status.success() {
         Ok(String::from_utf8(output.stdout).unwrap())
     } else {
@@ -42,9 +64,9 @@ fn keys(data_dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-fn make_key(data_dir: &Path, tenant: &str) -> String {
+fn make_key<'a>(database: impl Into<Database<'a>>, tenant: &str) -> String {
     let key = keys(
-        data_dir,
+        database,
         &["create", "--tenant", tenant, "--description", "test"],
     )
     .expect("keys create")
@@ -91,8 +113,13 @@ async fn clients(server: &TestServer, key: Option<&str>) -> Clients {
     }
 }
 
-async fn keyed_server() -> TestServer {
-    TestServer::start_with(|args: &mut ServeArgs| args.auth = Some("keys".into())).await
+/// A server that needs API keys, on `store`; `None` when that store is not
+/// set up outside CI.
+async fn keyed_server(store: Store) -> Option<TestServer> {
+    TestServer::on(store, |args: &mut ServeArgs| {
+        args.auth = Some("keys".into())
+    })
+    .await
 }
 
 /// Asks reflection (v1) to list the services, without an API key.

@@ -6,7 +6,7 @@ use super::*;
 /// A keyed server with quotas from a configuration file: every tenant may
 /// run 2 sandboxes and 1 command, with sandboxes of at most 64 MiB; tenant
 /// `big` may run 3 sandboxes.
-async fn server_with_quotas() -> TestServer {
+async fn server_with_quotas(store: Store) -> Option<TestServer> {
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
@@ -19,7 +19,7 @@ async fn server_with_quotas() -> TestServer {
     )
     .unwrap();
     let path = config.path().to_path_buf();
-    let server = TestServer::start_with(|args: &mut ServeArgs| args.config = Some(path)).await;
+    let server = TestServer::on(store, |args: &mut ServeArgs| args.config = Some(path)).await;
     drop(config);
     server
 }
@@ -34,11 +34,12 @@ async fn create(clients: &mut Clients) -> Result<pb::Sandbox, Status> {
         .unwrap())
 }
 
-#[tokio::test]
-async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
-    let server = server_with_quotas().await;
-    let mut small = clients(&server, Some(&make_key(&server.data_dir, "small"))).await;
-    let mut big = clients(&server, Some(&make_key(&server.data_dir, "big"))).await;
+async fn quotas_refuse_what_is_over_them_and_name_the_quota(store: Store) {
+    let Some(server) = server_with_quotas(store).await else {
+        return;
+    };
+    let mut small = clients(&server, Some(&make_key(&server, "small"))).await;
+    let mut big = clients(&server, Some(&make_key(&server, "big"))).await;
 
     let first = create(&mut small).await.unwrap();
     create(&mut small).await.unwrap();
@@ -156,3 +157,5 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota() {
     })
     .await;
 }
+
+on_every_store!(quotas_refuse_what_is_over_them_and_name_the_quota);

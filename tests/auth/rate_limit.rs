@@ -2,15 +2,17 @@
 
 use super::*;
 
-#[tokio::test]
-async fn each_key_is_held_to_its_rate_limit_alone() {
-    let server = TestServer::start_with(|args: &mut ServeArgs| {
+async fn each_key_is_held_to_its_rate_limit_alone(store: Store) {
+    let Some(server) = TestServer::on(store, |args: &mut ServeArgs| {
         args.auth = Some("keys".into());
         args.key_rate_limit = Some(5);
     })
-    .await;
-    let busy = make_key(&server.data_dir, "alpha");
-    let quiet = make_key(&server.data_dir, "beta");
+    .await
+    else {
+        return;
+    };
+    let busy = make_key(&server, "alpha");
+    let quiet = make_key(&server, "beta");
     let mut busy_clients = clients(&server, Some(&busy)).await;
     let mut outcomes = Vec::new();
     for _ in 0..20 {
@@ -49,3 +51,5 @@ async fn each_key_is_held_to_its_rate_limit_alone() {
         .await
         .expect("the key is admitted again after a quiet second");
 }
+
+on_every_store!(each_key_is_held_to_its_rate_limit_alone);

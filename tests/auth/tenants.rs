@@ -1,13 +1,22 @@
 //! A tenant sees and touches only its own sandboxes: another's are
-//! NOT_FOUND on every RPC.
+//! NOT_FOUND on every RPC, and listings and watches hold only its own.
 
 use super::*;
 
-#[tokio::test]
-async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
-    let server = keyed_server().await;
-    let mut a = clients(&server, Some(&make_key(&server.data_dir, "team-a"))).await;
-    let mut b = clients(&server, Some(&make_key(&server.data_dir, "team-b"))).await;
+/// Tenant A's sandbox (named `shared-name`, holding `secret.txt` and
+/// running a command), and clients acting for A and for B.
+struct Tenants {
+    _server: TestServer,
+    a: Clients,
+    b: Clients,
+    id: String,
+    command: String,
+}
+
+async fn two_tenants(store: Store) -> Option<Tenants> {
+    let server = keyed_server(store).await?;
+    let mut a = clients(&server, Some(&make_key(&server, "team-a"))).await;
+    let b = clients(&server, Some(&make_key(&server, "team-b"))).await;
 
     let sandbox = a
         .sandboxes
@@ -46,30 +55,91 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
         .command
         .unwrap()
         .id;
+    Some(Tenants {
+        _server: server,
+        a,
+        b,
+        id,
+        command,
+    })
+}
 
-    // Every RPC that names the sandbox answers B as if it did not exist.
-    let not_found = |result: Result<(), Status>, what: &str| {
-        let status = result.expect_err(what);
-        assert_eq!(
-            status.code(),
-            Code::NotFound,
-            "{what}: {}",
-            status.message()
-        );
-        assert!(
-            !status.message().contains("team-a"),
-            "{what}: {}",
-            status.message()
-        );
+/// B's call to A's sandbox ended NOT_FOUND, saying nothing of A.
+fn not_found(result: Result<(), Status>, what: &str) {
+    let status = result.expect_err(what);
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "{what}: {}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("team-a"),
+        "{what}: {}",
+        status.message()
+    );
+}
+
+/// Calls `$method` on B's `$client` and requires [`not_found`].
+macro_rules! try_as_b {
+    ($client:expr, $method:ident, $request:expr) => {
+        not_found(
+            $client.$method($request).await.map(drop),
+            stringify!($method),
+        )
     };
-    macro_rules! try_as_b {
-        ($client:expr, $method:ident, $request:expr) => {
-            not_found(
-                $client.$method($request).await.map(drop),
-                stringify!($method),
-            )
-        };
-    }
+}
+
+/// A's sandbox, file and command are untouched.
+async fn assert_untouched(tenants: &mut Tenants) {
+    let Tenants { a, id, command, .. } = tenants;
+    let sid = || id.clone();
+    let path = || "secret.txt".to_owned();
+    let command = command.clone();
+    // A's sandbox, file and command are untouched.
+    let still = a
+        .sandboxes
+        .get_sandbox(pb::GetSandboxRequest { sandbox_id: sid() })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(still.state, pb::SandboxState::Running as i32);
+    assert!(still.labels.is_empty());
+    let content = a
+        .files
+        .read_file(pb::ReadFileRequest {
+            sandbox_id: sid(),
+            path: path(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .content;
+    assert_eq!(content, b"team a only");
+    let running = a
+        .exec
+        .get_command(pb::GetCommandRequest {
+            sandbox_id: sid(),
+            command_id: command,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .command
+        .unwrap();
+    assert_eq!(running.state, pb::CommandState::Running as i32);
+}
+
+/// Every SandboxService call that names the sandbox answers B as if it did
+/// not exist (as do the ExecService and FileService calls below).
+async fn sandbox_calls_to_another_tenants_sandbox_are_not_found(store: Store) {
+    let Some(mut tenants) = two_tenants(store).await else {
+        return;
+    };
+    let Tenants { b, id, .. } = &mut tenants;
     let sid = || id.clone();
     try_as_b!(
         b.sandboxes,
@@ -103,6 +173,16 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
         delete_sandbox,
         pb::DeleteSandboxRequest { sandbox_id: sid() }
     );
+    assert_untouched(&mut tenants).await;
+}
+
+async fn exec_calls_to_another_tenants_sandbox_are_not_found(store: Store) {
+    let Some(mut tenants) = two_tenants(store).await else {
+        return;
+    };
+    let Tenants { b, id, command, .. } = &mut tenants;
+    let sid = || id.clone();
+    let command = command.clone();
     try_as_b!(
         b.exec,
         run_command,
@@ -173,6 +253,15 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
         },
         "exec",
     );
+    assert_untouched(&mut tenants).await;
+}
+
+async fn file_calls_to_another_tenants_sandbox_are_not_found(store: Store) {
+    let Some(mut tenants) = two_tenants(store).await else {
+        return;
+    };
+    let Tenants { b, id, .. } = &mut tenants;
+    let sid = || id.clone();
     let path = || "secret.txt".to_owned();
     try_as_b!(
         b.files,
@@ -325,7 +414,16 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
         upload_archive,
         futures::stream::iter(upload_archive)
     );
+    assert_untouched(&mut tenants).await;
+}
 
+async fn listings_and_watches_hold_only_the_tenants_own(store: Store) {
+    let Some(mut tenants) = two_tenants(store).await else {
+        return;
+    };
+    let Tenants { b, id, .. } = &mut tenants;
+    let sid = || id.clone();
+    // B's listings and watches hold nothing of A's; B may use the same name.
     // B's listings and watches hold nothing of A's; B may use the same name.
     let listed = b
         .sandboxes
@@ -359,57 +457,19 @@ async fn a_tenant_cannot_see_or_touch_another_tenants_sandboxes() {
         .into_inner()
         .sandbox
         .unwrap();
-    assert_ne!(theirs.id, id);
+    assert_ne!(&theirs.id, id);
     let first = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .expect("B sees its own sandbox's event")
         .unwrap()
         .unwrap();
     assert_eq!(first.sandbox.unwrap().id, theirs.id, "only B's own events");
-
-    // A's sandbox, file and command are untouched.
-    let still = a
-        .sandboxes
-        .get_sandbox(pb::GetSandboxRequest { sandbox_id: sid() })
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap();
-    assert_eq!(still.state, pb::SandboxState::Running as i32);
-    assert!(still.labels.is_empty());
-    let content = a
-        .files
-        .read_file(pb::ReadFileRequest {
-            sandbox_id: sid(),
-            path: path(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .content;
-    assert_eq!(content, b"team a only");
-    let running = a
-        .exec
-        .get_command(pb::GetCommandRequest {
-            sandbox_id: sid(),
-            command_id: command,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .command
-        .unwrap();
-    assert_eq!(running.state, pb::CommandState::Running as i32);
-    a.sandboxes
-        .delete_sandbox(pb::DeleteSandboxRequest { sandbox_id: sid() })
-        .await
-        .unwrap();
-    b.sandboxes
-        .delete_sandbox(pb::DeleteSandboxRequest {
-            sandbox_id: theirs.id,
-        })
-        .await
-        .unwrap();
+    assert_untouched(&mut tenants).await;
 }
+
+on_every_store!(
+    sandbox_calls_to_another_tenants_sandbox_are_not_found,
+    exec_calls_to_another_tenants_sandbox_are_not_found,
+    file_calls_to_another_tenants_sandbox_are_not_found,
+    listings_and_watches_hold_only_the_tenants_own,
+);
