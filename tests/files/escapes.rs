@@ -148,9 +148,17 @@ async fn escapes_from_a_process_sandbox_fail() {
     }
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "host secret");
     assert!(root.join("workspace/etc-link").is_symlink());
+}
 
-    // A link swapped in mid-transfer: the directory an upload goes to
-    // becomes a link to the host's /tmp while chunks are still coming.
+/// A link swapped in mid-upload: once the upload's first chunk is on disk,
+/// the directory it goes to becomes a link to a directory outside the
+/// sandbox that the agent could write to were it not confined. The upload
+/// is refused, and nothing lands outside.
+#[tokio::test]
+async fn a_link_swapped_in_mid_upload_is_refused() {
+    let (server, id, files) = setup(Provider::Process).await;
+    let outside = server.sandbox_dir(&id).join("outside-the-root");
+    std::fs::create_dir(&outside).unwrap();
     server.shell(&id, "mkdir swap").await;
     let (sender, receiver) = tokio::sync::mpsc::channel(4);
     sender
@@ -175,9 +183,25 @@ async fn escapes_from_a_process_sandbox_fail() {
             .upload(tokio_stream::wrappers::ReceiverStream::new(receiver))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The swap comes once the first chunk is in the upload's staged file.
+    let swap = server.sandbox_dir(&id).join("rootfs/workspace/swap");
+    common::eventually(
+        Duration::from_secs(20),
+        "the first chunk to be staged",
+        || async {
+            std::fs::read_dir(&swap)
+                .ok()?
+                .flatten()
+                .any(|entry| std::fs::read(entry.path()).is_ok_and(|bytes| bytes == b"first"))
+                .then_some(())
+        },
+    )
+    .await;
     server
-        .shell(&id, "mv swap swap.old && ln -s /tmp swap")
+        .shell(
+            &id,
+            &format!("mv swap swap.old && ln -s {} swap", outside.display()),
+        )
         .await;
     sender
         .send(pb::UploadRequest {
@@ -188,15 +212,11 @@ async fn escapes_from_a_process_sandbox_fail() {
         .await
         .unwrap();
     drop(sender);
-    let outcome = uploading.await.unwrap();
-    // Whatever the outcome, the file is not in the host's /tmp.
-    assert!(!std::path::Path::new("/tmp/file").exists() || outcome.is_err());
-    if let Ok(answer) = outcome {
-        let path = answer.into_inner().info.unwrap().path;
-        assert!(path.starts_with("/workspace/swap"), "{path}");
-        assert!(
-            !std::path::Path::new("/tmp/file").exists(),
-            "the upload landed in the host's /tmp"
-        );
-    }
+    let status = uploading.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing landed outside the sandbox's root"
+    );
 }
