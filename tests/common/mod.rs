@@ -140,6 +140,11 @@ pub struct TestServer {
     /// The store's identity: the `io.paddock.scope` label of its containers.
     pub scope: String,
     _temp: Option<TempDir>,
+    /// The settings it was started with, for a restart.
+    args: ServeArgs,
+    /// Set when a new server takes over the data directory: dropping this
+    /// one then leaves the agents and containers to it.
+    handed_over: bool,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -208,8 +213,14 @@ impl TestServer {
             ..ServeArgs::default()
         };
         configure(&mut args);
+        Self::start_with_args(args).await
+    }
+
+    /// A server started with exactly `args`.
+    async fn start_with_args(args: ServeArgs) -> Self {
+        let data_dir = args.data_dir.clone().expect("a data directory");
         let database_url = args.database_url.clone();
-        let config = ServerConfig::resolve(args).expect("valid test config");
+        let config = ServerConfig::resolve(args.clone()).expect("valid test config");
         let server = Server::start(config).await.expect("server starts");
         let addr = server.local_addr().clone();
         let scope = server.store_id().to_owned();
@@ -219,10 +230,12 @@ impl TestServer {
         }));
         Self {
             addr,
-            data_dir: data_dir.to_path_buf(),
+            data_dir,
             database_url,
             scope,
             _temp: None,
+            args,
+            handed_over: false,
             shutdown: Some(shutdown),
             task: Some(task),
         }
@@ -253,6 +266,19 @@ impl TestServer {
         self.stop_in_place().await;
     }
 
+    /// Stops the server gracefully and starts a new one with the same
+    /// settings on the same state, as an operator's restart does: the
+    /// sandboxes' agents (processes or containers) run on throughout. The new
+    /// server owns what this one owned.
+    pub async fn restart(mut self) -> Self {
+        self.stop_in_place().await;
+        self.handed_over = true;
+        let temp = self._temp.take();
+        let mut next = Self::start_with_args(self.args.clone()).await;
+        next._temp = temp;
+        next
+    }
+
     async fn stop_in_place(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -271,6 +297,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
+        }
+        if self.handed_over {
+            return;
         }
         kill_agents(&self.data_dir);
         // A server on a caller's directory may be followed by another on it:

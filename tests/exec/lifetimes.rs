@@ -3,16 +3,21 @@
 
 use super::*;
 
+/// Agents outlive a server restart with their commands, output and exit:
+/// a command still running when the server stops is running when the new
+/// server asks, and its output and exit are all there when it ends.
 async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
-    let data = tempfile::tempdir().unwrap();
-    let server = TestServer::start_in(data.path(), |args| provider.configure(args)).await;
-    let _cleanup = common::docker::RemoveContainers(server.scope.clone());
+    let server = TestServer::for_provider(provider).await;
     let id = sandbox(&server).await;
     let mut client = exec_client(&server).await;
+    // It ends only once the test creates `go`, after the restart.
     let command = client
         .start_command(pb::StartCommandRequest {
             sandbox_id: id.clone(),
-            spec: Some(shell_spec("echo detached; echo oops >&2; exit 3")),
+            spec: Some(shell_spec(
+                "echo detached; echo oops >&2; while [ ! -e go ]; do sleep 0.05; done; \
+                 echo after; exit 3",
+            )),
         })
         .await
         .unwrap()
@@ -20,21 +25,46 @@ async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
         .command
         .unwrap();
     assert_eq!(command.state, pb::CommandState::Running as i32);
-    let ended = wait_until_ended(&mut client, &id, &command.id).await;
-    assert_eq!(ended.exit_code, Some(3));
-    server.stop().await;
 
-    let server = TestServer::start_in(data.path(), |args| provider.configure(args)).await;
+    let server = server.restart().await;
     let mut client = exec_client(&server).await;
-    let listed = client
-        .list_commands(pb::ListCommandsRequest {
+    let list = |client: &mut Exec| {
+        let mut client = client.clone();
+        let id = id.clone();
+        async move {
+            client
+                .list_commands(pb::ListCommandsRequest {
+                    sandbox_id: id,
+                    states: vec![],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .commands
+        }
+    };
+    let listed = list(&mut client).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].state,
+        pb::CommandState::Running as i32,
+        "the agent and its command outlived the server: {:?}",
+        listed[0]
+    );
+    // Through the file service: a command would be listed too.
+    server
+        .files()
+        .await
+        .write_file(pb::WriteFileRequest {
             sandbox_id: id.clone(),
-            states: vec![],
+            path: "go".into(),
+            ..Default::default()
         })
         .await
-        .unwrap()
-        .into_inner()
-        .commands;
+        .unwrap();
+    let ended = wait_until_ended(&mut client, &id, &command.id).await;
+    assert_eq!(ended.exit_code, Some(3));
+    let listed = list(&mut client).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].exit_code, Some(3));
     let mut log = Session::open(
@@ -49,7 +79,7 @@ async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
     let (output, exited) = log.finish().await;
     let text = String::from_utf8(output).unwrap();
     assert!(
-        text.contains("detached\n") && text.contains("oops\n"),
+        text.contains("detached\n") && text.contains("oops\n") && text.contains("after\n"),
         "{text:?}"
     );
     assert_eq!(exited.exit_code, Some(3));
