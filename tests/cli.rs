@@ -211,10 +211,18 @@ fn exec_with_a_terminal_is_raw_sized_resized_and_exits_with_the_command() {
     }
 
     // Raw mode: Ctrl-C is a key for the remote command, not the end of the
-    // CLI; the shell carries on after the interrupted sleep.
-    keyboard.write_all(b"sleep 30\n").unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // CLI; the shell carries on after the interrupted command. The command
+    // says when it is ready for the interrupt (its trap set, it the
+    // foreground job), so ^C never reaches the shell first.
+    keyboard
+        .write_all(
+            b"sh -c 'trap \"echo interrupted-$((6*7)); exit 130\" INT; \
+              echo ready-$((1+1)); sleep 30'\n",
+        )
+        .unwrap();
+    screen.wait_for("ready-2", 1);
     keyboard.write_all(b"\x03").unwrap();
+    screen.wait_for("interrupted-42", 1);
     keyboard.write_all(b"echo after-$((40+2))\n").unwrap();
     screen.wait_for("after-42", 1);
 

@@ -185,13 +185,15 @@ async fn a_running_detached_command_keeps_its_sandbox_from_idling_out(provider: 
     let build = client
         .start_command(pb::StartCommandRequest {
             sandbox_id: id.clone(),
-            spec: Some(shell_spec("sleep 3")),
+            // It runs until the test lets it end, however slow the machine.
+            spec: Some(shell_spec("while [ ! -e done ]; do sleep 0.05; done")),
         })
         .await
         .unwrap()
         .into_inner()
         .command
         .unwrap();
+    // Long past the idle timeout, with the reaper looking every 100 ms.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let during = sandboxes
         .get_sandbox(pb::GetSandboxRequest {
@@ -207,6 +209,16 @@ async fn a_running_detached_command_keeps_its_sandbox_from_idling_out(provider: 
         pb::SandboxState::Running as i32,
         "busy, not idle"
     );
+    server
+        .files()
+        .await
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: id.clone(),
+            path: "done".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let ended = wait_until_ended(&mut client, &id, &build.id).await;
     assert_eq!(ended.exit_code, Some(0), "the command ran to its end");
     eventually(Duration::from_secs(10), "the idle sandbox to stop", || {

@@ -31,17 +31,9 @@ use tonic::transport::Channel;
 
 type Exec = ExecServiceClient<Channel>;
 
+/// A new running sandbox's id.
 async fn sandbox(server: &TestServer) -> String {
-    server
-        .sandboxes()
-        .await
-        .create_sandbox(pb::CreateSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sandbox
-        .unwrap()
-        .id
+    server.running_sandbox(Default::default()).await.id
 }
 
 async fn exec_client(server: &TestServer) -> Exec {
