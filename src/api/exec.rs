@@ -93,22 +93,26 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
     }
 }
 
-/// The caller's next valid message for the agent. A malformed one ends the
-/// forwarding and is reported through `refuse`.
+/// The caller's next valid message for the agent. A malformed one, or one
+/// that does not decode, ends the forwarding and is reported through
+/// `refuse`, so that the caller's stream ends with the reason instead of
+/// waiting on a command that will never hear from it again.
 async fn next_follow_up(
     (mut inbound, refuse): (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
 ) -> Option<(
     pb::ExecRequest,
     (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
 )> {
-    let message = inbound.message().await.ok().flatten()?;
-    match rules::exec_follow_up(&message) {
-        Ok(()) => Some((message, (inbound, refuse))),
-        Err(error) => {
-            let _ = refuse.send((error.into(), inbound));
-            None
-        }
-    }
+    let refusal = match inbound.message().await {
+        Ok(Some(message)) => match rules::exec_follow_up(&message) {
+            Ok(()) => return Some((message, (inbound, refuse))),
+            Err(error) => error.into(),
+        },
+        Ok(None) => return None,
+        Err(status) => status,
+    };
+    let _ = refuse.send((refusal, inbound));
+    None
 }
 
 #[tonic::async_trait]
