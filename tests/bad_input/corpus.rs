@@ -304,50 +304,139 @@ fn rpcs(set: &FileDescriptorSet) -> Vec<Rpc> {
     rpcs
 }
 
-/// Sends `message` to `rpc` and returns how the call ended: the first
-/// error status, or OK. A server-streaming answer is read for up to a few
-/// messages (WatchSandboxes never ends by itself).
-async fn call(channel: &Channel, rpc: &Rpc, messages: Vec<Vec<u8>>) -> Result<(), Status> {
+/// How long an answer stream may fall silent before it counts as hung.
+const SILENCE: Duration = Duration::from_secs(20);
+/// A stream that keeps answering past this many messages answers (a
+/// download of a whole image's filesystem may run long): the rest is not
+/// read.
+const FLOWING: usize = 64;
+/// How long a watch may fall silent before it counts as an open watch,
+/// silent because it has sent every event there is.
+const WATCH_QUIET: Duration = Duration::from_secs(2);
+
+/// How a call answered.
+enum Answer {
+    /// It ended: OK, or the error status.
+    Ended(Result<(), Status>),
+    /// A watch that was accepted and waits for events (see
+    /// [`check_open_watch`]).
+    OpenWatch(Box<tonic::Streaming<Vec<u8>>>),
+    /// A stream that fell silent for [`SILENCE`] without ending.
+    Hung,
+}
+
+/// Sends `messages` to `rpc` and reads the answer to its end: the first
+/// error status, or OK. Exec streams get a `close_stdin` after the corpus
+/// messages, so that a command reading its input ends.
+async fn call(channel: &Channel, rpc: &Rpc, mut messages: Vec<Vec<u8>>) -> Answer {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready()
-        .await
-        .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
+    if let Err(e) = grpc.ready().await {
+        return Answer::Ended(Err(Status::unavailable(format!("not ready: {e}"))));
+    }
     let path = PathAndQuery::try_from(rpc.path.as_str()).unwrap();
+    let method = rpc.path.rsplit('/').next().unwrap_or_default();
+    if method == "Exec" {
+        messages.push(
+            pb::ExecRequest {
+                request: Some(pb::exec_request::Request::CloseStdin(pb::CloseStdin {})),
+            }
+            .encode_to_vec(),
+        );
+    }
+    let first = messages.first().cloned().unwrap_or_default();
     let request = tonic::Request::new(futures::stream::iter(messages));
-    let mut responses = match (rpc.client_streaming, rpc.server_streaming) {
+    let opened = match (rpc.client_streaming, rpc.server_streaming) {
         (false, false) => {
-            let message = futures::executor::block_on_stream(request.into_inner())
-                .next()
-                .unwrap();
-            return grpc
-                .unary(tonic::Request::new(message), path, RawCodec)
-                .await
-                .map(|_| ());
+            let answer = grpc.unary(tonic::Request::new(first), path, RawCodec).await;
+            return Answer::Ended(answer.map(drop));
         }
         (true, false) => {
-            return grpc
-                .client_streaming(request, path, RawCodec)
-                .await
-                .map(|_| ());
+            let answer = grpc.client_streaming(request, path, RawCodec).await;
+            return Answer::Ended(answer.map(drop));
         }
         (false, true) => {
-            let message = futures::executor::block_on_stream(request.into_inner())
-                .next()
-                .unwrap();
-            grpc.server_streaming(tonic::Request::new(message), path, RawCodec)
-                .await?
-                .into_inner()
+            grpc.server_streaming(tonic::Request::new(first), path, RawCodec)
+                .await
         }
-        (true, true) => grpc.streaming(request, path, RawCodec).await?.into_inner(),
+        (true, true) => grpc.streaming(request, path, RawCodec).await,
     };
-    for _ in 0..3 {
-        match tokio::time::timeout(Duration::from_secs(2), responses.message()).await {
+    let mut responses = match opened {
+        Ok(responses) => responses.into_inner(),
+        Err(status) => return Answer::Ended(Err(status)),
+    };
+    let watch = method == "WatchSandboxes";
+    for _ in 0..FLOWING {
+        let silence = if watch { WATCH_QUIET } else { SILENCE };
+        match tokio::time::timeout(silence, responses.message()).await {
             Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) | Err(_) => return Ok(()),
-            Ok(Err(status)) => return Err(status),
+            Ok(Ok(None)) => return Answer::Ended(Ok(())),
+            Ok(Err(status)) => return Answer::Ended(Err(status)),
+            // A watch falls silent once it has sent what exists.
+            Err(_) if watch => return Answer::OpenWatch(Box::new(responses)),
+            Err(_) => return Answer::Hung,
         }
     }
-    Ok(())
+    Answer::Ended(Ok(()))
+}
+
+/// A watch that stayed silent was accepted: it must deliver an event that
+/// happens after its revision, and stay silent only when none does. Makes
+/// an event on the tenant (a new sandbox) and on `real_sandbox` (a label),
+/// then expects one within [`SILENCE`] when the request's filter lets one
+/// through. Returns what went wrong, if anything.
+async fn check_open_watch(
+    server: &TestServer,
+    request: &[u8],
+    real_sandbox: Option<&str>,
+    mut watch: Box<tonic::Streaming<Vec<u8>>>,
+) -> Option<String> {
+    let Ok(request) = pb::WatchSandboxesRequest::decode(request) else {
+        return Some("the server accepted a watch request that does not decode".into());
+    };
+    // The events that happen now: (sandbox, revision of its newest event).
+    let made = server.create(pb::CreateSandboxRequest::default()).await;
+    let mut events = vec![(made.id, made.revision)];
+    if let Some(id) = real_sandbox {
+        let updated = server
+            .sandboxes()
+            .await
+            .update_sandbox(pb::UpdateSandboxRequest {
+                sandbox_id: id.to_owned(),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["labels".into()],
+                }),
+                labels: [("corpus".to_owned(), "watched".to_owned())].into(),
+                ..Default::default()
+            })
+            .await
+            .ok()?
+            .into_inner()
+            .sandbox?;
+        events.push((updated.id, updated.revision));
+    }
+    let newest = events
+        .into_iter()
+        .filter(|(id, _)| request.sandbox_id.is_empty() || request.sandbox_id == *id)
+        .map(|(_, revision)| revision)
+        .max();
+    let due = newest.is_some_and(|revision| request.after_revision < revision);
+    // An event due must come; one not due gets a short look.
+    let wait = if due { SILENCE } else { WATCH_QUIET };
+    match tokio::time::timeout(wait, watch.message()).await {
+        Ok(Ok(Some(_))) if due => None,
+        Ok(Ok(Some(_))) => Some(format!(
+            "the watch (after revision {}) delivered an event no filter lets through",
+            request.after_revision
+        )),
+        Ok(Ok(None)) => Some("the watch ended without an error".into()),
+        Ok(Err(status)) => Some(format!("the watch ended with {status:?}")),
+        Err(_) if due => Some(format!(
+            "the watch (after revision {}) stayed silent for {SILENCE:?} after revision {}",
+            request.after_revision,
+            newest.unwrap_or_default()
+        )),
+        Err(_) => None,
+    }
 }
 
 /// For a client-streaming RPC, a valid first message on `sandbox_id`, so
@@ -448,7 +537,8 @@ async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provi
             for (what, message) in messages {
                 calls += 1;
                 let size: usize = message.iter().map(Vec::len).sum();
-                let outcome =
+                let opening = message.first().cloned().unwrap_or_default();
+                let answer =
                     tokio::time::timeout(Duration::from_secs(60), call(&channel, rpc, message))
                         .await;
                 let case = format!(
@@ -456,14 +546,34 @@ async fn every_rpc_answers_a_hostile_corpus_with_proper_statuses(provider: Provi
                     rpc.path,
                     if with_real_sandbox { "real" } else { "made-up" }
                 );
+                let outcome = match answer {
+                    Ok(Answer::OpenWatch(watch)) => {
+                        match check_open_watch(
+                            &server,
+                            &opening,
+                            corpus.sandbox_id.as_deref(),
+                            watch,
+                        )
+                        .await
+                        {
+                            None => Ok(Ok(())),
+                            Some(wrong) => {
+                                improper.push(format!("{case}: {wrong}"));
+                                Ok(Ok(()))
+                            }
+                        }
+                    }
+                    Ok(Answer::Ended(ended)) => Ok(ended),
+                    Ok(Answer::Hung) | Err(_) => Err(()),
+                };
                 let code = match &outcome {
                     Ok(Ok(())) => "OK".to_owned(),
                     Ok(Err(status)) => format!("{:?}", status.code()),
-                    Err(_) => "no answer".to_owned(),
+                    Err(()) => "no answer".to_owned(),
                 };
                 *tally.entry(code).or_default() += 1;
                 match outcome {
-                    Err(_) => improper.push(format!("{case}: no answer within 60s")),
+                    Err(()) => improper.push(format!("{case}: no answer (silent for {SILENCE:?})")),
                     Ok(Err(status))
                         if matches!(status.code(), Code::Internal | Code::Unknown)
                             || status.message().is_empty() =>
