@@ -1,0 +1,99 @@
+//! Statements built at run time with their parameters, for the lists whose
+//! filters vary, and the writes every change shares (its event, its labels).
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+
+use super::db_error;
+use super::rows::{Snapshot, to_json};
+use crate::clock;
+use crate::error::Result;
+use crate::sandbox::{EventType, Sandbox};
+
+/// Appends an event for `sandbox` and returns its revision.
+pub(super) async fn insert_event(
+    tx: &mut sqlx::AnyConnection,
+    sandbox: &Sandbox,
+    event_type: EventType,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "INSERT INTO sandbox_events (tenant, sandbox_id, event_type, occurred_at, snapshot) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING revision",
+    )
+    .bind(&sandbox.tenant)
+    .bind(&sandbox.id)
+    .bind(event_type.as_str())
+    .bind(clock::to_millis(sandbox.updated_at))
+    .bind(to_json(&Snapshot::of(sandbox))?)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    row.try_get::<i64, _>(0).map_err(db_error)
+}
+
+pub(super) async fn replace_labels(tx: &mut sqlx::AnyConnection, sandbox: &Sandbox) -> Result<()> {
+    sqlx::query("DELETE FROM sandbox_labels WHERE sandbox_id = $1")
+        .bind(&sandbox.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    for (key, value) in &sandbox.labels {
+        sqlx::query("INSERT INTO sandbox_labels (sandbox_id, key, value) VALUES ($1, $2, $3)")
+            .bind(&sandbox.id)
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// A value bound to a dynamically built query.
+pub(super) enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// Builds a query with numbered parameters.
+#[derive(Default)]
+pub(super) struct QueryText {
+    sql: String,
+    binds: Vec<Bind>,
+}
+
+impl QueryText {
+    pub(super) fn new(sql: &str) -> Self {
+        Self {
+            sql: sql.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
+    pub(super) fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub(super) fn bind(&mut self, value: Bind) -> &mut Self {
+        self.binds.push(value);
+        self.sql.push_str(&format!("${}", self.binds.len()));
+        self
+    }
+
+    pub(super) async fn fetch_all(self, pool: &AnyPool) -> Result<Vec<AnyRow>> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        for value in self.binds {
+            query = match value {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(int) => query.bind(int),
+            };
+        }
+        query.fetch_all(pool).await.map_err(db_error)
+    }
+}
+
+pub(super) fn limit_value(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
