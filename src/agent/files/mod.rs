@@ -6,10 +6,16 @@
 
 mod archive;
 mod ops;
+mod paths;
 pub mod root;
+mod staged;
+
+pub use paths::{ensure_dir, file_info, io_status, resolve, stat_info};
+pub use staged::Staged;
+use staged::prepare_destination;
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -20,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb;
 use crate::pb::file_service_server::FileService;
-use root::{Kind, Meta, Root};
+use root::{Kind, Root};
 
 /// The bytes in one Download or DownloadArchive chunk.
 pub const CHUNK_BYTES: usize = 256 << 10;
@@ -60,258 +66,6 @@ impl AgentFiles {
         tokio::task::spawn_blocking(move || work(&root))
             .await
             .map_err(|e| Status::internal(format!("file work failed: {e}")))?
-    }
-}
-
-/// `path` (absolute, or relative to `workdir`) as a normalised absolute
-/// sandbox path. PERMISSION_DENIED when `..` climbs above "/".
-pub fn resolve(workdir: &str, field: &str, path: &str) -> Result<PathBuf, Status> {
-    if path.is_empty() {
-        return Err(Status::invalid_argument(format!("{field}: is required")));
-    }
-    if path.len() > MAX_PATH_BYTES || path.contains('\0') {
-        return Err(Status::invalid_argument(format!(
-            "{field}: a path is at most {MAX_PATH_BYTES} bytes with no NUL byte"
-        )));
-    }
-    let joined = if path.starts_with('/') {
-        PathBuf::from(path)
-    } else {
-        Path::new(workdir).join(path)
-    };
-    let mut normal = PathBuf::from("/");
-    for part in joined.components() {
-        match part {
-            Component::Normal(name) => normal.push(name),
-            Component::ParentDir => {
-                if !normal.pop() {
-                    return Err(Status::permission_denied(format!(
-                        "{field}: {path:?} leads out of the sandbox"
-                    )));
-                }
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    Ok(normal)
-}
-
-/// An I/O error on `path` as the status a caller can act on.
-pub fn io_status(path: &Path, error: std::io::Error) -> Status {
-    use std::io::ErrorKind as K;
-    let shown = path.display();
-    match (error.kind(), error.raw_os_error()) {
-        (K::NotFound, _) => Status::not_found(format!("{shown}: no such file or directory")),
-        (K::AlreadyExists, _) => Status::already_exists(format!(
-            "{shown} exists already; set overwrite to replace it"
-        )),
-        (K::PermissionDenied, Some(libc::EACCES | libc::EPERM)) => {
-            Status::permission_denied(format!("{shown}: permission denied"))
-        }
-        // cap-std's answer to a path or link that leaves the sandbox.
-        (K::PermissionDenied, _) | (_, Some(libc::EXDEV)) => Status::permission_denied(format!(
-            "{shown}: the path leads out of the sandbox ({error})"
-        )),
-        (_, Some(libc::ENOTDIR)) => {
-            Status::failed_precondition(format!("{shown}: a part of the path is not a directory"))
-        }
-        (_, Some(libc::EISDIR)) => {
-            Status::failed_precondition(format!("{shown} is a directory, not a file"))
-        }
-        (_, Some(libc::ENOTEMPTY)) => {
-            Status::failed_precondition(format!("{shown} is a directory that is not empty"))
-        }
-        (_, Some(libc::ELOOP)) => {
-            Status::failed_precondition(format!("{shown}: too many levels of symbolic links"))
-        }
-        (_, Some(libc::ENOSPC | libc::EDQUOT)) => {
-            Status::resource_exhausted(format!("{shown}: the sandbox's disk is full"))
-        }
-        (_, Some(libc::EROFS)) => {
-            Status::failed_precondition(format!("{shown} is on a read-only filesystem"))
-        }
-        (_, Some(libc::ENAMETOOLONG)) => Status::invalid_argument(format!(
-            "{shown}: a name in the path is too long (at most 255 bytes each)"
-        )),
-        (_, Some(libc::EINVAL)) => {
-            Status::invalid_argument(format!("{shown}: not possible for this path ({error})"))
-        }
-        (_, Some(libc::EBUSY | libc::ETXTBSY)) => {
-            Status::failed_precondition(format!("{shown} is busy ({error})"))
-        }
-        (_, Some(libc::EMLINK)) => {
-            Status::failed_precondition(format!("{shown}: too many links ({error})"))
-        }
-        _ => Status::internal(format!("{shown}: {error}")),
-    }
-}
-
-/// A path's description for the API.
-pub fn file_info(root: &Root, path: &Path, meta: &Meta) -> pb::FileInfo {
-    let link_target = if meta.kind == Kind::Symlink {
-        root.read_link(path)
-            .map(|t| t.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    pb::FileInfo {
-        path: path.to_string_lossy().into_owned(),
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "/".to_owned()),
-        r#type: match meta.kind {
-            Kind::File => pb::FileType::File,
-            Kind::Dir => pb::FileType::Directory,
-            Kind::Symlink => pb::FileType::Symlink,
-            Kind::Other => pb::FileType::Other,
-        } as i32,
-        size: i64::try_from(meta.size).unwrap_or(i64::MAX),
-        mode: meta.mode,
-        mtime: Some(prost_types::Timestamp::from(meta.mtime)),
-        link_target,
-    }
-}
-
-/// Describes `path` for the API, not following a final link.
-pub fn stat_info(root: &Root, path: &Path) -> Result<pb::FileInfo, Status> {
-    let meta = root.stat(path).map_err(|e| io_status(path, e))?;
-    Ok(file_info(root, path, &meta))
-}
-
-/// A file being written under a temporary name next to its destination;
-/// removed when dropped unless committed, so a failed or abandoned transfer
-/// leaves nothing behind.
-pub struct Staged {
-    root: Arc<Root>,
-    temp: PathBuf,
-    committed: bool,
-}
-
-impl Staged {
-    /// A new temporary file beside `destination`.
-    pub fn create(
-        root: Arc<Root>,
-        destination: &Path,
-        mode: u32,
-    ) -> Result<(Self, std::fs::File), Status> {
-        let parent = destination.parent().unwrap_or(Path::new("/"));
-        let temp = parent.join(format!(
-            ".paddock-partial-{}",
-            uuid::Uuid::now_v7().simple()
-        ));
-        let file = root
-            .create_new(&temp, mode)
-            .map_err(|e| io_status(destination, e))?;
-        root.set_mode(&temp, mode)
-            .map_err(|e| io_status(destination, e))?;
-        Ok((
-            Self {
-                root,
-                temp,
-                committed: false,
-            },
-            file,
-        ))
-    }
-
-    /// Puts the file at `destination`: replacing what is there with
-    /// `overwrite`, otherwise only if nothing is (ALREADY_EXISTS).
-    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<(), Status> {
-        if overwrite {
-            if let Ok(meta) = self.root.stat(destination)
-                && meta.kind == Kind::Dir
-            {
-                return Err(Status::failed_precondition(format!(
-                    "{} is a directory, not a file",
-                    destination.display()
-                )));
-            }
-            self.root
-                .rename(&self.temp, destination)
-                .map_err(|e| io_status(destination, e))?;
-        } else {
-            // A link fails when the name is taken: an atomic "rename unless
-            // it exists".
-            self.root
-                .hard_link(&self.temp, destination)
-                .map_err(|e| io_status(destination, e))?;
-            let _ = self.root.remove_file(&self.temp);
-        }
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = self.root.remove_file(&self.temp);
-        }
-    }
-}
-
-/// Checks where a new file goes: makes its parents on request, refuses a
-/// directory there, and an existing file without `overwrite`.
-fn prepare_destination(
-    root: &Root,
-    path: &Path,
-    create_parents: bool,
-    overwrite: bool,
-) -> Result<(), Status> {
-    let Some(parent) = path.parent() else {
-        return Err(Status::failed_precondition("/ is a directory, not a file"));
-    };
-    if create_parents {
-        ensure_dir(root, parent)?;
-    }
-    match root.stat(path) {
-        Ok(meta) if meta.kind == Kind::Dir => Err(Status::failed_precondition(format!(
-            "{} is a directory, not a file",
-            path.display()
-        ))),
-        Ok(_) if !overwrite => Err(Status::already_exists(format!(
-            "{} exists already; set overwrite to replace it",
-            path.display()
-        ))),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // The parent must be a directory we may write in.
-            match root.stat_follow(parent) {
-                Ok(meta) if meta.kind == Kind::Dir => Ok(()),
-                Ok(_) => Err(Status::failed_precondition(format!(
-                    "{} is not a directory",
-                    parent.display()
-                ))),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(Status::not_found(format!(
-                        "{}: no such directory; set create_parents to make it",
-                        parent.display()
-                    )))
-                }
-                Err(e) => Err(io_status(parent, e)),
-            }
-        }
-        Err(e) => Err(io_status(path, e)),
-    }
-}
-
-/// Makes `path` and its missing parents, and checks that it now is a
-/// directory beneath the root (an existing link to elsewhere is refused).
-pub fn ensure_dir(root: &Root, path: &Path) -> Result<(), Status> {
-    match root.make_dir(path, 0o755, true) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_status(path, e)),
-    }
-    match root.stat_follow(path) {
-        Ok(meta) if meta.kind == Kind::Dir => Ok(()),
-        Ok(_) => Err(Status::failed_precondition(format!(
-            "{} is not a directory",
-            path.display()
-        ))),
-        Err(e) => Err(io_status(path, e)),
     }
 }
 

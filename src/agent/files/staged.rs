@@ -1,0 +1,127 @@
+//! Files written beside their destination and put in place only when
+//! complete, so that a broken transfer never leaves half a file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tonic::Status;
+
+use super::root::{Kind, Root};
+use super::{ensure_dir, io_status};
+
+/// A file being written under a temporary name next to its destination;
+/// removed when dropped unless committed, so a failed or abandoned transfer
+/// leaves nothing behind.
+pub struct Staged {
+    root: Arc<Root>,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// A new temporary file beside `destination`.
+    pub fn create(
+        root: Arc<Root>,
+        destination: &Path,
+        mode: u32,
+    ) -> Result<(Self, std::fs::File), Status> {
+        let parent = destination.parent().unwrap_or(Path::new("/"));
+        let temp = parent.join(format!(
+            ".paddock-partial-{}",
+            uuid::Uuid::now_v7().simple()
+        ));
+        let file = root
+            .create_new(&temp, mode)
+            .map_err(|e| io_status(destination, e))?;
+        root.set_mode(&temp, mode)
+            .map_err(|e| io_status(destination, e))?;
+        Ok((
+            Self {
+                root,
+                temp,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// Puts the file at `destination`: replacing what is there with
+    /// `overwrite`, otherwise only if nothing is (ALREADY_EXISTS).
+    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<(), Status> {
+        if overwrite {
+            if let Ok(meta) = self.root.stat(destination)
+                && meta.kind == Kind::Dir
+            {
+                return Err(Status::failed_precondition(format!(
+                    "{} is a directory, not a file",
+                    destination.display()
+                )));
+            }
+            self.root
+                .rename(&self.temp, destination)
+                .map_err(|e| io_status(destination, e))?;
+        } else {
+            // A link fails when the name is taken: an atomic "rename unless
+            // it exists".
+            self.root
+                .hard_link(&self.temp, destination)
+                .map_err(|e| io_status(destination, e))?;
+            let _ = self.root.remove_file(&self.temp);
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = self.root.remove_file(&self.temp);
+        }
+    }
+}
+
+/// Checks where a new file goes: makes its parents on request, refuses a
+/// directory there, and an existing file without `overwrite`.
+pub(super) fn prepare_destination(
+    root: &Root,
+    path: &Path,
+    create_parents: bool,
+    overwrite: bool,
+) -> Result<(), Status> {
+    let Some(parent) = path.parent() else {
+        return Err(Status::failed_precondition("/ is a directory, not a file"));
+    };
+    if create_parents {
+        ensure_dir(root, parent)?;
+    }
+    match root.stat(path) {
+        Ok(meta) if meta.kind == Kind::Dir => Err(Status::failed_precondition(format!(
+            "{} is a directory, not a file",
+            path.display()
+        ))),
+        Ok(_) if !overwrite => Err(Status::already_exists(format!(
+            "{} exists already; set overwrite to replace it",
+            path.display()
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // The parent must be a directory we may write in.
+            match root.stat_follow(parent) {
+                Ok(meta) if meta.kind == Kind::Dir => Ok(()),
+                Ok(_) => Err(Status::failed_precondition(format!(
+                    "{} is not a directory",
+                    parent.display()
+                ))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Status::not_found(format!(
+                        "{}: no such directory; set create_parents to make it",
+                        parent.display()
+                    )))
+                }
+                Err(e) => Err(io_status(parent, e)),
+            }
+        }
+        Err(e) => Err(io_status(path, e)),
+    }
+}
