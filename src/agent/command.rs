@@ -1,5 +1,10 @@
 //! One command in the sandbox: its process group, its pipes or terminal, the
 //! pumps that move its output into its log, and its recorded state.
+//!
+//! It is one file, past 500 lines, because these are the parts of one
+//! process's life: the record is written as the process starts and ends,
+//! the pumps end when it does, and a signal or a timeout acts on the group
+//! the spawn made.
 
 use std::collections::BTreeMap;
 use std::io::Read;

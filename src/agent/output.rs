@@ -13,6 +13,11 @@
 //! Chunks written but not yet read by every follower also stay in memory
 //! (at most the flow-control window of them), so a follower keeping up
 //! gets each chunk without reading it back from disk.
+//!
+//! It is one file, past 500 lines with its tests, because the writer, the
+//! segments and the readers share one lock and one numbering: the
+//! invariants that no chunk is lost or read twice hold only when they are
+//! read together.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
