@@ -7,6 +7,7 @@ mod common;
 mod corpus;
 mod decoding;
 mod fields;
+mod hostile;
 
 use common::TestServer;
 use paddock::pb;
