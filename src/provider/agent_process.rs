@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::AgentLaunch;
+use super::contract::AgentLaunch;
 use crate::error::{Error, Result};
 
 /// How long a new agent may take to open its socket.

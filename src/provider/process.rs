@@ -23,7 +23,9 @@ use tokio::fs;
 use tracing::{debug, instrument, warn};
 
 use super::agent_process::{AgentFiles, AgentSandbox, Confinement};
-use super::{AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest};
+use super::contract::{
+    AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest,
+};
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
 use crate::sandbox::NetworkMode;

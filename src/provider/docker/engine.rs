@@ -9,25 +9,78 @@ use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use tracing::{debug, info, warn};
 
-use super::DockerProvider;
 use super::layout;
-use crate::provider::Observation;
+use super::{DockerProvider, EngineStatus};
+use crate::provider::contract::Observation;
 
 /// How long the engine may take to answer at start-up and in health checks.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to reach an engine that went away.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
-/// Whether the engine answers, as last seen.
-#[derive(Debug, Clone)]
-pub(super) struct EngineStatus {
-    pub(super) available: bool,
-    pub(super) detail: String,
-    /// The engine's CPUs, when known.
-    pub(super) cpus: Option<i64>,
-}
-
 impl DockerProvider {
+    /// Follows the engine's events about Paddock's containers while the provider
+    /// lives; when the engine goes away, marks the provider unavailable, retries
+    /// with backoff, and asks the domain to check every sandbox once it is back.
+    pub(super) async fn watch_engine(provider: std::sync::Weak<Self>) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let Some(this) = provider.upgrade() else {
+                return;
+            };
+            if !this.engine_available() && !this.check_engine().await {
+                drop(this);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+                continue;
+            }
+            let mut events = this.docker.events(Some(EventsOptions {
+                filters: Some(HashMap::from([
+                    ("type".to_owned(), vec!["container".to_owned()]),
+                    (
+                        "label".to_owned(),
+                        vec![format!("{}={}", layout::LABEL_SCOPE, this.settings.scope)],
+                    ),
+                    (
+                        "event".to_owned(),
+                        vec!["die".to_owned(), "oom".to_owned(), "destroy".to_owned()],
+                    ),
+                ])),
+                ..Default::default()
+            }));
+            // Whatever happened while nobody watched is checked now.
+            let _ = this.observations.send(Observation::Resync);
+            let weak = Arc::downgrade(&this);
+            drop(this);
+            loop {
+                let next = events.next().await;
+                let Some(this) = weak.upgrade() else {
+                    return;
+                };
+                match next {
+                    Some(Ok(event)) => {
+                        delay = Duration::from_millis(100);
+                        let action = event.action.unwrap_or_default();
+                        let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        this.observe_event(&action, &attributes).await;
+                    }
+                    Some(Err(error)) => {
+                        this.mark_unreachable(error);
+                        break;
+                    }
+                    None => {
+                        this.mark_unreachable("the event stream ended");
+                        break;
+                    }
+                }
+            }
+            // Back off before trying again, so that an engine that answers pings
+            // but breaks event streams is not hammered.
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+        }
+    }
+
     /// Whether the engine answered the last check.
     pub fn engine_available(&self) -> bool {
         self.engine.read().expect("engine status").available
@@ -130,68 +183,6 @@ impl DockerProvider {
         };
         debug!(?observation, "engine event");
         let _ = self.observations.send(observation);
-    }
-}
-
-/// Follows the engine's events about Paddock's containers while the provider
-/// lives; when the engine goes away, marks the provider unavailable, retries
-/// with backoff, and asks the domain to check every sandbox once it is back.
-pub(super) async fn watch_engine(provider: std::sync::Weak<DockerProvider>) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let Some(this) = provider.upgrade() else {
-            return;
-        };
-        if !this.engine_available() && !this.check_engine().await {
-            drop(this);
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
-            continue;
-        }
-        let mut events = this.docker.events(Some(EventsOptions {
-            filters: Some(HashMap::from([
-                ("type".to_owned(), vec!["container".to_owned()]),
-                (
-                    "label".to_owned(),
-                    vec![format!("{}={}", layout::LABEL_SCOPE, this.settings.scope)],
-                ),
-                (
-                    "event".to_owned(),
-                    vec!["die".to_owned(), "oom".to_owned(), "destroy".to_owned()],
-                ),
-            ])),
-            ..Default::default()
-        }));
-        // Whatever happened while nobody watched is checked now.
-        let _ = this.observations.send(Observation::Resync);
-        let weak = Arc::downgrade(&this);
-        drop(this);
-        loop {
-            let next = events.next().await;
-            let Some(this) = weak.upgrade() else {
-                return;
-            };
-            match next {
-                Some(Ok(event)) => {
-                    delay = Duration::from_millis(100);
-                    let action = event.action.unwrap_or_default();
-                    let attributes = event.actor.and_then(|a| a.attributes).unwrap_or_default();
-                    this.observe_event(&action, &attributes).await;
-                }
-                Some(Err(error)) => {
-                    this.mark_unreachable(error);
-                    break;
-                }
-                None => {
-                    this.mark_unreachable("the event stream ended");
-                    break;
-                }
-            }
-        }
-        // Back off before trying again, so that an engine that answers pings
-        // but breaks event streams is not hammered.
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
     }
 }
 

@@ -38,14 +38,13 @@ use bollard::query_parameters::{
 use tokio::sync::broadcast;
 use tracing::{debug, info, instrument};
 
-use super::{
+use super::contract::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
 use crate::sandbox::SandboxSpec;
 use agent_volume::AgentBuild;
-use engine::{EngineStatus, watch_engine};
 use errors::{engine_error, is_not_found, status_code};
 
 /// The smallest memory limit the engine accepts.
@@ -53,9 +52,6 @@ const MIN_MEMORY_BYTES: u64 = 6 << 20;
 /// The smallest process limit that leaves room for the agent's threads and
 /// a command.
 const MIN_PIDS: u64 = 8;
-/// How long a stopping container's agent may take to end its commands
-/// before the engine kills it.
-const STOP_GRACE_SECONDS: i32 = 5;
 
 /// How to reach the engine and what to run on it.
 #[derive(Debug, Clone)]
@@ -87,6 +83,15 @@ pub enum AgentTransport {
     Auto,
     /// Always the exec bridge (as for a remote engine).
     Bridge,
+}
+
+/// Whether the engine answers, as last seen.
+#[derive(Debug, Clone)]
+struct EngineStatus {
+    available: bool,
+    detail: String,
+    /// The engine's CPUs, when known.
+    cpus: Option<i64>,
 }
 
 /// Sandboxes as containers on a Docker engine.
@@ -166,7 +171,7 @@ impl DockerProvider {
             observations,
         });
         provider.check_engine().await;
-        tokio::spawn(watch_engine(Arc::downgrade(&provider)));
+        tokio::spawn(Self::watch_engine(Arc::downgrade(&provider)));
         Ok(provider)
     }
 
@@ -372,7 +377,7 @@ impl Provider for DockerProvider {
             .stop_container(
                 &name,
                 Some(StopContainerOptions {
-                    t: Some(STOP_GRACE_SECONDS),
+                    t: Some(spec::STOP_GRACE_SECONDS),
                     ..Default::default()
                 }),
             )

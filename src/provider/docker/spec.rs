@@ -9,11 +9,14 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 
-use super::STOP_GRACE_SECONDS;
 use super::layout::{self, labels_of};
 use crate::error::{Error, Result};
-use crate::provider::{AgentLaunch, ProvisionRequest};
+use crate::provider::contract::{AgentLaunch, ProvisionRequest};
 use crate::sandbox::NetworkMode;
+
+/// How long a stopping container's agent may take to end its commands
+/// before the engine kills it.
+pub(super) const STOP_GRACE_SECONDS: i32 = 5;
 
 /// The container of the sandbox `request` describes, for the store `scope`,
 /// its agent run as `agent` says from the volume `agent_volume`.

@@ -1,0 +1,180 @@
+//! The contract between the domain and a way of making sandboxes: the
+//! [`Provider`] trait, what it is given and what it reports. Every method's
+//! doc comment is a promise that tests/provider_contract checks.
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use crate::agent_client::AgentChannel;
+use crate::error::Result;
+use crate::sandbox::SandboxSpec;
+
+/// How providers run the agent in each sandbox.
+#[derive(Debug, Clone)]
+pub struct AgentLaunch {
+    /// The `paddock` binary that runs `paddock agent`.
+    pub binary: std::path::PathBuf,
+    /// The most commands running at once in one sandbox.
+    pub max_commands: usize,
+    /// The bytes of output kept per command.
+    pub output_budget: u64,
+}
+
+/// What a provider can do. A flag is true only when the provider really does
+/// it today.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Commands can run with a terminal.
+    pub tty: bool,
+    /// Signals can be sent to commands.
+    pub signals: bool,
+    /// Sandboxes stop and start again with their filesystem kept.
+    pub stop_start: bool,
+    /// Named volumes can be mounted.
+    pub volumes: bool,
+    /// A sandbox can have no network.
+    pub network_none: bool,
+    /// Resource limits are enforced.
+    pub resource_limits: bool,
+    /// Sandboxes are made from images.
+    pub images: bool,
+    /// Commands run inside sandboxes.
+    pub exec: bool,
+    /// Files move in and out of sandboxes.
+    pub files: bool,
+    /// A sandbox's root filesystem can be read-only.
+    pub read_only_root: bool,
+}
+
+/// How a provider describes itself to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// The name callers use to ask for it.
+    pub name: String,
+    /// Whether it can make sandboxes now.
+    pub available: bool,
+    /// Why not, or facts about it.
+    pub detail: String,
+    /// How strongly it isolates sandboxes, in a sentence.
+    pub isolation: String,
+    /// What it can do.
+    pub capabilities: Capabilities,
+}
+
+/// What a provider needs to make a sandbox's object.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisionRequest<'a> {
+    /// The durable sandbox id; the provider marks its object with it.
+    pub sandbox_id: &'a str,
+    /// The owning tenant; the provider marks its object with it too.
+    pub tenant: &'a str,
+    /// What the sandbox is made of.
+    pub spec: &'a SandboxSpec,
+}
+
+/// What a provider observes of one of its objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The sandbox id the object is marked with.
+    pub sandbox_id: String,
+    /// The provider's own id for the object.
+    pub provider_ref: String,
+    /// Whether it is running (as opposed to stopped).
+    pub running: bool,
+}
+
+/// Something that happened to a provider object without Paddock asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// The sandbox's object stopped by itself: its init exited or was killed,
+    /// or its engine went down.
+    Stopped {
+        /// The sandbox's tenant.
+        tenant: String,
+        /// The sandbox.
+        sandbox_id: String,
+        /// What happened, for humans.
+        reason: String,
+    },
+    /// Someone else removed the sandbox's object.
+    Removed {
+        /// The sandbox's tenant.
+        tenant: String,
+        /// The sandbox.
+        sandbox_id: String,
+        /// What happened, for humans.
+        reason: String,
+    },
+    /// Observations may have been missed (the provider lost its engine for a
+    /// while): every sandbox of the provider should be checked.
+    Resync,
+}
+
+/// A way of making sandboxes.
+///
+/// Every method is idempotent and safe to call again after a crash at any
+/// point: the domain writes its record before calling, and on start-up calls
+/// again to finish whatever a crash cut short. Objects are found by sandbox id,
+/// never by a handle held in memory.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The name callers use to ask for this provider.
+    fn name(&self) -> &str;
+
+    /// What the provider can do: fixed once it is open, and cheap to ask.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The provider's availability, isolation and capabilities now.
+    async fn info(&self) -> ProviderInfo;
+
+    /// Checks and completes a sandbox's spec before its record is written:
+    /// fills in defaults (such as the image) and makes sure what the spec
+    /// needs is there (pulling the image). A failure here leaves nothing
+    /// behind. The default accepts the spec as it is.
+    async fn prepare(&self, spec: &mut SandboxSpec) -> Result<()> {
+        let _ = spec;
+        Ok(())
+    }
+
+    /// Makes the object for a sandbox, not yet running, and returns its
+    /// provider reference. If an object for this sandbox id exists already
+    /// (a retry, or a crash after making it), returns that one's reference.
+    /// A half-made object from an earlier attempt is cleared and made anew.
+    async fn create(&self, request: ProvisionRequest<'_>) -> Result<String>;
+
+    /// Starts the sandbox's object and returns once its agent answers, with
+    /// the channel it answered through (the domain keeps it for the
+    /// sandbox's calls). Starting a running one starts nothing and returns a
+    /// channel to its agent. `NOT_FOUND` when the object is gone.
+    async fn start(&self, sandbox_id: &str) -> Result<AgentChannel>;
+
+    /// Stops the sandbox's object, keeping its filesystem. Stopping a stopped
+    /// one does nothing. `NOT_FOUND` when the object is gone.
+    async fn stop(&self, sandbox_id: &str) -> Result<()>;
+
+    /// Removes the sandbox's object and everything in it. Removing a missing
+    /// or half-made one succeeds.
+    async fn delete(&self, sandbox_id: &str) -> Result<()>;
+
+    /// What the provider sees of the sandbox's object; `None` when there is
+    /// no complete object.
+    async fn inspect(&self, sandbox_id: &str) -> Result<Option<Observed>>;
+
+    /// A new channel to the running sandbox's agent (the domain asks when
+    /// it holds none, such as after a server restart). The channel connects
+    /// lazily; calls on it fail with UNAVAILABLE while the agent cannot be
+    /// reached.
+    async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel>;
+
+    /// Every complete object this provider made, for start-up reconciliation
+    /// (which removes those whose sandbox is gone). Half-made objects are
+    /// cleared as a side effect.
+    async fn list(&self) -> Result<Vec<Observed>>;
+
+    /// Observations of objects changing without Paddock asking (engine
+    /// events), for providers that can see them; `None` for those that
+    /// cannot.
+    fn observe(&self) -> Option<broadcast::Receiver<Observation>> {
+        None
+    }
+}
