@@ -8,7 +8,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use tracing::info;
 
-use super::{Dialect, SqlStore, db_error};
+use super::errors::db_error;
+use super::{Dialect, SqlStore};
 use crate::error::{Error, Result};
 
 /// Puts a SQLite database in WAL mode (readers run beside the single

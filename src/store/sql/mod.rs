@@ -4,6 +4,7 @@
 //! begins.
 
 mod connect;
+mod errors;
 mod query;
 mod rows;
 
@@ -12,11 +13,12 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::{ApiKey, EventQuery, SandboxQuery, Store};
+use super::contract::{ApiKey, EventQuery, SandboxQuery, Store};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::sandbox::selector::Requirement;
 use crate::sandbox::{EventType, Sandbox, SandboxEvent};
+use errors::db_error;
 use query::{Bind, QueryText, insert_event, limit_value, replace_labels};
 use rows::{Snapshot, api_key_from_row, from_json, idle_timeout_millis, sandbox_from_row, to_json};
 
@@ -58,23 +60,6 @@ impl SqlStore {
         .as_ref()
         .map(sandbox_from_row)
         .transpose()
-    }
-}
-
-/// Classifies a database error once: a unique violation is ALREADY_EXISTS, a
-/// lost connection UNAVAILABLE, the rest INTERNAL.
-fn db_error(error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            Error::already_exists("a sandbox with that name or request id exists already")
-        }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => {
-            Error::unavailable(format!("the state store cannot be reached: {error}"))
-        }
-        _ => Error::internal("using the state store", error),
     }
 }
 

@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::db_error;
+use super::errors::db_error;
 use super::rows::{Snapshot, to_json};
 use crate::clock;
 use crate::error::Result;

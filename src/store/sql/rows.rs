@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::db_error;
+use super::errors::db_error;
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::sandbox::{Labels, Metadata, Sandbox, SandboxSpec, SandboxState};
-use crate::store::ApiKey;
+use crate::store::contract::ApiKey;
 
 /// The record as kept inside events: everything but environment values.
 #[derive(Serialize, Deserialize)]

@@ -1,0 +1,125 @@
+//! The contract of the state store: what it keeps, how it is asked, and what
+//! each method promises (tests/store runs the one suite against SQLite and
+//! Postgres).
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::sandbox::{EventType, LabelSelector, Sandbox, SandboxEvent, SandboxState};
+
+/// Which sandboxes a list asks for, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxQuery {
+    /// Only this tenant's; `None` for every tenant (internal callers only).
+    pub tenant: Option<String>,
+    /// Only these states; empty for every state.
+    pub states: Vec<SandboxState>,
+    /// Only sandboxes whose labels match.
+    pub selector: LabelSelector,
+    /// Only sandboxes whose id sorts before this one (the page cursor).
+    pub before_id: Option<String>,
+    /// The most sandboxes to return.
+    pub limit: usize,
+}
+
+/// Which events a watch asks for, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this tenant's; `None` for every tenant.
+    pub tenant: Option<String>,
+    /// Only this sandbox's; `None` for every sandbox.
+    pub sandbox_id: Option<String>,
+    /// Only events with a greater revision.
+    pub after_revision: i64,
+    /// The most events to return.
+    pub limit: usize,
+}
+
+/// An API key as the store keeps it: never the key itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The key's public id (`key_…`), shown in listings and used to revoke.
+    pub id: String,
+    /// The tenant the key acts for.
+    pub tenant: String,
+    /// Lowercase hex SHA-256 of the whole key text (`pdk_…`).
+    pub secret_sha256: String,
+    /// What the key is for, as its maker said.
+    pub description: String,
+    /// When it was made.
+    pub created_at: SystemTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<SystemTime>,
+}
+
+/// The durable home of sandbox records and events.
+///
+/// Every change to a record writes exactly one event in the same transaction
+/// and gives the record that event's revision. Revisions grow strictly and
+/// become visible in order, so a reader that has seen revision `r` never later
+/// finds a new event below `r`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The store's identity: chosen at random the first time it is asked for,
+    /// then the same for every server that uses this store.
+    async fn store_id(&self) -> Result<String>;
+
+    /// Writes a new API key. `ALREADY_EXISTS` when its id or hash is taken.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+
+    /// The key whose secret hashes to `secret_sha256`, revoked or not.
+    async fn api_key_by_hash(&self, secret_sha256: &str) -> Result<Option<ApiKey>>;
+
+    /// Every key, or the tenant's, oldest first.
+    async fn list_api_keys(&self, tenant: Option<&str>) -> Result<Vec<ApiKey>>;
+
+    /// Marks key `id` revoked at `at` (a key revoked before keeps its first
+    /// revocation time). `false` when there is no such key.
+    async fn revoke_api_key(&self, id: &str, at: SystemTime) -> Result<bool>;
+
+    /// Writes a new record and its CREATED event, and returns the record with
+    /// its revision. `ALREADY_EXISTS` when the id, the tenant's live name (one
+    /// not DELETED) or the tenant's request id is taken; nothing is written then.
+    async fn insert_sandbox(&self, sandbox: &Sandbox) -> Result<Sandbox>;
+
+    /// Replaces the record `sandbox.id` if its stored revision is still
+    /// `expected_revision`, writing one event of `event_type`, and returns the
+    /// record with the new revision. Returns `None` and writes nothing when the
+    /// record is missing or has moved on (a concurrent change won): the caller
+    /// re-reads and decides again. `ALREADY_EXISTS` when the change would take a
+    /// live name that another sandbox holds.
+    async fn update_sandbox(
+        &self,
+        sandbox: &Sandbox,
+        expected_revision: i64,
+        event_type: EventType,
+    ) -> Result<Option<Sandbox>>;
+
+    /// The record `id` of `tenant`, deleted or not; `None` when there is none.
+    async fn get_sandbox(&self, tenant: &str, id: &str) -> Result<Option<Sandbox>>;
+
+    /// The tenant's sandbox called `name` that is not DELETED, if any.
+    async fn find_by_name(&self, tenant: &str, name: &str) -> Result<Option<Sandbox>>;
+
+    /// The tenant's sandbox created with idempotency key `request_id`, if any.
+    async fn find_by_request_id(&self, tenant: &str, request_id: &str) -> Result<Option<Sandbox>>;
+
+    /// Sandboxes matching `query`, newest (greatest id) first.
+    async fn list_sandboxes(&self, query: &SandboxQuery) -> Result<Vec<Sandbox>>;
+
+    /// Sandboxes that the reaper must act on at `now`: not deleted and past
+    /// their expiry, or RUNNING and idle for longer than their idle timeout.
+    async fn list_due(&self, now: SystemTime, limit: usize) -> Result<Vec<Sandbox>>;
+
+    /// Records activity on a sandbox without writing an event (activity is
+    /// too frequent to be a lifecycle event). Missing ids are ignored.
+    async fn record_activity(&self, id: &str, at: SystemTime) -> Result<()>;
+
+    /// Events matching `query`, in revision order.
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<SandboxEvent>>;
+
+    /// The greatest revision written so far (0 when none).
+    async fn latest_revision(&self) -> Result<i64>;
+}
