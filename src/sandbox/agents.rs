@@ -1,59 +1,18 @@
-//! Reaching the agents inside running sandboxes: one [`AgentClient`] per
-//! sandbox, made when its provider starts it (or on first use after a
-//! server restart) and dropped when the sandbox leaves RUNNING (see
-//! `Manager::modify`), and when activity on it was last noted.
+//! Reaching the agents inside running sandboxes: the manager hands callers
+//! the sandbox's [`AgentClient`] (kept in agent_cache.rs) once the sandbox is
+//! RUNNING on a provider that runs commands, and notes activity on it.
 //!
 //! The client is opaque here: the domain keeps it and hands it to callers,
 //! who speak through it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Manager, SandboxState};
-use crate::agent_client::{AgentChannel, AgentClient};
+use crate::agent_client::AgentClient;
 use crate::error::{Error, Result};
 
 /// Activity is written to the store at most this often per sandbox.
 const ACTIVITY_WRITE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The clients of running sandboxes' agents, and when activity was last
-/// noted on each sandbox.
-#[derive(Default)]
-pub(super) struct AgentClients {
-    clients: Mutex<HashMap<String, AgentClient>>,
-    activity: Mutex<HashMap<String, Instant>>,
-}
-
-impl AgentClients {
-    /// Keeps `channel` as the way to sandbox `sandbox_id`'s agent, in place of
-    /// any earlier one, and returns the client speaking through it.
-    pub(super) fn remember(&self, sandbox_id: &str, channel: AgentChannel) -> AgentClient {
-        let agent = AgentClient::new(channel);
-        self.clients
-            .lock()
-            .expect("agent clients")
-            .insert(sandbox_id.to_owned(), agent.clone());
-        agent
-    }
-
-    /// Forgets a sandbox's agent (it left RUNNING).
-    pub(super) fn forget(&self, sandbox_id: &str) {
-        self.clients
-            .lock()
-            .expect("agent clients")
-            .remove(sandbox_id);
-        self.activity.lock().expect("activity").remove(sandbox_id);
-    }
-
-    fn get(&self, sandbox_id: &str) -> Option<AgentClient> {
-        self.clients
-            .lock()
-            .expect("agent clients")
-            .get(sandbox_id)
-            .cloned()
-    }
-}
 
 impl Manager {
     /// The agent of the tenant's sandbox `id`, which must be RUNNING on a

@@ -69,7 +69,7 @@ struct Inner {
     /// The latest revision this replica wrote, to wake watchers at once.
     revisions: watch::Sender<i64>,
     /// Clients of the agents of running sandboxes.
-    agents: super::agents::AgentClients,
+    agents: super::agent_cache::AgentClients,
     /// Commands in flight through this server.
     commands: super::quota::CommandSlots,
     /// One lock per tenant, held while its running sandboxes are counted
@@ -176,7 +176,7 @@ impl Manager {
         Ok(Some(guard))
     }
 
-    pub(super) fn agent_clients(&self) -> &super::agents::AgentClients {
+    pub(super) fn agent_clients(&self) -> &super::agent_cache::AgentClients {
         &self.inner.agents
     }
 

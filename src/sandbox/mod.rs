@@ -1,6 +1,7 @@
 //! The sandbox domain: what a sandbox is, which lifecycle steps its state
 //! allows, and the [`Manager`] that drives the store and the providers.
 
+mod agent_cache;
 mod agents;
 mod create;
 mod lifecycle;
