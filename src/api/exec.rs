@@ -9,10 +9,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::audit::{self, audited};
+use super::audit::{self, audited, unaudited};
 use super::auth::caller_of;
 use super::convert::exec as rules;
-use super::unaudited;
 use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;

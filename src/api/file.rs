@@ -10,10 +10,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::audit::{self, audited};
+use super::audit::{self, audited, unaudited};
 use super::auth::caller_of;
 use super::convert::file as convert;
-use super::unaudited;
 use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::file_service_server::FileService;

@@ -6,9 +6,9 @@ use futures::{Stream, StreamExt};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use super::audit::{self, audited};
+use super::audit::{self, audited, unaudited};
 use super::auth::{caller_of, tenant_of};
-use super::{convert, unaudited};
+use super::convert;
 use crate::pb;
 use crate::pb::sandbox_service_server::SandboxService;
 use crate::sandbox::Manager;

@@ -166,7 +166,7 @@ pub fn run_request(request: &pb::RunCommandRequest) -> Result<String> {
         timeout,
         max_output_bytes,
     } = request;
-    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let id = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     argv_and_shell("", command, shell)?;
     common("", env, workdir, timeout.as_ref())?;
     if stdin.len() > MAX_STDIN_BYTES {
@@ -198,7 +198,7 @@ pub fn exec_first(request: &pb::ExecRequest) -> Result<String> {
             spec: command_spec,
             on_disconnect,
         })) => {
-            let id = super::sandbox_id("start.sandbox_id", sandbox_id.clone())?;
+            let id = super::fields::sandbox_id("start.sandbox_id", sandbox_id.clone())?;
             spec("start.spec.", command_spec.as_ref())?;
             pb::OnDisconnect::try_from(*on_disconnect).map_err(|_| {
                 Error::invalid_argument(
@@ -213,7 +213,7 @@ pub fn exec_first(request: &pb::ExecRequest) -> Result<String> {
             command_id: id,
             after_seq,
         })) => {
-            let sandbox = super::sandbox_id("attach.sandbox_id", sandbox_id.clone())?;
+            let sandbox = super::fields::sandbox_id("attach.sandbox_id", sandbox_id.clone())?;
             command_id("attach.command_id", id)?;
             if *after_seq < 0 {
                 return Err(Error::invalid_argument(
@@ -258,7 +258,7 @@ pub fn start_command(request: &pb::StartCommandRequest) -> Result<String> {
         sandbox_id,
         spec: command_spec,
     } = request;
-    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let id = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     spec("spec.", command_spec.as_ref())?;
     Ok(id)
 }
@@ -269,7 +269,7 @@ pub fn get_command(request: &pb::GetCommandRequest) -> Result<String> {
         sandbox_id,
         command_id: id,
     } = request;
-    let sandbox = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let sandbox = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     command_id("command_id", id)?;
     Ok(sandbox)
 }
@@ -277,7 +277,7 @@ pub fn get_command(request: &pb::GetCommandRequest) -> Result<String> {
 /// A ListCommands request; returns its sandbox id.
 pub fn list_commands(request: &pb::ListCommandsRequest) -> Result<String> {
     let pb::ListCommandsRequest { sandbox_id, states } = request;
-    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let id = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     for state in states {
         match pb::CommandState::try_from(*state) {
             Ok(pb::CommandState::Unspecified) | Err(_) => {
@@ -299,7 +299,7 @@ pub fn signal_command(request: &pb::SignalCommandRequest) -> Result<String> {
         command_id: id,
         signal: name,
     } = request;
-    let sandbox = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let sandbox = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     command_id("command_id", id)?;
     signal("signal", name)?;
     Ok(sandbox)
@@ -311,7 +311,7 @@ pub fn kill_processes(request: &pb::KillProcessesRequest) -> Result<String> {
         sandbox_id,
         signal: name,
     } = request;
-    let id = super::sandbox_id("sandbox_id", sandbox_id.clone())?;
+    let id = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
     if !name.is_empty() {
         signal("signal", name)?;
     }

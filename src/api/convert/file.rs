@@ -3,7 +3,7 @@
 //! and digests). Where a path resolves, and the ranges and limits of reads,
 //! are the agent's to check. Each function returns the sandbox id.
 
-use super::sandbox_id;
+use super::fields::sandbox_id;
 use crate::error::{Error, ErrorKind, Result};
 use crate::pb;
 

@@ -3,10 +3,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::metadata::{metadata_from_pb, metadata_to_pb};
-use super::{
+use super::fields::{
     as_i64, duration_to_pb, enum_value, non_empty, positive_duration, sandbox_id, timestamp,
 };
+use super::metadata::{metadata_from_pb, metadata_to_pb};
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::provider::ProviderInfo;
