@@ -4,6 +4,7 @@
 
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use flate2::Compression;
 use flate2::read::GzDecoder;
@@ -12,13 +13,16 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Response, Status, Streaming};
 
+use super::limits::{CHUNK_BYTES, Chunks, MAX_UPLOAD_CHUNK_BYTES};
+use super::ops;
+use super::paths::{ensure_dir, io_status, resolve};
 use super::root::{Kind, Root};
-use super::{AgentFiles, CHUNK_BYTES, Chunks, MAX_UPLOAD_CHUNK_BYTES, ensure_dir, io_status, ops};
 use crate::pb;
 
 /// Unpacks an uploaded archive into its directory.
 pub async fn upload(
-    files: &AgentFiles,
+    root: Arc<Root>,
+    workdir: &str,
     mut inbound: Streaming<pb::UploadArchiveRequest>,
 ) -> Result<Response<pb::UploadArchiveResponse>, Status> {
     use pb::upload_archive_request::Request as R;
@@ -30,7 +34,7 @@ pub async fn upload(
             "the first UploadArchive message must be the header",
         ));
     };
-    let destination = files.resolve("path", &header.path)?;
+    let destination = resolve(workdir, "path", &header.path)?;
     let gzip = format_is_gzip(header.format)?;
     let (sender, receiver) = mpsc::channel::<bytes::Bytes>(4);
     let reader = ChannelReader {
@@ -38,7 +42,6 @@ pub async fn upload(
         pending: bytes::Bytes::new(),
         at: 0,
     };
-    let root = files.root.clone();
     let unpacking = tokio::task::spawn_blocking(move || {
         unpack(&root, &destination, gzip, header.overwrite, reader)
     });
@@ -225,19 +228,22 @@ impl Read for ChannelReader {
 
 /// Packs a directory (or one file) as an archive stream.
 pub async fn download(
-    files: &AgentFiles,
+    root: Arc<Root>,
+    workdir: &str,
     request: pb::DownloadArchiveRequest,
 ) -> Result<Response<Chunks<pb::DownloadArchiveResponse>>, Status> {
-    let path = files.resolve("path", &request.path)?;
+    let path = resolve(workdir, "path", &request.path)?;
     let gzip = format_is_gzip(request.format)?;
     let meta = {
         let path = path.clone();
-        files
-            .blocking(move |r| r.stat_follow(&path).map_err(|e| io_status(&path, e)))
-            .await?
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            root.stat_follow(&path).map_err(|e| io_status(&path, e))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("file work failed: {e}")))??
     };
     let (sender, receiver) = mpsc::channel(4);
-    let root = files.root.clone();
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
             sender: sender.clone(),

@@ -8,8 +8,10 @@ use globset::{GlobBuilder, GlobMatcher};
 use regex::{Regex, RegexBuilder};
 use tonic::Status;
 
+use super::limits::MAX_SMALL_FILE_BYTES;
+use super::paths::{file_info, io_status};
 use super::root::{Kind, Root};
-use super::{MAX_SMALL_FILE_BYTES, Staged, file_info, io_status};
+use super::staged::Staged;
 use crate::pb;
 
 /// The largest file EditFile changes.

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 
 use tonic::Status;
 
-use super::MAX_PATH_BYTES;
+use super::limits::MAX_PATH_BYTES;
 use super::root::{Kind, Meta, Root};
 use crate::pb;
 

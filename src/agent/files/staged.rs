@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tonic::Status;
 
+use super::paths::{ensure_dir, io_status};
 use super::root::{Kind, Root};
-use super::{ensure_dir, io_status};
 
 /// A file being written under a temporary name next to its destination;
 /// removed when dropped unless committed, so a failed or abandoned transfer
