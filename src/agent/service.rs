@@ -10,9 +10,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
-use super::Agent;
 use super::command::Command;
 use super::output::{Item, Stream as OutputStream};
+use super::state::Agent;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;
 use crate::signals;

@@ -1,0 +1,90 @@
+//! The agent's life: it loads the commands an earlier agent recorded, serves
+//! ExecService and FileService on its socket, and on SIGTERM or SIGINT ends
+//! every command and exits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::UnixListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::info;
+
+use super::args::AgentArgs;
+use super::reaper::Reaper;
+use super::state::Agent;
+use super::{files, service};
+use crate::pb;
+
+/// Runs the agent until SIGTERM or SIGINT; then ends every command's process
+/// group and exits.
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(args.state_dir.join("commands"))
+        .with_context(|| format!("cannot create {}", args.state_dir.display()))?;
+    let env = match &args.env_file {
+        Some(path) => serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("{} is not a JSON object of strings", path.display()))?,
+        None => BTreeMap::new(),
+    };
+    let reaper = Reaper::start().context("cannot watch SIGCHLD")?;
+    let agent = Arc::new(Agent::new(args.clone(), env, reaper));
+
+    let _ = std::fs::remove_file(&args.socket);
+    let listener = UnixListener::bind(&args.socket)
+        .with_context(|| format!("cannot listen on {}", args.socket.display()))?;
+    info!(socket = %args.socket.display(), sandbox_id = %args.sandbox_id, "agent serving");
+
+    let stopping = {
+        let agent = agent.clone();
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            info!("agent stopping: ending every command");
+            for command in agent.commands() {
+                let _ = command.signal(libc::SIGKILL);
+            }
+        }
+    };
+    let service = service::AgentExec::new(agent.clone());
+    let files_root = match &args.files_root {
+        Some(dir) => files::root::Root::beneath(dir)
+            .with_context(|| format!("cannot open the files root {}", dir.display()))?,
+        None => files::root::Root::Whole,
+    };
+    let files = files::AgentFiles::new(files_root, args.workdir.clone());
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(crate::wire::RECEIVE_STREAM_WINDOW)
+        .initial_connection_window_size(crate::wire::RECEIVE_CONNECTION_WINDOW)
+        .max_frame_size(Some(crate::wire::RECEIVE_MAX_FRAME))
+        .add_service(
+            pb::exec_service_server::ExecServiceServer::new(service)
+                .max_decoding_message_size(4 << 20),
+        )
+        .add_service(
+            pb::file_service_server::FileServiceServer::new(files)
+                .max_decoding_message_size(4 << 20),
+        )
+        .serve_with_incoming_shutdown(
+            {
+                let peers = agent.peers().clone();
+                UnixListenerStream::new(listener)
+                    .map(move |accepted| accepted.map(|s| peers.track(s)))
+            },
+            stopping,
+        )
+        .await
+        .context("the agent's gRPC server failed")?;
+    // Let the killed commands record how they ended.
+    for command in agent.commands() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), command.ended()).await;
+    }
+    Ok(())
+}

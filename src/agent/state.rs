@@ -1,0 +1,229 @@
+//! [`Agent`], the agent's state: its commands, launched with the sandbox's
+//! environment and working directory, reloaded from an earlier agent's
+//! records, forgotten past a count, and every process signalled.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tonic::Status;
+use tracing::warn;
+
+use super::args::AgentArgs;
+use super::command::{Command, Launch};
+use super::peers;
+use super::reaper::Reaper;
+use crate::pb;
+
+/// The PATH of commands whose environment sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The agent's state: its commands.
+pub struct Agent {
+    args: AgentArgs,
+    env: BTreeMap<String, String>,
+    reaper: Reaper,
+    commands: Mutex<BTreeMap<String, Arc<Command>>>,
+    /// The processes connected to the agent, spared by KillProcesses.
+    peers: peers::Peers,
+}
+
+impl Agent {
+    /// The agent of the sandbox `args` names, running commands with `env`
+    /// and reaping their processes with `reaper`, with the commands an
+    /// earlier agent recorded in the state directory.
+    pub fn new(args: AgentArgs, env: BTreeMap<String, String>, reaper: Reaper) -> Self {
+        let agent = Self {
+            args,
+            env,
+            reaper,
+            commands: Mutex::new(BTreeMap::new()),
+            peers: peers::Peers::default(),
+        };
+        agent.load_commands();
+        agent
+    }
+
+    /// The processes connected to the agent.
+    pub fn peers(&self) -> &peers::Peers {
+        &self.peers
+    }
+
+    fn commands_dir(&self) -> PathBuf {
+        self.args.state_dir.join("commands")
+    }
+
+    /// Every command, oldest first.
+    pub fn commands(&self) -> Vec<Arc<Command>> {
+        self.commands
+            .lock()
+            .expect("commands")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The command `id`, or NOT_FOUND.
+    pub fn command(&self, id: &str) -> Result<Arc<Command>, Status> {
+        self.commands
+            .lock()
+            .expect("commands")
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("no command has id {id:?} in this sandbox")))
+    }
+
+    /// Starts a command. RESOURCE_EXHAUSTED at the running-command limit;
+    /// FAILED_PRECONDITION when the program cannot be started.
+    pub fn launch(&self, spec: pb::CommandSpec) -> Result<Arc<Command>, Status> {
+        let running = self.commands().iter().filter(|c| c.is_running()).count();
+        if running >= self.args.max_commands {
+            return Err(Status::resource_exhausted(format!(
+                "{running} commands are running in this sandbox, its limit; wait for one to end"
+            )));
+        }
+        let argv = if spec.shell.is_empty() {
+            spec.command.clone()
+        } else {
+            vec!["/bin/sh".into(), "-c".into(), spec.shell.clone()]
+        };
+        if argv.is_empty() || argv[0].is_empty() {
+            return Err(Status::invalid_argument("command: is required"));
+        }
+        let workdir = if spec.workdir.is_empty() {
+            self.args.workdir.clone()
+        } else {
+            spec.workdir.clone()
+        };
+        let mut env = BTreeMap::from([
+            ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
+            ("HOME".to_owned(), workdir.clone()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ]);
+        if self.args.inherit_env {
+            env.extend(std::env::vars());
+        }
+        if spec.tty {
+            env.insert("TERM".into(), "xterm-256color".into());
+        }
+        env.extend(self.env.clone());
+        env.extend(spec.env.clone());
+        let tty = spec.tty.then(|| {
+            let rows = if spec.rows == 0 { 24 } else { spec.rows as u16 };
+            let cols = if spec.cols == 0 { 80 } else { spec.cols as u16 };
+            (rows, cols)
+        });
+        let timeout = spec
+            .timeout
+            .as_ref()
+            .map(|d| std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
+        let id = format!("cmd_{}", uuid::Uuid::now_v7().simple());
+        let dir = self.commands_dir().join(&id);
+        let record = pb::Command {
+            id: id.clone(),
+            sandbox_id: self.args.sandbox_id.clone(),
+            spec: Some(spec),
+            ..Default::default()
+        };
+        let launch = Launch {
+            argv: argv.clone(),
+            env,
+            cwd: sandbox_path(&self.args.root, &workdir),
+            tty,
+            timeout,
+        };
+        let command = Command::spawn(
+            &self.reaper,
+            id.clone(),
+            dir,
+            self.args.output_budget,
+            record,
+            launch,
+        )
+        .map_err(|error| {
+            Status::failed_precondition(format!("cannot start {:?} in {workdir}: {error}", argv[0]))
+        })?;
+        let mut commands = self.commands.lock().expect("commands");
+        commands.insert(id, command.clone());
+        forget_oldest_ended(&mut commands);
+        Ok(command)
+    }
+
+    /// Loads the commands an earlier agent recorded in the state directory.
+    fn load_commands(&self) {
+        let Ok(entries) = std::fs::read_dir(self.commands_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            match Command::reopen(&entry.path()) {
+                Ok(command) => {
+                    let mut commands = self.commands.lock().expect("commands");
+                    commands.insert(command.id.clone(), command);
+                    forget_oldest_ended(&mut commands);
+                }
+                Err(error) => {
+                    warn!(path = %entry.path().display(), %error, "cannot load a command record")
+                }
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Sends `signal` to every process of the sandbox but the agent and the
+    /// processes connected to it; returns how many it reached. Only for an
+    /// agent that is its sandbox's init (it sees exactly the sandbox's
+    /// processes). Processes forked while it works are caught by going over
+    /// the list again until a pass finds none new.
+    pub fn signal_every_process(&self, signal: i32) -> usize {
+        let mut signalled = std::collections::HashSet::new();
+        for _ in 0..5 {
+            let mut new = 0;
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                break;
+            };
+            for pid in entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            {
+                if pid == 1 || self.peers.contains(pid) || signalled.contains(&pid) {
+                    continue;
+                }
+                // SAFETY: kill takes plain integers.
+                if unsafe { libc::kill(pid, signal) } == 0 {
+                    signalled.insert(pid);
+                    new += 1;
+                }
+            }
+            if new == 0 {
+                break;
+            }
+        }
+        signalled.len()
+    }
+}
+
+/// How many ended commands the agent keeps, with their output logs; older
+/// ones are forgotten.
+pub const ENDED_COMMANDS_KEPT: usize = 1000;
+
+/// Forgets the oldest ended commands past [`ENDED_COMMANDS_KEPT`]. Ids sort by
+/// time, so the map's order is the commands' age.
+fn forget_oldest_ended(commands: &mut BTreeMap<String, Arc<Command>>) {
+    let ended: Vec<String> = commands
+        .values()
+        .filter(|c| !c.is_running())
+        .map(|c| c.id.clone())
+        .collect();
+    let excess = ended.len().saturating_sub(ENDED_COMMANDS_KEPT);
+    for id in ended.into_iter().take(excess) {
+        if let Some(command) = commands.remove(&id) {
+            command.log.remove();
+        }
+    }
+}
+
+/// `path` (absolute, in the sandbox) in the agent's view of the filesystem.
+fn sandbox_path(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
