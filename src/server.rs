@@ -1,6 +1,7 @@
 //! Wiring: the store, the providers and the manager chosen at start-up, the
 //! gRPC services (with health and reflection), the listener, and graceful
-//! shutdown.
+//! shutdown. The top of the crate: it may use every layer, and none uses
+//! it.
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! An agent runs beside code nobody has read, so it is untrusted: every
 //! message read from it is bounded in size, calls that answer at once have
 //! a deadline, its errors become domain errors with bounded messages
-//! ([`errors`]), and the environment values it keeps for commands (often
+//! (errors.rs), and the environment values it keeps for commands (often
 //! secrets) never come back to callers.
 //!
 //! Providers make [`AgentChannel`]s, the domain keeps one [`AgentClient`]

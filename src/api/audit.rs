@@ -211,7 +211,7 @@ impl Audited for pb::ExecRequest {
 }
 
 /// Runs `call`, which changes nothing, for the tenant of `request`: the
-/// counterpart of [`audit::audited`] for calls the audit trail leaves out.
+/// counterpart of [`audited`] for calls the audit trail leaves out.
 pub async fn unaudited<R, T, F, Fut>(request: Request<R>, call: F) -> Result<Response<T>, Status>
 where
     F: FnOnce(String, R) -> Fut,

@@ -4,8 +4,8 @@
 //! A handler unpacks its request, checks and converts it in [`convert`],
 //! calls the domain (or the sandbox's agent through the domain), and packs
 //! the answer; domain errors become statuses in one place
-//! ([`status`]), and calls that change something are recorded by
-//! [`audit::audited`] (reads by [`audit::unaudited`], the same without the
+//! (status.rs), and calls that change something are recorded by
+//! `audit::audited` (reads by `audit::unaudited`, the same without the
 //! trail). The tower layer in [`auth`] runs before every
 //! handler.
 //!

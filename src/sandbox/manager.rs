@@ -1,5 +1,9 @@
 //! The [`Manager`]: every lifecycle action on sandboxes, as a sequence of
-//! compare-and-set writes to the store around calls to the provider.
+//! compare-and-set writes to the store around calls to the provider. This
+//! file holds its state and the machinery every action shares (the
+//! compare-and-set loop, provider calls under a deadline, admissions); the
+//! actions themselves are in create.rs, lifecycle.rs, listing.rs and their
+//! neighbours.
 //!
 //! The record is always written before the provider is called, so a crash
 //! between any two steps leaves a record that [`Manager::reconcile`] can

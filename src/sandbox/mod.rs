@@ -1,5 +1,12 @@
 //! The sandbox domain: what a sandbox is, which lifecycle steps its state
 //! allows, and the [`Manager`] that drives the store and the providers.
+//!
+//! Its vocabulary (model.rs, state.rs, rules.rs, selector.rs, quota.rs,
+//! requests.rs) depends on nothing else here, so the store and the
+//! providers can use it. The Manager (manager.rs, with its actions by theme
+//! in create.rs, lifecycle.rs, listing.rs, agents.rs, reconcile.rs,
+//! reaper.rs and watch.rs) sits above the store, the providers and the
+//! agent client. This file only names the parts.
 
 mod agent_cache;
 mod agents;

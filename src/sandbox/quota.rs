@@ -3,7 +3,7 @@
 //! memory one of its sandboxes may ask for. A default applies to every
 //! tenant; overrides replace it field by field for named tenants.
 //!
-//! The admission of commands in flight lives here too ([`CommandSlots`]),
+//! The admission of commands in flight lives here too (`CommandSlots`),
 //! beside the count of running sandboxes that the manager keeps.
 
 use std::collections::{BTreeMap, HashMap};
