@@ -143,6 +143,21 @@ impl TestServer {
             .into_inner()
     }
 
+    /// Writes `content` to `path` in the sandbox through the file service
+    /// (no command runs, so none is listed).
+    pub async fn write(&self, sandbox_id: &str, path: &str, content: &[u8]) {
+        self.files()
+            .await
+            .write_file(pb::WriteFileRequest {
+                sandbox_id: sandbox_id.to_owned(),
+                path: path.to_owned(),
+                content: content.to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("WriteFile succeeds");
+    }
+
     /// An ExecService client taking answers up to 16 MiB.
     pub async fn exec(&self) -> ExecServiceClient<Channel> {
         ExecServiceClient::new(self.channel().await).max_decoding_message_size(16 << 20)

@@ -52,16 +52,7 @@ async fn detached_output_and_exit_survive_a_server_restart(provider: Provider) {
         listed[0]
     );
     // Through the file service: a command would be listed too.
-    server
-        .files()
-        .await
-        .write_file(pb::WriteFileRequest {
-            sandbox_id: id.clone(),
-            path: "go".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.write(&id, "go", b"").await;
     let ended = wait_until_ended(&mut client, &id, &command.id).await;
     assert_eq!(ended.exit_code, Some(3));
     let listed = list(&mut client).await;
@@ -209,16 +200,7 @@ async fn a_running_detached_command_keeps_its_sandbox_from_idling_out(provider: 
         pb::SandboxState::Running as i32,
         "busy, not idle"
     );
-    server
-        .files()
-        .await
-        .write_file(pb::WriteFileRequest {
-            sandbox_id: id.clone(),
-            path: "done".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    server.write(&id, "done", b"").await;
     let ended = wait_until_ended(&mut client, &id, &build.id).await;
     assert_eq!(ended.exit_code, Some(0), "the command ran to its end");
     eventually(Duration::from_secs(10), "the idle sandbox to stop", || {
