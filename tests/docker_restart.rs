@@ -91,31 +91,43 @@ async fn restarting_dockerd_neither_crashes_the_server_nor_falsifies_records() {
 
     // Every record is still there and settles in a state that is true of
     // its container: RUNNING with a running container whose agent answers,
-    // or STOPPED with a stopped one.
+    // or STOPPED with a stopped one. The server checks every sandbox again
+    // once it sees the engine back, which takes a moment after the engine
+    // answers: the record and its container must come to agree.
     let mut exec = ExecServiceClient::new(server.channel().await);
     for id in &ids {
-        let sandbox = eventually(Duration::from_secs(30), "the record to settle", || {
-            let mut sandboxes = sandboxes.clone();
-            let id = id.clone();
-            async move {
-                let sandbox = sandboxes
-                    .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .sandbox?;
-                let state = pb::SandboxState::try_from(sandbox.state).ok()?;
-                matches!(state, pb::SandboxState::Running | pb::SandboxState::Stopped)
-                    .then_some(sandbox)
-            }
-        })
+        let (sandbox, running) = eventually(
+            Duration::from_secs(60),
+            &format!("the record of {id} and its container to agree"),
+            || {
+                let mut sandboxes = sandboxes.clone();
+                let id = id.clone();
+                async move {
+                    let sandbox = sandboxes
+                        .get_sandbox(pb::GetSandboxRequest {
+                            sandbox_id: id.clone(),
+                        })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .sandbox?;
+                    let state = pb::SandboxState::try_from(sandbox.state).ok()?;
+                    let running = docker_output(&[
+                        "inspect",
+                        "--format",
+                        "{{.State.Running}}",
+                        &format!("paddock-{id}"),
+                    ]);
+                    let agree = match state {
+                        pb::SandboxState::Running => running == "true",
+                        pb::SandboxState::Stopped => running == "false",
+                        _ => false,
+                    };
+                    agree.then_some((sandbox, running))
+                }
+            },
+        )
         .await;
-        let running = docker_output(&[
-            "inspect",
-            "--format",
-            "{{.State.Running}}",
-            &format!("paddock-{id}"),
-        ]);
         if sandbox.state == pb::SandboxState::Running as i32 {
             assert_eq!(running, "true", "{id} is RUNNING but its container is not");
             let ran = exec
