@@ -171,6 +171,32 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_DOCKER_AGENT_BINARY", value_name = "FILE")]
     pub docker_agent_binary: Option<PathBuf>,
 
+    /// Let requests ask for NETWORK_MODE_BRIDGE: an open network on which a
+    /// sandbox reaches other sandboxes, this server and every service on the
+    /// host. Unsafe for untrusted code [default: false].
+    #[arg(
+        long,
+        env = "PADDOCK_ALLOW_BRIDGE_NETWORK",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub allow_bridge_network: Option<bool>,
+
+    /// IPv4 ranges (CIDR, comma-separated) that NETWORK_MODE_EGRESS sandboxes
+    /// may not reach, besides the host itself and other sandboxes, which
+    /// they never reach [default: every private, shared, link-local,
+    /// loopback, multicast and reserved range].
+    #[arg(
+        long,
+        env = "PADDOCK_EGRESS_BLOCKED_RANGES",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
+    pub egress_blocked_ranges: Option<Vec<String>>,
+
     /// The most commands running at once in one sandbox [default: 1024].
     #[arg(long, env = "PADDOCK_MAX_COMMANDS_PER_SANDBOX", value_name = "N")]
     pub max_commands_per_sandbox: Option<usize>,

@@ -54,6 +54,8 @@ pub struct DockerConfig {
     pub agent_binary: PathBuf,
     /// How to reach agents.
     pub transport: crate::provider::AgentTransport,
+    /// The ranges EGRESS sandboxes may not reach.
+    pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
 }
 
 /// The resolved server configuration.
@@ -126,6 +128,8 @@ impl ServerConfig {
             docker_pull_timeout,
             docker_agent_transport,
             docker_agent_binary,
+            allow_bridge_network,
+            egress_blocked_ranges,
             max_commands_per_sandbox,
             max_commands,
             command_output_budget,
@@ -162,6 +166,18 @@ impl ServerConfig {
                 "auto" => crate::provider::AgentTransport::Auto,
                 "bridge" => crate::provider::AgentTransport::Bridge,
                 other => bail!("docker agent transport {other:?} is unknown; use auto or bridge"),
+            },
+            egress_blocked: match egress_blocked_ranges {
+                None => crate::provider::Ipv4Cidr::default_egress_blocked(),
+                Some(ranges) => ranges
+                    .iter()
+                    .filter(|range| !range.trim().is_empty())
+                    .map(|range| {
+                        range
+                            .parse()
+                            .map_err(|e| anyhow::anyhow!("egress_blocked_ranges: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
             },
         };
         let log_format = match log_format.as_deref().unwrap_or("human") {
@@ -235,6 +251,7 @@ impl ServerConfig {
                 watch_poll_interval: lifecycle_defaults.watch_poll_interval,
                 quotas,
                 max_commands: max_commands.unwrap_or(lifecycle_defaults.max_commands),
+                allow_bridge_network: allow_bridge_network.unwrap_or(false),
             },
             reap_interval: duration("reap_interval", reap_interval, Duration::from_secs(5))?,
             shutdown_grace: duration("shutdown_grace", shutdown_grace, Duration::from_secs(30))?,

@@ -34,6 +34,11 @@ pub struct Capabilities {
     pub volumes: bool,
     /// A sandbox can have no network.
     pub network_none: bool,
+    /// A sandbox's network can be limited to the internet
+    /// ([`crate::sandbox::NetworkMode::Egress`]), as checked last.
+    pub network_egress: bool,
+    /// A sandbox can join an open network shared with others and the host.
+    pub network_bridge: bool,
     /// Resource limits are enforced.
     pub resource_limits: bool,
     /// Sandboxes are made from images.

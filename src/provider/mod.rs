@@ -7,6 +7,7 @@
 mod agent_process;
 mod contract;
 mod docker;
+mod network;
 mod process;
 mod registry;
 
@@ -14,5 +15,6 @@ pub use contract::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
+pub use network::{DEFAULT_EGRESS_BLOCKED, Ipv4Cidr};
 pub use process::ProcessProvider;
 pub use registry::Providers;

@@ -191,6 +191,9 @@ impl Provider for ProcessProvider {
             exec: true,
             files: true,
             network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
+            // The host's own network: nothing stands between a sandbox and
+            // the host's services, so EGRESS cannot be enforced.
+            network_bridge: true,
             ..Capabilities::default()
         }
     }
@@ -203,15 +206,16 @@ impl Provider for ProcessProvider {
             isolation: match &self.confinement {
                 Confinement::Bubblewrap(_) => {
                     "bubblewrap: each sandbox has its own mount, PID, IPC \
-                    and UTS namespaces (and network namespace with NETWORK_MODE_NONE); the host's \
-                    files are visible read-only, all but the sandbox's own directory and a private \
+                    and UTS namespaces (and network namespace with NETWORK_MODE_NONE, the \
+                    default; NETWORK_MODE_BRIDGE is the host's own network, and EGRESS cannot be \
+                    enforced); the host's files are visible read-only, all but the sandbox's own directory and a private \
                     /tmp; commands run as the server's user with no resource limits; file \
                     operations are confined beneath the sandbox's own directory"
                         .to_owned()
                 }
                 Confinement::None => "none: bubblewrap (bwrap) is not available, so commands run \
-                    as the server's user on the host, in the sandbox's private directory; they can \
-                    see and reach whatever that user can (file operations stay confined beneath \
+                    as the server's user on the host, in the sandbox's private directory, on the \
+                    host's network; they can see and reach whatever that user can (file operations stay confined beneath \
                     the sandbox's directory)"
                     .to_owned(),
             },
@@ -221,6 +225,12 @@ impl Provider for ProcessProvider {
 
     #[instrument(name = "provider.process.create", skip_all, fields(sandbox_id = request.sandbox_id))]
     async fn create(&self, request: ProvisionRequest<'_>) -> Result<String> {
+        if request.spec.network == NetworkMode::Egress {
+            return Err(Error::failed_precondition(
+                "network: provider process cannot enforce NETWORK_MODE_EGRESS: its sandboxes \
+                 share the host's network unless cut off from it (NETWORK_MODE_NONE)",
+            ));
+        }
         let dir = self.sandbox_dir(request.sandbox_id)?;
         if self.read_marker(&dir).await?.is_some() {
             return Ok(dir.display().to_string());

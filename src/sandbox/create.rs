@@ -33,10 +33,13 @@ impl Manager {
             .quotas
             .check_resources(tenant, &request.spec.resources)?;
         let info = provider.info().await;
+        let fingerprint = fingerprint(&request)?;
+        let mut request = request;
+        request.spec.network =
+            resolve_network(&info, request.network, self.config().allow_bridge_network)?;
         check_capabilities(&info, &request.spec)?;
         let now = clock::now();
         let expires_at = self.expiry(now, request.timeout, "timeout")?;
-        let fingerprint = fingerprint(&request)?;
 
         if let Some(existing) = self.find_existing(tenant, &request, &fingerprint).await? {
             return Ok((existing, false));
@@ -49,7 +52,6 @@ impl Manager {
         }
         // Not under the provider-call deadline: a pull may take longer, and
         // the provider bounds it with its own.
-        let mut request = request;
         provider.prepare(&mut request.spec).await?;
 
         let record = Sandbox {
@@ -203,11 +205,6 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
             "cannot enforce resource limits",
         ),
         (
-            spec.network == NetworkMode::None && !caps.network_none,
-            "network",
-            "cannot cut a sandbox off the network",
-        ),
-        (
             !spec.volumes.is_empty() && !caps.volumes,
             "volumes",
             "cannot mount volumes",
@@ -225,6 +222,55 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// The network a sandbox gets: the mode asked for, else the strictest that
+/// keeps it online which the provider enforces (EGRESS, then NONE, then
+/// BRIDGE). FAILED_PRECONDITION when the provider cannot enforce the mode, or
+/// when it is BRIDGE and the operator does not allow that.
+fn resolve_network(
+    info: &ProviderInfo,
+    asked: Option<NetworkMode>,
+    allow_bridge: bool,
+) -> Result<NetworkMode> {
+    let caps = &info.capabilities;
+    let mode = match asked {
+        Some(mode) => mode,
+        None if caps.network_egress => NetworkMode::Egress,
+        None if caps.network_none => NetworkMode::None,
+        None => NetworkMode::Bridge,
+    };
+    let provider = &info.name;
+    let refusal = match mode {
+        NetworkMode::Egress if !caps.network_egress => format!(
+            "provider {provider} cannot enforce NETWORK_MODE_EGRESS here ({}); ask for \
+             NETWORK_MODE_NONE",
+            info.detail
+        ),
+        NetworkMode::None if !caps.network_none => {
+            format!("provider {provider} cannot cut a sandbox off the network")
+        }
+        NetworkMode::Bridge if !caps.network_bridge => {
+            format!("provider {provider} has no NETWORK_MODE_BRIDGE")
+        }
+        NetworkMode::Bridge if !allow_bridge => {
+            let why = if asked.is_none() {
+                format!(
+                    "provider {provider} can enforce neither NETWORK_MODE_EGRESS nor \
+                     NETWORK_MODE_NONE here, and "
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{why}NETWORK_MODE_BRIDGE would let the sandbox reach other sandboxes and the \
+                 host; this server does not allow it (its operator can, with \
+                 --allow-bridge-network)"
+            )
+        }
+        _ => return Ok(mode),
+    };
+    Err(Error::failed_precondition(format!("network: {refusal}")))
 }
 
 /// A digest of a create request, to spot an idempotency key reused for a
@@ -248,5 +294,78 @@ mod tests {
         };
         assert_eq!(fingerprint(&a).unwrap(), fingerprint(&a).unwrap());
         assert_ne!(fingerprint(&a).unwrap(), fingerprint(&b).unwrap());
+    }
+
+    fn provider(egress: bool, none: bool, bridge: bool) -> ProviderInfo {
+        ProviderInfo {
+            name: "p".into(),
+            available: true,
+            detail: "why not".into(),
+            isolation: String::new(),
+            capabilities: crate::provider::Capabilities {
+                network_egress: egress,
+                network_none: none,
+                network_bridge: bridge,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn an_unspecified_network_is_the_strictest_online_mode_the_provider_enforces() {
+        assert_eq!(
+            resolve_network(&provider(true, true, true), None, false).unwrap(),
+            NetworkMode::Egress
+        );
+        assert_eq!(
+            resolve_network(&provider(false, true, true), None, false).unwrap(),
+            NetworkMode::None
+        );
+        assert_eq!(
+            resolve_network(&provider(false, false, true), None, true).unwrap(),
+            NetworkMode::Bridge
+        );
+        let refused = resolve_network(&provider(false, false, true), None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("neither NETWORK_MODE_EGRESS nor NETWORK_MODE_NONE")
+                && refused.contains("--allow-bridge-network"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_network_the_provider_cannot_enforce_or_the_operator_forbids_is_refused() {
+        let open = provider(true, true, true);
+        assert_eq!(
+            resolve_network(&open, Some(NetworkMode::Bridge), true).unwrap(),
+            NetworkMode::Bridge
+        );
+        for (info, asked, allow, says) in [
+            (&open, NetworkMode::Bridge, false, "does not allow it"),
+            (
+                &provider(false, true, true),
+                NetworkMode::Egress,
+                true,
+                "why not",
+            ),
+            (
+                &provider(true, false, true),
+                NetworkMode::None,
+                true,
+                "cannot cut",
+            ),
+            (
+                &provider(true, true, false),
+                NetworkMode::Bridge,
+                true,
+                "has no",
+            ),
+        ] {
+            let error = resolve_network(info, Some(asked), allow).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::FailedPrecondition);
+            assert!(error.to_string().contains(says), "{error}");
+        }
     }
 }

@@ -17,7 +17,10 @@ impl Manager {
         let default = self.providers().default_name();
         let mut out = Vec::new();
         for provider in self.providers().all() {
-            out.push((provider.info().await, provider.name() == default));
+            let mut info = provider.info().await;
+            // What callers may ask for here, not only what the provider has.
+            info.capabilities.network_bridge &= self.config().allow_bridge_network;
+            out.push((info, provider.name() == default));
         }
         out
     }

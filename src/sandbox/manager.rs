@@ -45,6 +45,9 @@ pub struct LifecycleConfig {
     /// The most Exec streams and RunCommand calls in flight through this
     /// server, every tenant's together.
     pub max_commands: usize,
+    /// Whether a request may ask for [`NetworkMode::Bridge`], which opens
+    /// other sandboxes and the host to the sandbox.
+    pub allow_bridge_network: bool,
 }
 
 impl Default for LifecycleConfig {
@@ -56,6 +59,7 @@ impl Default for LifecycleConfig {
             watch_poll_interval: Duration::from_secs(1),
             quotas: super::quota::Quotas::default(),
             max_commands: 4096,
+            allow_bridge_network: false,
         }
     }
 }

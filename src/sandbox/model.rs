@@ -22,11 +22,26 @@ pub type Metadata = serde_json::Map<String, serde_json::Value>;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
-    /// The provider's ordinary outbound network.
+    /// The internet, but no other sandbox, the host, link-local addresses or
+    /// the blocked ranges.
     #[default]
+    Egress,
+    /// An open network shared with other sandboxes and the host; only when
+    /// the operator allows it.
     Bridge,
     /// Loopback only.
     None,
+}
+
+impl NetworkMode {
+    /// The API's name of the mode, for messages.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            Self::Egress => "NETWORK_MODE_EGRESS",
+            Self::Bridge => "NETWORK_MODE_BRIDGE",
+            Self::None => "NETWORK_MODE_NONE",
+        }
+    }
 }
 
 /// Resource limits; `None` means no limit.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{LabelSelector, Labels, Metadata, Sandbox, SandboxSpec, SandboxState};
+use super::{LabelSelector, Labels, Metadata, NetworkMode, Sandbox, SandboxSpec, SandboxState};
 
 /// What CreateSandbox does when the name is taken.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -30,8 +30,11 @@ pub struct CreateSandbox {
     pub provider: Option<String>,
     /// A template name.
     pub template: Option<String>,
-    /// What the sandbox is made of.
+    /// What the sandbox is made of. Its `network` is replaced by the
+    /// resolved [`CreateSandbox::network`] when the record is written.
     pub spec: SandboxSpec,
+    /// The network asked for; `None` for the provider's default.
+    pub network: Option<NetworkMode>,
     /// Labels.
     pub labels: Labels,
     /// Free-form caller data.

@@ -19,6 +19,10 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             stop_start: true,
             volumes: true,
             network_none: true,
+            // This server runs as root beside the engine: it enforces EGRESS.
+            network_egress: true,
+            // Not allowed by this server's operator.
+            network_bridge: false,
             resource_limits: true,
             images: true,
             exec: true,

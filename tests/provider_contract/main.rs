@@ -20,7 +20,7 @@ use paddock::provider::{
     AgentLaunch, AgentTransport, DockerProvider, DockerSettings, Observed, ProcessProvider,
     Provider, ProvisionRequest,
 };
-use paddock::sandbox::SandboxSpec;
+use paddock::sandbox::{NetworkMode, SandboxSpec};
 
 /// The tenant of every sandbox the suite makes.
 const TENANT: &str = "contract";
@@ -119,6 +119,7 @@ async fn docker() -> Option<Subject> {
         },
         scope: scope.clone(),
         transport: AgentTransport::Auto,
+        egress_blocked: paddock::provider::Ipv4Cidr::default_egress_blocked(),
     };
     let open = move || {
         let settings = settings.clone();
@@ -176,8 +177,18 @@ pub(crate) use contract;
 impl Subject {
     /// A spec the provider accepts, completed by its `prepare`.
     async fn spec(&self) -> SandboxSpec {
+        let caps = self.provider.capabilities();
         let mut spec = SandboxSpec {
             workdir: "/workspace".into(),
+            // The strictest network the provider enforces, as the manager
+            // picks it for a request that names none.
+            network: if caps.network_egress {
+                NetworkMode::Egress
+            } else if caps.network_none {
+                NetworkMode::None
+            } else {
+                NetworkMode::Bridge
+            },
             ..SandboxSpec::default()
         };
         self.provider.prepare(&mut spec).await.unwrap();

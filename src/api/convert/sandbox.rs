@@ -100,13 +100,15 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             env,
             workdir,
             resources: resources_from_pb(resources)?,
-            network: network_from_pb(network)?,
+            // Resolved from `network` below by the manager.
+            network: NetworkMode::default(),
             volumes: volumes_from_pb(volumes)?,
             read_only_root,
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
         },
+        network: network_from_pb(network)?,
         labels,
         metadata: metadata_from_pb("metadata", metadata)?,
         timeout: timeout
@@ -243,6 +245,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
             pids: as_i64(spec.resources.pids),
         }),
         network: match spec.network {
+            NetworkMode::Egress => pb::NetworkMode::Egress,
             NetworkMode::Bridge => pb::NetworkMode::Bridge,
             NetworkMode::None => pb::NetworkMode::None,
         } as i32,
@@ -287,6 +290,8 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             stop_start: caps.stop_start,
             volumes: caps.volumes,
             network_none: caps.network_none,
+            network_egress: caps.network_egress,
+            network_bridge: caps.network_bridge,
             resource_limits: caps.resource_limits,
             images: caps.images,
             exec: caps.exec,
@@ -328,10 +333,13 @@ fn state_from_pb(field: &str, value: i32) -> Result<SandboxState> {
     })
 }
 
-fn network_from_pb(value: i32) -> Result<NetworkMode> {
+/// The network asked for; `None` leaves the choice to the provider.
+fn network_from_pb(value: i32) -> Result<Option<NetworkMode>> {
     Ok(match enum_value::<pb::NetworkMode>("network", value)? {
-        pb::NetworkMode::Unspecified | pb::NetworkMode::Bridge => NetworkMode::Bridge,
-        pb::NetworkMode::None => NetworkMode::None,
+        pb::NetworkMode::Unspecified => None,
+        pb::NetworkMode::Egress => Some(NetworkMode::Egress),
+        pb::NetworkMode::Bridge => Some(NetworkMode::Bridge),
+        pb::NetworkMode::None => Some(NetworkMode::None),
     })
 }
 

@@ -17,6 +17,8 @@ use crate::provider::contract::Observation;
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to reach an engine that went away.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+/// How often the EGRESS firewall rules are checked besides every create.
+const EGRESS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 impl DockerProvider {
     /// Follows the engine's events about Paddock's containers while the provider
@@ -122,12 +124,33 @@ impl DockerProvider {
             },
         };
         let available = status.available;
-        let mut current = self.engine.write().expect("engine status");
-        if current.available != available || current.detail != status.detail {
-            info!(available, detail = %status.detail, "Docker engine status");
+        {
+            let mut current = self.engine.write().expect("engine status");
+            if current.available != available || current.detail != status.detail {
+                info!(available, detail = %status.detail, "Docker engine status");
+            }
+            *current = status;
         }
-        *current = status;
+        if available {
+            // Only recorded here: creates that need EGRESS check again.
+            let _ = self.egress.ensure(&self.docker).await;
+        }
         available
+    }
+
+    /// Checks the EGRESS rules every [`EGRESS_CHECK_INTERVAL`] while the
+    /// provider lives, putting back what something else removed (a firewall
+    /// reload) before a sandbox can use the gap for long.
+    pub(super) async fn keep_egress_rules(provider: std::sync::Weak<Self>) {
+        loop {
+            tokio::time::sleep(EGRESS_CHECK_INTERVAL).await;
+            let Some(this) = provider.upgrade() else {
+                return;
+            };
+            if this.engine_available() {
+                let _ = this.egress.ensure(&this.docker).await;
+            }
+        }
     }
 
     fn mark_unreachable(&self, why: impl std::fmt::Display) {

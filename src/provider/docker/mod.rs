@@ -16,6 +16,7 @@
 
 mod agent_volume;
 mod bridge;
+mod egress;
 mod engine;
 mod errors;
 mod images;
@@ -43,7 +44,7 @@ use super::contract::{
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
-use crate::sandbox::SandboxSpec;
+use crate::sandbox::{NetworkMode, SandboxSpec};
 use agent_volume::AgentBuild;
 use errors::{engine_error, is_not_found, status_code};
 
@@ -72,6 +73,8 @@ pub struct DockerSettings {
     pub scope: String,
     /// How to reach agents.
     pub transport: AgentTransport,
+    /// The ranges EGRESS sandboxes may not reach.
+    pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
 }
 
 /// How the server reaches the agents in containers.
@@ -104,6 +107,7 @@ pub struct DockerProvider {
     /// Serialises installing the agent; true once installed by this server.
     agent_installed: tokio::sync::Mutex<bool>,
     engine: RwLock<EngineStatus>,
+    egress: egress::Egress,
     observations: broadcast::Sender<Observation>,
 }
 
@@ -157,6 +161,7 @@ impl DockerProvider {
         })?;
         let agent = AgentBuild::inspect(&settings.agent.binary);
         let (observations, _) = broadcast::channel(1024);
+        let egress = egress::Egress::new(settings.egress_blocked.clone());
         let provider = Arc::new(Self {
             docker,
             settings,
@@ -168,10 +173,12 @@ impl DockerProvider {
                 detail: "not checked yet".to_owned(),
                 cpus: None,
             }),
+            egress,
             observations,
         });
         provider.check_engine().await;
         tokio::spawn(Self::watch_engine(Arc::downgrade(&provider)));
+        tokio::spawn(Self::keep_egress_rules(Arc::downgrade(&provider)));
         Ok(provider)
     }
 
@@ -233,6 +240,8 @@ impl Provider for DockerProvider {
             stop_start: true,
             volumes: true,
             network_none: true,
+            network_egress: self.egress.failure().is_none(),
+            network_bridge: true,
             resource_limits: true,
             images: true,
             exec: true,
@@ -243,10 +252,13 @@ impl Provider for DockerProvider {
 
     async fn info(&self) -> ProviderInfo {
         let engine = self.engine.read().expect("engine status").clone();
-        let (available, detail) = match (&self.agent, engine.available) {
+        let (available, mut detail) = match (&self.agent, engine.available) {
             (Err(error), _) => (false, format!("{}; {}", engine.detail, error.message())),
             (Ok(_), available) => (available, engine.detail),
         };
+        if let Some(why) = self.egress.failure() {
+            detail.push_str(&format!("; NETWORK_MODE_EGRESS cannot be enforced: {why}"));
+        }
         ProviderInfo {
             name: Self::NAME.to_owned(),
             available,
@@ -297,6 +309,9 @@ impl Provider for DockerProvider {
                      (docker_default_image)",
                 )
             })?);
+        }
+        if spec.network == NetworkMode::Egress {
+            self.egress.ensure(&self.docker).await?;
         }
         self.ensure_agent().await?;
         let image = spec.image.as_deref().expect("image set above");

@@ -83,6 +83,7 @@ pub(super) fn container_spec(
         network_mode: Some(
             match spec.network {
                 NetworkMode::None => "none",
+                NetworkMode::Egress => super::egress::NETWORK,
                 NetworkMode::Bridge => "bridge",
             }
             .to_owned(),
@@ -217,7 +218,7 @@ mod tests {
         assert_eq!(labels["io.paddock.sandbox-id"], ID);
         assert_eq!(labels["io.paddock.tenant"], "team-a");
         let host = body.host_config.unwrap();
-        assert_eq!(host.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(host.network_mode.as_deref(), Some("paddock-egress"));
         assert_eq!(host.init, Some(false), "the agent is the init");
         assert_eq!(
             host.restart_policy.unwrap().name,

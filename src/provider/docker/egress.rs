@@ -1,0 +1,296 @@
+//! NETWORK_MODE_EGRESS on Docker: the internet, but no other sandbox, the
+//! host or a blocked range.
+//!
+//! Every EGRESS sandbox joins one engine network, [`NETWORK`], whose Linux
+//! bridge is [`BRIDGE`]. The network has inter-container traffic off, so
+//! sandboxes on it cannot reach one another (Docker drops bridged traffic
+//! between its ports), and Docker's own isolation rules keep it apart from
+//! every other engine network. Paddock adds what Docker leaves open, in the
+//! host's `filter` table:
+//!
+//! ```text
+//! INPUT        -i pdk-egress -j DROP              the host and this server, on any address
+//! DOCKER-USER  -i pdk-egress -j PADDOCK-EGRESS    forwarded traffic from sandboxes
+//! PADDOCK-EGRESS                                  DNS to the host's resolvers, then DROP
+//!                                                 to each blocked range
+//! ip6tables INPUT and FORWARD -i pdk-egress -j DROP
+//! ```
+//!
+//! The rules only work where the engine's bridges are in this server's own
+//! network namespace (the engine is local) and the server may change the
+//! firewall (root or CAP_NET_ADMIN). Otherwise [`Egress::ensure`] fails, and
+//! so does every EGRESS create: a sandbox never runs open because the rules
+//! could not be installed. The rules are checked before every EGRESS create
+//! and start, and installed again when something removed them.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+use tokio::process::Command;
+use tracing::{info, warn};
+
+use super::errors::{engine_error, is_not_found};
+use super::layout;
+use crate::error::{Error, Result};
+use crate::provider::network::Ipv4Cidr;
+
+/// The engine network of EGRESS sandboxes, shared by every Paddock server on
+/// the engine (they must agree on the blocked ranges).
+pub(super) const NETWORK: &str = "paddock-egress";
+/// Its Linux bridge on the engine's host.
+const BRIDGE: &str = "pdk-egress";
+/// The chain Paddock owns in the `filter` table.
+const CHAIN: &str = "PADDOCK-EGRESS";
+/// Where the host lists its DNS resolvers.
+const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Installs and checks what enforces EGRESS.
+#[derive(Debug)]
+pub(super) struct Egress {
+    blocked: Vec<Ipv4Cidr>,
+    /// Serialises checks and installs; holds why EGRESS cannot be enforced,
+    /// as found last (`None`: it can, or it was not checked yet).
+    last_failure: Mutex<Option<String>>,
+    install: tokio::sync::Mutex<()>,
+}
+
+impl Egress {
+    pub(super) fn new(blocked: Vec<Ipv4Cidr>) -> Self {
+        Self {
+            blocked,
+            last_failure: Mutex::new(Some("not checked yet".to_owned())),
+            install: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Why EGRESS cannot be enforced, as found by the last check; `None`
+    /// when it can.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.last_failure.lock().expect("egress status").clone()
+    }
+
+    /// Makes sure the network exists and the rules are in place, installing
+    /// what is missing. FAILED_PRECONDITION, saying why, when they cannot be.
+    pub(super) async fn ensure(&self, docker: &Docker) -> Result<()> {
+        let _one_at_a_time = self.install.lock().await;
+        let outcome = self.ensure_locked(docker).await;
+        let failure = outcome.as_ref().err().map(|e| e.message().to_owned());
+        let mut last = self.last_failure.lock().expect("egress status");
+        if failure != *last {
+            match &failure {
+                None => info!("NETWORK_MODE_EGRESS is enforced"),
+                Some(why) => warn!(%why, "NETWORK_MODE_EGRESS cannot be enforced"),
+            }
+        }
+        *last = failure;
+        outcome
+    }
+
+    async fn ensure_locked(&self, docker: &Docker) -> Result<()> {
+        ensure_network(docker).await?;
+        if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+            return Err(refusal(format!(
+                "the engine's bridge {BRIDGE} is not in this server's network namespace (a remote \
+                 engine, or a server in a container of its own), so Paddock cannot install the \
+                 firewall rules that keep sandboxes off the host and each other"
+            )));
+        }
+        let resolvers = host_resolvers().await;
+        let wanted = chain_rules(&self.blocked, &resolvers);
+        let mut restore = String::new();
+        if iptables(&["-w", "-S", CHAIN]).await.ok() != Some(wanted.join("\n") + "\n") {
+            // Declaring the chain flushes it; the new rules replace the old in
+            // one commit, so there is no moment with the chain empty.
+            restore.push_str(&format!(":{CHAIN} - [0:0]\n"));
+            for rule in wanted.iter().skip(1) {
+                restore.push_str(rule);
+                restore.push('\n');
+            }
+        }
+        for (chain, rule) in [
+            ("DOCKER-USER", format!("-i {BRIDGE} -j {CHAIN}")),
+            ("INPUT", format!("-i {BRIDGE} -j DROP")),
+        ] {
+            let check: Vec<&str> = ["-w", "-C", chain]
+                .into_iter()
+                .chain(rule.split(' '))
+                .collect();
+            if iptables(&check).await.is_err() {
+                restore.push_str(&format!("-I {chain} 1 {rule}\n"));
+            }
+        }
+        if !restore.is_empty() {
+            restore_rules("iptables-restore", &format!("*filter\n{restore}COMMIT\n")).await?;
+            info!(chain = CHAIN, "installed the EGRESS firewall rules");
+        }
+        let mut restore6 = String::new();
+        for chain in ["INPUT", "FORWARD"] {
+            let rule = format!("-i {BRIDGE} -j DROP");
+            let check: Vec<&str> = ["-w", "-C", chain]
+                .into_iter()
+                .chain(rule.split(' '))
+                .collect();
+            if run("ip6tables", &check, None).await.is_err() {
+                restore6.push_str(&format!("-I {chain} 1 {rule}\n"));
+            }
+        }
+        if !restore6.is_empty() {
+            restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n")).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The rules of [`CHAIN`] as `iptables -S` prints them.
+fn chain_rules(blocked: &[Ipv4Cidr], resolvers: &[std::net::Ipv4Addr]) -> Vec<String> {
+    let mut rules = vec![format!("-N {CHAIN}")];
+    // The host's resolvers are often in a private range (a cloud's VPC
+    // resolver, a router): DNS to them stays open, and nothing else.
+    for resolver in resolvers {
+        for protocol in ["udp", "tcp"] {
+            rules.push(format!(
+                "-A {CHAIN} -d {resolver}/32 -p {protocol} -m {protocol} --dport 53 -j RETURN"
+            ));
+        }
+    }
+    for range in blocked {
+        rules.push(format!("-A {CHAIN} -d {range} -j DROP"));
+    }
+    rules
+}
+
+/// The IPv4 resolvers the host (and so the engine's DNS) uses, except
+/// loopback ones, which the engine answers from the host itself.
+async fn host_resolvers() -> Vec<std::net::Ipv4Addr> {
+    let text = tokio::fs::read_to_string(RESOLV_CONF)
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|address| address.trim().parse::<std::net::Ipv4Addr>().ok())
+        .filter(|address| !address.is_loopback())
+        .collect()
+}
+
+/// Creates the EGRESS network unless it exists.
+async fn ensure_network(docker: &Docker) -> Result<()> {
+    match docker.inspect_network(NETWORK, None).await {
+        Ok(_) => return Ok(()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(engine_error("inspecting the EGRESS network", e)),
+    }
+    let request = NetworkCreateRequest {
+        name: NETWORK.to_owned(),
+        driver: Some("bridge".to_owned()),
+        options: Some(HashMap::from([
+            (
+                "com.docker.network.bridge.name".to_owned(),
+                BRIDGE.to_owned(),
+            ),
+            (
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            ),
+        ])),
+        labels: Some(HashMap::from([(
+            layout::LABEL_ROLE.to_owned(),
+            layout::ROLE_EGRESS_NETWORK.to_owned(),
+        )])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => {
+            info!(
+                network = NETWORK,
+                bridge = BRIDGE,
+                "created the EGRESS network"
+            );
+            Ok(())
+        }
+        // Another server made it meanwhile.
+        Err(e) if super::errors::status_code(&e) == Some(409) => Ok(()),
+        Err(e) => Err(engine_error("creating the EGRESS network", e)),
+    }
+}
+
+fn refusal(why: String) -> Error {
+    Error::failed_precondition(format!(
+        "network: NETWORK_MODE_EGRESS cannot be enforced here: {why}; ask for NETWORK_MODE_NONE"
+    ))
+}
+
+async fn iptables(args: &[&str]) -> std::result::Result<String, String> {
+    run("iptables", args, None).await
+}
+
+async fn restore_rules(program: &str, rules: &str) -> Result<()> {
+    run(program, &["-w", "--noflush"], Some(rules))
+        .await
+        .map(drop)
+        .map_err(|why| refusal(format!("installing the firewall rules failed: {why}")))
+}
+
+/// Runs a firewall program; its standard output, or why it failed.
+async fn run(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> std::result::Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    if let Some(input) = input {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| format!("writing to {program}: {e}"))?;
+    }
+    drop(stdin);
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("waiting for {program}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_opens_dns_to_the_resolvers_then_drops_each_blocked_range() {
+        let blocked = [
+            "10.0.0.0/8".parse().unwrap(),
+            "169.254.0.0/16".parse().unwrap(),
+        ];
+        let rules = chain_rules(&blocked, &["10.255.255.53".parse().unwrap()]);
+        assert_eq!(
+            rules,
+            [
+                "-N PADDOCK-EGRESS",
+                "-A PADDOCK-EGRESS -d 10.255.255.53/32 -p udp -m udp --dport 53 -j RETURN",
+                "-A PADDOCK-EGRESS -d 10.255.255.53/32 -p tcp -m tcp --dport 53 -j RETURN",
+                "-A PADDOCK-EGRESS -d 10.0.0.0/8 -j DROP",
+                "-A PADDOCK-EGRESS -d 169.254.0.0/16 -j DROP",
+            ]
+        );
+    }
+}
