@@ -33,6 +33,13 @@ pub struct AgentArgs {
     /// default one.
     #[arg(long)]
     pub inherit_env: bool,
+    /// Run commands as this user unless they name another: NAME, UID,
+    /// NAME:GROUP or UID:GID, looked up in the sandbox's /etc/passwd and
+    /// /etc/group. Files written through FileService belong to it too, and so
+    /// does the workdir when the engine made it for root. Unset: the agent's
+    /// own user.
+    #[arg(long, value_name = "USER")]
+    pub default_user: Option<String>,
     /// The most commands running at once.
     #[arg(long, default_value_t = 1024)]
     pub max_commands: usize,

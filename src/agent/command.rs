@@ -56,6 +56,8 @@ pub struct Launch {
     pub tty: Option<(u16, u16)>,
     /// When to end it.
     pub timeout: Option<Duration>,
+    /// Who it runs as; `None`: the agent's own user.
+    pub identity: Option<super::users::Identity>,
 }
 
 /// Where a command's stdin goes.
@@ -96,6 +98,10 @@ impl Command {
             .env_clear()
             .envs(&launch.env)
             .current_dir(&launch.cwd);
+        if let Some(identity) = &launch.identity {
+            // Supplementary groups are dropped with the switch.
+            process.uid(identity.uid).gid(identity.gid);
+        }
         let mut pty_master = None;
         match launch.tty {
             Some((rows, cols)) => {

@@ -17,6 +17,7 @@ mod reaper;
 mod serve;
 mod service;
 mod state;
+mod users;
 
 pub use args::AgentArgs;
 pub use serve::run;

@@ -14,7 +14,7 @@ use tracing::info;
 use super::args::AgentArgs;
 use super::reaper::Reaper;
 use super::state::Agent;
-use super::{files, service};
+use super::{files, service, users};
 use crate::pb;
 
 /// Runs the agent until SIGTERM or SIGINT; then ends every command's process
@@ -30,7 +30,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         None => BTreeMap::new(),
     };
     let reaper = Reaper::start().context("cannot watch SIGCHLD")?;
-    let agent = Arc::new(Agent::new(args.clone(), env, reaper));
+    // As the engine does with an image's USER: a user that does not exist
+    // stops the sandbox from starting, rather than running it as root.
+    let default_user = match &args.default_user {
+        Some(user) => {
+            let identity = users::resolve(&args.root, user)
+                .map_err(|why| anyhow::anyhow!("the sandbox's user {user:?}: {why}"))?;
+            give_workdir_to(&args, &identity);
+            Some(identity).filter(|identity| !identity.same_ids(&users::Identity::current()))
+        }
+        None => None,
+    };
+    let agent = Arc::new(Agent::new(args.clone(), env, reaper, default_user.clone()));
 
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket)
@@ -57,7 +68,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let files_root = match &args.files_root {
         Some(dir) => files::root::Root::beneath(dir)
             .with_context(|| format!("cannot open the files root {}", dir.display()))?,
-        None => files::root::Root::Whole,
+        None => files::root::Root::Whole {
+            owner: default_user.map(|identity| (identity.uid, identity.gid)),
+        },
     };
     let files = files::AgentFiles::new(files_root, args.workdir.clone());
     tonic::transport::Server::builder()
@@ -87,4 +100,23 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), command.ended()).await;
     }
     Ok(())
+}
+
+/// Gives the workdir to the sandbox's user when the engine made it for root
+/// (it makes a missing working directory as root, whatever the image's
+/// USER), so that the user's commands can write where they start.
+fn give_workdir_to(args: &AgentArgs, identity: &users::Identity) {
+    use std::os::unix::fs::MetadataExt;
+    let workdir = args.root.join(args.workdir.trim_start_matches('/'));
+    let Ok(meta) = std::fs::metadata(&workdir) else {
+        return;
+    };
+    if meta.uid() == 0
+        && identity.uid != 0
+        && args.workdir != "/"
+        && let Err(error) =
+            std::os::unix::fs::chown(&workdir, Some(identity.uid), Some(identity.gid))
+    {
+        tracing::warn!(%error, workdir = %workdir.display(), "cannot give the workdir to the sandbox's user");
+    }
 }

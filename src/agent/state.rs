@@ -13,6 +13,7 @@ use super::args::AgentArgs;
 use super::command::{Command, Launch};
 use super::peers;
 use super::reaper::Reaper;
+use super::users::{self, Identity};
 use crate::pb;
 
 /// The PATH of commands whose environment sets none.
@@ -26,19 +27,31 @@ pub struct Agent {
     commands: Mutex<BTreeMap<String, Arc<Command>>>,
     /// The processes connected to the agent, spared by KillProcesses.
     peers: peers::Peers,
+    /// Who commands run as when they name nobody; `None`: the agent's user.
+    default_user: Option<Identity>,
+    /// Whether the agent may run commands as another user (it holds
+    /// CAP_SETUID and CAP_SETGID).
+    can_switch_users: bool,
 }
 
 impl Agent {
     /// The agent of the sandbox `args` names, running commands with `env`
     /// and reaping their processes with `reaper`, with the commands an
     /// earlier agent recorded in the state directory.
-    pub fn new(args: AgentArgs, env: BTreeMap<String, String>, reaper: Reaper) -> Self {
+    pub fn new(
+        args: AgentArgs,
+        env: BTreeMap<String, String>,
+        reaper: Reaper,
+        default_user: Option<Identity>,
+    ) -> Self {
         let agent = Self {
             args,
             env,
             reaper,
             commands: Mutex::new(BTreeMap::new()),
             peers: peers::Peers::default(),
+            default_user,
+            can_switch_users: holds_setuid_and_setgid(),
         };
         agent.load_commands();
         agent
@@ -73,6 +86,28 @@ impl Agent {
             .ok_or_else(|| Status::not_found(format!("no command has id {id:?} in this sandbox")))
     }
 
+    /// Who a command asking for `user` runs as; `None`: the agent's own
+    /// user. INVALID_ARGUMENT for a user the sandbox does not know,
+    /// FAILED_PRECONDITION when the agent cannot switch users.
+    fn identity_of(&self, user: &str) -> Result<Option<Identity>, Status> {
+        let identity = if user.is_empty() {
+            self.default_user.clone()
+        } else {
+            let identity = users::resolve(&self.args.root, user)
+                .map_err(|why| Status::invalid_argument(format!("user: {why}")))?;
+            Some(identity).filter(|identity| !identity.same_ids(&Identity::current()))
+        };
+        if identity.is_some() && !self.can_switch_users {
+            return Err(Status::failed_precondition(format!(
+                "user: every command in this sandbox runs as uid {}, which may not switch to \
+                 another user (the process provider runs commands as the server's user); leave \
+                 user empty",
+                Identity::current().uid
+            )));
+        }
+        Ok(identity)
+    }
+
     /// Starts a command. RESOURCE_EXHAUSTED at the running-command limit;
     /// FAILED_PRECONDITION when the program cannot be started.
     pub fn launch(&self, spec: pb::CommandSpec) -> Result<Arc<Command>, Status> {
@@ -95,6 +130,7 @@ impl Agent {
         } else {
             spec.workdir.clone()
         };
+        let identity = self.identity_of(&spec.user)?;
         let mut env = BTreeMap::from([
             ("PATH".to_owned(), DEFAULT_PATH.to_owned()),
             ("HOME".to_owned(), workdir.clone()),
@@ -102,6 +138,17 @@ impl Agent {
         ]);
         if self.args.inherit_env {
             env.extend(std::env::vars());
+        }
+        if let Some(identity) = &identity {
+            // The agent's own HOME and USER are root's.
+            let home = identity.home.clone().unwrap_or_else(|| workdir.clone());
+            env.insert("HOME".into(), home);
+            for key in ["USER", "LOGNAME"] {
+                match &identity.name {
+                    Some(name) => env.insert(key.into(), name.clone()),
+                    None => env.remove(key),
+                };
+            }
         }
         if spec.tty {
             env.insert("TERM".into(), "xterm-256color".into());
@@ -131,6 +178,7 @@ impl Agent {
             cwd: sandbox_path(&self.args.root, &workdir),
             tty,
             timeout,
+            identity,
         };
         let command = Command::spawn(
             &self.reaper,
@@ -226,4 +274,17 @@ fn forget_oldest_ended(commands: &mut BTreeMap<String, Arc<Command>>) {
 /// `path` (absolute, in the sandbox) in the agent's view of the filesystem.
 fn sandbox_path(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
+}
+
+/// Whether this process holds CAP_SETUID and CAP_SETGID, as
+/// /proc/self/status says.
+fn holds_setuid_and_setgid() -> bool {
+    const CAP_SETGID: u32 = 6;
+    const CAP_SETUID: u32 = 7;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SETUID) != 0 && caps & (1 << CAP_SETGID) != 0)
 }

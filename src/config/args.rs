@@ -116,6 +116,24 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_PROVIDER_CALL_TIMEOUT", value_name = "DURATION")]
     pub provider_call_timeout: Option<String>,
 
+    /// The CPU limit of sandboxes whose request sets none, in thousandths of
+    /// a core, on providers that enforce limits; capped by a tenant's
+    /// quota_max_cpu_millis; 0 for none [default: 1000].
+    #[arg(long, env = "PADDOCK_DEFAULT_CPU_MILLIS", value_name = "MILLIS")]
+    pub default_cpu_millis: Option<u64>,
+
+    /// The memory limit of sandboxes whose request sets none, such as 512MiB,
+    /// on providers that enforce limits; capped by a tenant's
+    /// quota_max_memory; 0 for none [default: 1GiB].
+    #[arg(long, env = "PADDOCK_DEFAULT_MEMORY", value_name = "BYTES")]
+    pub default_memory: Option<String>,
+
+    /// The most processes and threads at once in sandboxes whose request
+    /// sets no limit, on providers that enforce limits; 0 for none
+    /// [default: 1024].
+    #[arg(long, env = "PADDOCK_DEFAULT_PIDS", value_name = "N")]
+    pub default_pids: Option<u64>,
+
     /// How often expired and idle sandboxes are looked for [default: 5s].
     #[arg(long, env = "PADDOCK_REAP_INTERVAL", value_name = "DURATION")]
     pub reap_interval: Option<String>,

@@ -21,7 +21,7 @@ use values::{bytes, duration, optional_duration, size};
 
 use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
-use crate::sandbox::LifecycleConfig;
+use crate::sandbox::{LifecycleConfig, Resources};
 use crate::sandbox::quota::{Quota, Quotas};
 use crate::telemetry::LogFormat;
 
@@ -117,6 +117,9 @@ impl ServerConfig {
             default_timeout,
             max_timeout,
             provider_call_timeout,
+            default_cpu_millis,
+            default_memory,
+            default_pids,
             reap_interval,
             shutdown_grace,
             log_format,
@@ -252,6 +255,20 @@ impl ServerConfig {
                 quotas,
                 max_commands: max_commands.unwrap_or(lifecycle_defaults.max_commands),
                 allow_bridge_network: allow_bridge_network.unwrap_or(false),
+                default_resources: {
+                    let defaults = lifecycle_defaults.default_resources;
+                    let memory = match default_memory {
+                        Some(text) => Some(size("default_memory", &text)?),
+                        None => defaults.memory_bytes,
+                    };
+                    // 0 means no limit.
+                    Resources {
+                        cpu_millis: default_cpu_millis.or(defaults.cpu_millis),
+                        memory_bytes: memory,
+                        pids: default_pids.or(defaults.pids),
+                    }
+                    .without_zeros()
+                },
             },
             reap_interval: duration("reap_interval", reap_interval, Duration::from_secs(5))?,
             shutdown_grace: duration("shutdown_grace", shutdown_grace, Duration::from_secs(30))?,

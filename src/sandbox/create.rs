@@ -37,6 +37,13 @@ impl Manager {
         let mut request = request;
         request.spec.network =
             resolve_network(&info, request.network, self.config().allow_bridge_network)?;
+        if info.capabilities.resource_limits {
+            request.spec.resources = self.config().quotas.with_defaults(
+                tenant,
+                request.spec.resources,
+                self.config().default_resources,
+            );
+        }
         check_capabilities(&info, &request.spec)?;
         let now = clock::now();
         let expires_at = self.expiry(now, request.timeout, "timeout")?;

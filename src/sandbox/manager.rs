@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::{EventType, Sandbox, SandboxState};
+use super::{EventType, Resources, Sandbox, SandboxState};
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::provider::{Provider, Providers};
@@ -45,9 +45,12 @@ pub struct LifecycleConfig {
     /// The most Exec streams and RunCommand calls in flight through this
     /// server, every tenant's together.
     pub max_commands: usize,
-    /// Whether a request may ask for [`NetworkMode::Bridge`], which opens
+    /// Whether a request may ask for [`super::NetworkMode::Bridge`], which opens
     /// other sandboxes and the host to the sandbox.
     pub allow_bridge_network: bool,
+    /// The limits of sandboxes whose request leaves them unset, on providers
+    /// that enforce limits.
+    pub default_resources: Resources,
 }
 
 impl Default for LifecycleConfig {
@@ -60,6 +63,11 @@ impl Default for LifecycleConfig {
             quotas: super::quota::Quotas::default(),
             max_commands: 4096,
             allow_bridge_network: false,
+            default_resources: Resources {
+                cpu_millis: Some(1000),
+                memory_bytes: Some(1 << 30),
+                pids: Some(1024),
+            },
         }
     }
 }

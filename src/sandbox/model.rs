@@ -56,6 +56,16 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// `self` with every limit of 0 unset (0 means none in settings).
+    pub fn without_zeros(self) -> Self {
+        let set = |limit: Option<u64>| limit.filter(|value| *value != 0);
+        Self {
+            cpu_millis: set(self.cpu_millis),
+            memory_bytes: set(self.memory_bytes),
+            pids: set(self.pids),
+        }
+    }
+
     /// Whether any limit is set.
     pub fn is_limited(&self) -> bool {
         self.cpu_millis.is_some() || self.memory_bytes.is_some() || self.pids.is_some()
@@ -95,6 +105,10 @@ pub struct SandboxSpec {
     /// Stop after this long without activity.
     #[serde(with = "optional_millis")]
     pub idle_timeout: Option<Duration>,
+    /// Who commands run as when they name nobody (an image's `USER`, filled
+    /// in by the provider); `None`: the agent's own user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// The durable record of one sandbox.

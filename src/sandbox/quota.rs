@@ -59,6 +59,26 @@ impl Quotas {
     }
 
     /// Refuses resources over the tenant's per-sandbox limits.
+    /// `asked` with each limit it leaves unset taken from `defaults`, but
+    /// never above the tenant's quota: a default the operator set higher
+    /// than a tenant's maximum becomes that maximum.
+    pub fn with_defaults(&self, tenant: &str, asked: Resources, defaults: Resources) -> Resources {
+        let quota = self.of(tenant);
+        let capped = |default: Option<u64>, max: Option<u64>| match (default, max) {
+            (Some(default), Some(max)) => Some(default.min(max)),
+            (default, _) => default,
+        };
+        Resources {
+            cpu_millis: asked
+                .cpu_millis
+                .or(capped(defaults.cpu_millis, quota.max_cpu_millis)),
+            memory_bytes: asked
+                .memory_bytes
+                .or(capped(defaults.memory_bytes, quota.max_memory_bytes)),
+            pids: asked.pids.or(defaults.pids),
+        }
+    }
+
     pub fn check_resources(&self, tenant: &str, resources: &Resources) -> Result<()> {
         let quota = self.of(tenant);
         if let (Some(asked), Some(max)) = (resources.cpu_millis, quota.max_cpu_millis)

@@ -226,6 +226,32 @@ pub fn check_request_id(field: &str, request_id: &str) -> Result<()> {
     }
 }
 
+/// A user to run as: `USER` or `USER:GROUP`, each a name of letters, digits,
+/// `_`, `.` and `-` (not starting with `-`) or a number, at most 64 bytes
+/// each. Whether it exists is the sandbox's to say.
+pub fn check_user(field: &str, user: &str) -> Result<()> {
+    let parts: Vec<&str> = user.split(':').collect();
+    let valid = |part: &&str| {
+        !part.is_empty()
+            && part.len() <= 64
+            && !part.starts_with('-')
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    };
+    if parts.len() > 2 || !parts.iter().all(valid) {
+        return Err(Error::invalid_argument(
+            field,
+            format!(
+                "{:?} is not a user: give a name or uid, optionally with \":GROUP\" (such as \
+                 \"alice\", \"1000\" or \"1000:1000\")",
+                shorten(user)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// An image reference: non-empty, at most [`MAX_IMAGE_BYTES`], printable ASCII.
 pub fn check_image(field: &str, image: &str) -> Result<()> {
     let valid = image.len() <= MAX_IMAGE_BYTES && image.bytes().all(|b| b.is_ascii_graphic());

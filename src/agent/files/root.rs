@@ -41,8 +41,10 @@ pub struct Meta {
 pub enum Root {
     /// Beneath this directory, enforced.
     Beneath(Dir),
-    /// The agent's whole filesystem (a container's).
-    Whole,
+    /// The agent's whole filesystem (a container's). What the agent makes
+    /// is given to `owner` (uid, gid) when set: the sandbox's user, while the
+    /// agent runs as root.
+    Whole { owner: Option<(u32, u32)> },
 }
 
 impl Root {
@@ -65,7 +67,7 @@ impl Root {
                     relative.to_path_buf()
                 }
             }
-            Self::Whole => path.to_path_buf(),
+            Self::Whole { .. } => path.to_path_buf(),
         }
     }
 
@@ -74,7 +76,7 @@ impl Root {
         let local = self.local(path);
         match self {
             Self::Beneath(dir) => dir.open(local).map(|f| f.into_std()),
-            Self::Whole => File::open(local),
+            Self::Whole { .. } => File::open(local),
         }
     }
 
@@ -87,13 +89,17 @@ impl Root {
                 options.write(true).create_new(true).mode(mode);
                 dir.open_with(local, &options).map(|f| f.into_std())
             }
-            Self::Whole => {
+            Self::Whole { owner } => {
                 use std::os::unix::fs::OpenOptionsExt as _;
-                std::fs::OpenOptions::new()
+                let file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(mode)
-                    .open(local)
+                    .open(&local)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&file, Some(*uid), Some(*gid))?;
+                }
+                Ok(file)
             }
         }
     }
@@ -115,7 +121,7 @@ impl Root {
                         .unwrap_or(SystemTime::UNIX_EPOCH),
                 })
             }
-            Self::Whole => meta_of(&std::fs::symlink_metadata(local)?),
+            Self::Whole { .. } => meta_of(&std::fs::symlink_metadata(local)?),
         }
     }
 
@@ -123,7 +129,7 @@ impl Root {
     pub fn stat_follow(&self, path: &Path) -> io::Result<Meta> {
         match self {
             Self::Beneath(_) => meta_of(&self.open_read(path)?.metadata()?),
-            Self::Whole => meta_of(&std::fs::metadata(path)?),
+            Self::Whole { .. } => meta_of(&std::fs::metadata(path)?),
         }
     }
 
@@ -132,7 +138,7 @@ impl Root {
         let local = self.local(path);
         match self {
             Self::Beneath(dir) => dir.read_link_contents(local),
-            Self::Whole => std::fs::read_link(local),
+            Self::Whole { .. } => std::fs::read_link(local),
         }
     }
 
@@ -144,7 +150,7 @@ impl Root {
                 .read_dir(local)?
                 .map(|entry| entry.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()?,
-            Self::Whole => std::fs::read_dir(local)?
+            Self::Whole { .. } => std::fs::read_dir(local)?
                 .map(|entry| entry.map(|e| e.file_name()))
                 .collect::<io::Result<_>>()?,
         };
@@ -161,12 +167,28 @@ impl Root {
                 builder.recursive(parents).mode(mode);
                 dir.create_dir_with(local, &builder)
             }
-            Self::Whole => {
+            Self::Whole { owner } => {
                 use std::os::unix::fs::DirBuilderExt as _;
+                // The directories this call makes, deepest first, to give
+                // them to the owner afterwards.
+                let missing: Vec<PathBuf> = match owner {
+                    Some(_) => local
+                        .ancestors()
+                        .take_while(|dir| std::fs::symlink_metadata(dir).is_err())
+                        .map(Path::to_path_buf)
+                        .collect(),
+                    None => Vec::new(),
+                };
                 std::fs::DirBuilder::new()
                     .recursive(parents)
                     .mode(mode)
-                    .create(local)
+                    .create(&local)?;
+                if let Some((uid, gid)) = owner {
+                    for dir in &missing {
+                        std::os::unix::fs::lchown(dir, Some(*uid), Some(*gid))?;
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -176,7 +198,7 @@ impl Root {
         let local = self.local(path);
         match self {
             Self::Beneath(dir) => dir.remove_file(local),
-            Self::Whole => std::fs::remove_file(local),
+            Self::Whole { .. } => std::fs::remove_file(local),
         }
     }
 
@@ -186,8 +208,8 @@ impl Root {
         match (self, all) {
             (Self::Beneath(dir), false) => dir.remove_dir(local),
             (Self::Beneath(dir), true) => dir.remove_dir_all(local),
-            (Self::Whole, false) => std::fs::remove_dir(local),
-            (Self::Whole, true) => std::fs::remove_dir_all(local),
+            (Self::Whole { .. }, false) => std::fs::remove_dir(local),
+            (Self::Whole { .. }, true) => std::fs::remove_dir_all(local),
         }
     }
 
@@ -196,7 +218,7 @@ impl Root {
         let (from, to) = (self.local(from), self.local(to));
         match self {
             Self::Beneath(dir) => dir.rename(from, dir, to),
-            Self::Whole => std::fs::rename(from, to),
+            Self::Whole { .. } => std::fs::rename(from, to),
         }
     }
 
@@ -206,7 +228,7 @@ impl Root {
         let (from, to) = (self.local(from), self.local(to));
         match self {
             Self::Beneath(dir) => dir.hard_link(from, dir, to),
-            Self::Whole => std::fs::hard_link(from, to),
+            Self::Whole { .. } => std::fs::hard_link(from, to),
         }
     }
 
@@ -215,7 +237,13 @@ impl Root {
         let local = self.local(link);
         match self {
             Self::Beneath(dir) => dir.symlink(target, local),
-            Self::Whole => std::os::unix::fs::symlink(target, local),
+            Self::Whole { owner } => {
+                std::os::unix::fs::symlink(target, &local)?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(&local, Some(*uid), Some(*gid))?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -228,7 +256,7 @@ impl Root {
                 use cap_std::fs::PermissionsExt;
                 dir.set_permissions(local, cap_std::fs::Permissions::from_mode(mode))
             }
-            Self::Whole => {
+            Self::Whole { .. } => {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(local, std::fs::Permissions::from_mode(mode))
             }

@@ -133,10 +133,7 @@ pub fn spec(prefix: &str, spec: Option<&pb::CommandSpec>) -> Result<()> {
     argv_and_shell(prefix, command, shell)?;
     common(prefix, env, workdir, timeout.as_ref())?;
     if !user.is_empty() {
-        return Err(Error::invalid_argument(
-            &format!("{prefix}user"),
-            "running as another user is not supported yet; leave it empty",
-        ));
+        rules::check_user(&format!("{prefix}user"), user)?;
     }
     terminal_size(prefix, *rows, *cols, true)
 }

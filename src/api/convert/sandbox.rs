@@ -104,6 +104,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             network: NetworkMode::default(),
             volumes: volumes_from_pb(volumes)?,
             read_only_root,
+            user: None,
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,

@@ -17,9 +17,10 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// Makes sure `image` is on the engine, pulling it within `timeout` when it
 /// is not. NOT_FOUND when the registry has no such image; UNAVAILABLE when the
 /// registry cannot be reached; DEADLINE_EXCEEDED when the pull is too slow.
-pub(super) async fn ensure(docker: &Docker, image: &str, timeout: Duration) -> Result<()> {
+/// Returns the user the image's `USER` names, empty when it names none.
+pub(super) async fn ensure(docker: &Docker, image: &str, timeout: Duration) -> Result<String> {
     match docker.inspect_image(image).await {
-        Ok(_) => return Ok(()),
+        Ok(found) => return Ok(user_of(&found)),
         Err(e) if is_not_found(&e) && invalid_reference(image, &e.to_string()).is_none() => {}
         Err(e) => {
             return Err(invalid_reference(image, &e.to_string())
@@ -31,7 +32,11 @@ pub(super) async fn ensure(docker: &Docker, image: &str, timeout: Duration) -> R
     match tokio::time::timeout(timeout, pull(docker, image)).await {
         Ok(Ok(())) => {
             info!(image, elapsed = ?started.elapsed(), "image pulled");
-            Ok(())
+            let pulled = docker
+                .inspect_image(image)
+                .await
+                .map_err(|e| engine_error(&format!("looking for image {image}"), e))?;
+            Ok(user_of(&pulled))
         }
         Ok(Err(error)) => Err(error),
         Err(_) => Err(Error::new(
@@ -42,6 +47,15 @@ pub(super) async fn ensure(docker: &Docker, image: &str, timeout: Duration) -> R
             ),
         )),
     }
+}
+
+/// The user the image's `USER` names; empty when it names none.
+fn user_of(image: &bollard::models::ImageInspect) -> String {
+    image
+        .config
+        .as_ref()
+        .and_then(|config| config.user.clone())
+        .unwrap_or_default()
 }
 
 async fn pull(docker: &Docker, image: &str) -> Result<()> {

@@ -263,10 +263,21 @@ impl Provider for DockerProvider {
             name: Self::NAME.to_owned(),
             available,
             detail,
-            isolation: "container: each sandbox is a container with its own namespaces and \
-                cgroup on the engine's runtime; commands run as root inside it; resource \
-                limits and network: none are enforced by the engine"
-                .to_owned(),
+            isolation: format!(
+                "container: each sandbox is a container with its own namespaces and cgroup on \
+                 the engine's runtime; commands run as root inside it with only the \
+                 capabilities {} (every other dropped), no-new-privileges, the engine's default \
+                 seccomp profile and its masked /proc and /sys paths; CPU, memory and process \
+                 limits by the engine (the server's defaults when a request sets none); \
+                 networks: NONE (loopback only), EGRESS (the default: the internet, never \
+                 another sandbox, the host or a blocked range){}",
+                spec::KEPT_CAPABILITIES.join(", "),
+                if self.egress.failure().is_some() {
+                    ", which this server cannot enforce now (see detail)"
+                } else {
+                    ""
+                }
+            ),
             capabilities: self.capabilities(),
         }
     }
@@ -315,7 +326,13 @@ impl Provider for DockerProvider {
         }
         self.ensure_agent().await?;
         let image = spec.image.as_deref().expect("image set above");
-        images::ensure(&self.docker, image, self.settings.pull_timeout).await
+        let user = images::ensure(&self.docker, image, self.settings.pull_timeout).await?;
+        // The image's USER, honoured: the agent runs as root to manage the
+        // sandbox, and runs commands as this user.
+        if spec.user.is_none() && !user.is_empty() {
+            spec.user = Some(user);
+        }
+        Ok(())
     }
 
     #[instrument(name = "provider.docker.create", skip_all, fields(sandbox_id = request.sandbox_id))]

@@ -14,6 +14,22 @@ use crate::error::{Error, Result};
 use crate::provider::contract::{AgentLaunch, ProvisionRequest};
 use crate::sandbox::NetworkMode;
 
+/// The capabilities a sandbox keeps; every other is dropped. Enough for a
+/// root shell to own, read and write its files, switch users and signal its
+/// processes, and for a server to bind a port below 1024; not enough to make
+/// device nodes, use raw sockets, chroot, load modules or change the
+/// firewall. `ping` still works: the engine opens unprivileged ICMP sockets.
+pub(super) const KEPT_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+
 /// How long a stopping container's agent may take to end its commands
 /// before the engine kills it.
 pub(super) const STOP_GRACE_SECONDS: i32 = 5;
@@ -102,6 +118,17 @@ pub(super) fn container_spec(
             .pids
             .map(|pids| i64::try_from(pids).unwrap_or(i64::MAX)),
         readonly_rootfs: Some(spec.read_only_root),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        cap_add: Some(
+            KEPT_CAPABILITIES
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+        ),
+        // No setuid binary or file capability raises a process's privileges;
+        // the engine's default seccomp profile and masked /proc and /sys
+        // paths stay as they are (nothing here turns them off).
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
         // The agent is the container's init; Paddock, not the engine,
         // decides when a sandbox runs.
         init: Some(false),
@@ -112,29 +139,33 @@ pub(super) fn container_spec(
         ..Default::default()
     };
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut cmd = vec![
+        "agent".to_owned(),
+        "--socket".to_owned(),
+        layout::AGENT_SOCKET.to_owned(),
+        "--sandbox-id".to_owned(),
+        request.sandbox_id.to_owned(),
+        "--state-dir".to_owned(),
+        layout::STATE_DIR.to_owned(),
+        "--workdir".to_owned(),
+        spec.workdir.clone(),
+        "--inherit-env".to_owned(),
+        "--max-commands".to_owned(),
+        agent.max_commands.to_string(),
+        "--output-budget".to_owned(),
+        agent.output_budget.to_string(),
+    ];
+    if let Some(user) = &spec.user {
+        cmd.extend(["--default-user".to_owned(), user.clone()]);
+    }
     Ok(ContainerCreateBody {
         image: Some(image),
         entrypoint: Some(vec![layout::AGENT_BINARY.to_owned()]),
-        cmd: Some(vec![
-            "agent".to_owned(),
-            "--socket".to_owned(),
-            layout::AGENT_SOCKET.to_owned(),
-            "--sandbox-id".to_owned(),
-            request.sandbox_id.to_owned(),
-            "--state-dir".to_owned(),
-            layout::STATE_DIR.to_owned(),
-            "--workdir".to_owned(),
-            spec.workdir.clone(),
-            "--inherit-env".to_owned(),
-            "--max-commands".to_owned(),
-            agent.max_commands.to_string(),
-            "--output-budget".to_owned(),
-            agent.output_budget.to_string(),
-        ]),
+        cmd: Some(cmd),
         env: Some(env),
         working_dir: Some(spec.workdir.clone()),
-        // The agent runs commands as root inside the container; running
-        // them as the image's user is not supported yet.
+        // The agent runs as root, with the capabilities above, to manage
+        // the sandbox; it runs commands as the image's USER (`spec.user`).
         user: Some("0".to_owned()),
         labels: Some(labels),
         stop_signal: Some("SIGTERM".to_owned()),
@@ -229,6 +260,25 @@ mod tests {
             (host.nano_cpus, host.memory, host.pids_limit),
             (None, None, None)
         );
+    }
+
+    #[test]
+    fn every_capability_but_a_shells_is_dropped_and_privileges_never_grow() {
+        let host = spec_of(&SandboxSpec {
+            image: Some("busybox:1".into()),
+            workdir: "/workspace".into(),
+            ..SandboxSpec::default()
+        })
+        .host_config
+        .unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        let kept = host.cap_add.unwrap();
+        for dangerous in ["MKNOD", "NET_RAW", "SYS_ADMIN", "SYS_CHROOT", "SETPCAP", "NET_ADMIN"] {
+            assert!(!kept.iter().any(|c| c == dangerous), "{dangerous} in {kept:?}");
+        }
+        assert!(kept.iter().any(|c| c == "SETUID"), "commands can run as other users");
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+        assert_eq!(host.privileged, None);
     }
 
     #[test]
