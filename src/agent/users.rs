@@ -111,7 +111,11 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1001:Alice:/home/alice:/bin/sh\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:alice\n").unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nstaff:x:50:alice\n",
+        )
+        .unwrap();
         dir
     }
 
@@ -133,7 +137,10 @@ mod tests {
     fn unknown_names_are_refused_with_a_way_out() {
         let root = root();
         let error = resolve(root.path(), "mallory").unwrap_err();
-        assert!(error.contains("no user named \"mallory\"") && error.contains("uid"), "{error}");
+        assert!(
+            error.contains("no user named \"mallory\"") && error.contains("uid"),
+            "{error}"
+        );
         let error = resolve(root.path(), "alice:wheel").unwrap_err();
         assert!(error.contains("no group named \"wheel\""), "{error}");
     }

@@ -21,8 +21,8 @@ use values::{bytes, duration, optional_duration, size};
 
 use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
-use crate::sandbox::{LifecycleConfig, Resources};
 use crate::sandbox::quota::{Quota, Quotas};
+use crate::sandbox::{LifecycleConfig, Resources};
 use crate::telemetry::LogFormat;
 
 /// The default listen address.

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
+pub mod api_keys;
 pub mod calls;
 pub mod docker;
 pub mod postgres;

@@ -273,11 +273,27 @@ mod tests {
         .unwrap();
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         let kept = host.cap_add.unwrap();
-        for dangerous in ["MKNOD", "NET_RAW", "SYS_ADMIN", "SYS_CHROOT", "SETPCAP", "NET_ADMIN"] {
-            assert!(!kept.iter().any(|c| c == dangerous), "{dangerous} in {kept:?}");
+        for dangerous in [
+            "MKNOD",
+            "NET_RAW",
+            "SYS_ADMIN",
+            "SYS_CHROOT",
+            "SETPCAP",
+            "NET_ADMIN",
+        ] {
+            assert!(
+                !kept.iter().any(|c| c == dangerous),
+                "{dangerous} in {kept:?}"
+            );
         }
-        assert!(kept.iter().any(|c| c == "SETUID"), "commands can run as other users");
-        assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+        assert!(
+            kept.iter().any(|c| c == "SETUID"),
+            "commands can run as other users"
+        );
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
         assert_eq!(host.privileged, None);
     }
 
