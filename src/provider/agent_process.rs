@@ -43,6 +43,8 @@ impl Confinement {
                 "--unshare-ipc",
                 "--unshare-uts",
                 "--unshare-net",
+                "--cap-drop",
+                "ALL",
             ])
             .args([
                 "--ro-bind",
@@ -146,6 +148,10 @@ impl AgentFiles {
                 command
                     .args(["--unshare-pid", "--unshare-ipc", "--unshare-uts"])
                     .args(["--hostname", "sandbox", "--as-pid-1", "--new-session"])
+                    // Run as root, bubblewrap would leave the agent and its
+                    // commands every capability: mknod of the host's disk,
+                    // mount, raw sockets. None is needed.
+                    .args(["--cap-drop", "ALL"])
                     .args(host_read_only_binds(sandbox.workdir))
                     .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"])
                     .arg("--bind")

@@ -205,12 +205,13 @@ impl Provider for ProcessProvider {
             detail: format!("sandboxes are directories under {}", self.root.display()),
             isolation: match &self.confinement {
                 Confinement::Bubblewrap(_) => {
-                    "bubblewrap: each sandbox has its own mount, PID, IPC \
-                    and UTS namespaces (and network namespace with NETWORK_MODE_NONE, the \
-                    default; NETWORK_MODE_BRIDGE is the host's own network, and EGRESS cannot be \
-                    enforced); the host's files are visible read-only, all but the sandbox's own directory and a private \
-                    /tmp; commands run as the server's user with no resource limits; file \
-                    operations are confined beneath the sandbox's own directory"
+                    "bubblewrap: each sandbox has its own mount, PID, IPC and UTS namespaces \
+                     (and network namespace with NETWORK_MODE_NONE, the default; \
+                     NETWORK_MODE_BRIDGE is the host's own network, and EGRESS cannot be \
+                     enforced); the host's files are visible read-only, all but the sandbox's own \
+                     directory and a private /tmp; commands run as the server's user with every \
+                     capability dropped and no resource limits; file operations are confined \
+                     beneath the sandbox's own directory"
                         .to_owned()
                 }
                 Confinement::None => "none: bubblewrap (bwrap) is not available, so commands run \
