@@ -14,6 +14,8 @@ pub const AGENT_VARIABLE: &str = "PADDOCK_STATIC_AGENT";
 pub const BUSYBOX: &str = "paddock-test/busybox:latest";
 /// An image with no shell at all.
 pub const NO_SHELL: &str = "paddock-test/noshell:latest";
+/// Busybox whose `USER` is alice (uid 1000, gid 1000, home /home/alice).
+pub const USER_ALICE: &str = "paddock-test/user:1";
 
 /// Whether Docker tests can run here. Panics under CI when they cannot.
 pub fn available() -> bool {
@@ -24,7 +26,7 @@ pub fn available() -> bool {
                 "{AGENT_VARIABLE} is not set (build it with scripts/build-static-agent)"
             ));
         }
-        for image in [BUSYBOX, NO_SHELL] {
+        for image in [BUSYBOX, NO_SHELL, USER_ALICE] {
             if !docker(&["image", "inspect", image]) {
                 return Err(format!(
                     "the engine does not answer or lacks {image} (run scripts/test-images)"

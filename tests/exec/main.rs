@@ -14,6 +14,7 @@ mod no_shell;
 mod signals;
 mod streams;
 mod terminal;
+mod users;
 
 use bytes::Bytes;
 use common::spawned::ServerProcess;
