@@ -1,0 +1,236 @@
+//! Reaching out: other sandboxes, the server, the host, link-local and
+//! private addresses, from a sandbox on each provider's default network.
+
+use super::outside::{GREETING, HOST_GREETING, Outside, probe_line};
+use super::*;
+
+/// Where each sandbox listener answers.
+const SANDBOX_PORT: u16 = 8080;
+
+/// The egress ranges of the Docker tests: the defaults, but for TEST-NET-3,
+/// which stands for the internet here.
+fn blocked_but_the_test_internet() -> Vec<String> {
+    paddock::provider::DEFAULT_EGRESS_BLOCKED
+        .iter()
+        .filter(|range| **range != "203.0.113.0/24")
+        .map(|range| (*range).to_owned())
+        .collect()
+}
+
+fn docker_inspect(container: &str, format: &str) -> String {
+    common::docker::docker_output(&["inspect", "-f", format, container])
+}
+
+fn address_of(sandbox_id: &str) -> String {
+    docker_inspect(
+        &format!("paddock-{sandbox_id}"),
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    )
+}
+
+fn gateway_of(network: &str) -> String {
+    common::docker::docker_output(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        network,
+    ])
+}
+
+/// Starts a listener answering `greeting` on [`SANDBOX_PORT`] in a sandbox
+/// and waits until it answers from inside.
+async fn listen(tenant: &mut Tenant, sandbox_id: &str, greeting: &str) {
+    tenant
+        .start(
+            sandbox_id,
+            &format!("busybox nc -ll -p {SANDBOX_PORT} -e /bin/echo {greeting}"),
+        )
+        .await;
+    for _ in 0..100 {
+        let ran = tenant
+            .run(
+                sandbox_id,
+                &format!("busybox nc -w 1 127.0.0.1 {SANDBOX_PORT} </dev/null"),
+            )
+            .await;
+        if ran.stdout.contains(greeting) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the listener in {sandbox_id} never answered");
+}
+
+#[tokio::test]
+async fn docker_egress_reaches_the_internet_and_nothing_else() {
+    if !common::docker::available() || !privileged() {
+        return;
+    }
+    let outside = Outside::set_up(1);
+    let server = exposed_server(Provider::Docker, |args| {
+        args.egress_blocked_ranges = Some(blocked_but_the_test_internet());
+    })
+    .await;
+    let server_port = server
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut alpha = Tenant::of(&server, "alpha").await;
+    let mut beta = Tenant::of(&server, "beta").await;
+    let attacker = alpha.sandbox(Default::default()).await;
+    let neighbour = alpha.sandbox(Default::default()).await;
+    let stranger = beta.sandbox(Default::default()).await;
+    listen(&mut alpha, &neighbour, "neighbour").await;
+    listen(&mut beta, &stranger, "stranger").await;
+
+    let gateway = gateway_of("paddock-egress");
+    let docker0 = gateway_of("bridge");
+    let forbidden = vec![
+        (address_of(&neighbour), SANDBOX_PORT),
+        (address_of(&stranger), SANDBOX_PORT),
+        (gateway.clone(), server_port.parse().unwrap()),
+        (gateway.clone(), outside.host_port),
+        (docker0, outside.host_port),
+        (outside.host_public.clone(), outside.host_port),
+        (outside.private.clone(), 8080),
+        (outside.link_local.clone(), 8080),
+    ];
+    let mut targets = forbidden.clone();
+    targets.push((outside.public.clone(), 8080));
+    let ran = alpha.run(&attacker, &probe_line(&targets)).await;
+    // The positive control: the same probe reaches the internet.
+    assert!(
+        ran.stdout
+            .contains(&format!("CONNECTED {} 8080: {GREETING}", outside.public)),
+        "EGRESS must reach the internet: {ran:?}"
+    );
+    for (address, port) in &forbidden {
+        assert!(
+            !ran.stdout.contains(&format!("CONNECTED {address} {port}")),
+            "reached {address}:{port} from an EGRESS sandbox: {}",
+            ran.stdout
+        );
+    }
+    // No IPv6 to go around the IPv4 rules.
+    let ipv6 = alpha
+        .run(&attacker, "cat /proc/sys/net/ipv6/conf/all/disable_ipv6")
+        .await;
+    assert_eq!(ipv6.stdout, "1\n", "{ipv6:?}");
+
+    alpha.still_healthy(&attacker).await;
+    alpha.still_healthy(&neighbour).await;
+    beta.still_healthy(&stranger).await;
+}
+
+#[tokio::test]
+async fn an_open_bridge_is_refused_unless_the_operator_allows_it_and_then_is_open() {
+    if !common::docker::available() || !privileged() {
+        return;
+    }
+    let outside = Outside::set_up(2);
+    let refusing = exposed_server(Provider::Docker, |_| {}).await;
+    let refused = Tenant::of(&refusing, "alpha")
+        .await
+        .sandboxes
+        .create_sandbox(pb::CreateSandboxRequest {
+            network: pb::NetworkMode::Bridge as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("--allow-bridge-network"),
+        "{}",
+        refused.message()
+    );
+
+    // Allowed, BRIDGE is as open as it says: the probe that finds every
+    // door shut from EGRESS finds these open, so it can tell.
+    let server = exposed_server(Provider::Docker, |args| {
+        args.allow_bridge_network = Some(true);
+    })
+    .await;
+    let mut alpha = Tenant::of(&server, "alpha").await;
+    let open = pb::CreateSandboxRequest {
+        network: pb::NetworkMode::Bridge as i32,
+        ..Default::default()
+    };
+    let attacker = alpha.sandbox(open.clone()).await;
+    let neighbour = alpha.sandbox(open).await;
+    listen(&mut alpha, &neighbour, "neighbour").await;
+    let targets = vec![
+        (address_of(&neighbour), SANDBOX_PORT),
+        (gateway_of("bridge"), outside.host_port),
+        (outside.private.clone(), 8080),
+    ];
+    let ran = alpha.run(&attacker, &probe_line(&targets)).await;
+    for (address, port) in &targets {
+        assert!(
+            ran.stdout.contains(&format!("CONNECTED {address} {port}")),
+            "BRIDGE should reach {address}:{port}: {ran:?}"
+        );
+    }
+    assert!(ran.stdout.contains(HOST_GREETING), "{ran:?}");
+}
+
+#[tokio::test]
+async fn process_sandboxes_reach_nothing_on_their_default_network() {
+    if !privileged() {
+        return;
+    }
+    let outside = Outside::set_up(3);
+    let server = exposed_server(Provider::Process, |_| {}).await;
+    let server_port: u16 = server
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut alpha = Tenant::of(&server, "alpha").await;
+    let mut beta = Tenant::of(&server, "beta").await;
+    let attacker = alpha.sandbox(Default::default()).await;
+    let stranger = beta.sandbox(Default::default()).await;
+    listen(&mut beta, &stranger, "stranger").await;
+    let targets = vec![
+        ("127.0.0.1".to_owned(), server_port),
+        ("127.0.0.1".to_owned(), outside.host_port),
+        ("127.0.0.1".to_owned(), SANDBOX_PORT),
+        (outside.host_public.clone(), outside.host_port),
+        (outside.public.clone(), 8080),
+        (outside.private.clone(), 8080),
+        (outside.link_local.clone(), 8080),
+    ];
+    let ran = alpha.run(&attacker, &probe_line(&targets)).await;
+    assert!(
+        !ran.stdout.contains("CONNECTED"),
+        "a process sandbox on NETWORK_MODE_NONE reached out: {ran:?}"
+    );
+
+    // The positive control: on the host's network (BRIDGE, allowed) the
+    // same probe connects.
+    let open_server = exposed_server(Provider::Process, |args| {
+        args.allow_bridge_network = Some(true);
+    })
+    .await;
+    let mut open = Tenant::of(&open_server, "alpha").await;
+    let exposed = open
+        .sandbox(pb::CreateSandboxRequest {
+            network: pb::NetworkMode::Bridge as i32,
+            ..Default::default()
+        })
+        .await;
+    let ran = open.run(&exposed, &probe_line(&targets[..2])).await;
+    assert!(
+        ran.stdout.contains(HOST_GREETING),
+        "BRIDGE on the process provider is the host's network: {ran:?}"
+    );
+    alpha.still_healthy(&attacker).await;
+    beta.still_healthy(&stranger).await;
+}
