@@ -95,7 +95,11 @@ impl Agent {
         } else {
             let identity = users::resolve(&self.args.root, user)
                 .map_err(|why| Status::invalid_argument(format!("user: {why}")))?;
-            Some(identity).filter(|identity| !identity.same_ids(&Identity::current()))
+            // The agent's own uid, with no group asked for, needs no switch.
+            let current = Identity::current();
+            let needs_no_switch =
+                identity.same_ids(&current) || (identity.uid == current.uid && !user.contains(':'));
+            (!needs_no_switch).then_some(identity)
         };
         if identity.is_some() && !self.can_switch_users {
             return Err(Status::failed_precondition(format!(
