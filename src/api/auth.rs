@@ -9,7 +9,8 @@
 //! A valid key is remembered for [`KEY_CACHE_TTL`], so that a busy key costs
 //! one store lookup a second rather than one per call (which halved
 //! `GetSandbox`'s rate); a revoked key is therefore refused within that
-//! time on every server.
+//! time on every server. Calls already open when their key is revoked end
+//! too (revocation.rs).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use super::revocation::{OpenCalls, Revocable};
 use crate::keys;
 use crate::sandbox::DEFAULT_TENANT;
 use crate::store::Store;
@@ -94,6 +96,8 @@ pub struct AuthLayer {
     open_reflection: bool,
     rate: Option<(NonZeroU32, Arc<DefaultKeyedRateLimiter<String>>)>,
     known: Arc<KeyCache>,
+    /// The calls open with each key; `None` without keys.
+    open: Option<OpenCalls>,
 }
 
 impl AuthLayer {
@@ -107,13 +111,25 @@ impl AuthLayer {
         open_reflection: bool,
         calls_per_second: Option<NonZeroU32>,
     ) -> Self {
+        let known: Arc<KeyCache> = Arc::default();
+        let open = (mode == AuthMode::Keys).then(|| {
+            let known = Arc::downgrade(&known);
+            OpenCalls::start(store.clone(), move |hash| {
+                // New calls with the key are refused from now on, not only
+                // once its cache entry expires.
+                if let Some(known) = known.upgrade() {
+                    known.lock().unwrap_or_else(|e| e.into_inner()).remove(hash);
+                }
+            })
+        });
         Self {
             store,
             mode,
             open_reflection,
             rate: calls_per_second
                 .map(|rate| (rate, Arc::new(RateLimiter::keyed(Quota::per_second(rate))))),
-            known: Arc::default(),
+            known,
+            open,
         }
     }
 
@@ -123,8 +139,9 @@ impl AuthLayer {
             || (self.open_reflection && REFLECTION.iter().any(|p| path.starts_with(p)))
     }
 
-    /// The caller behind `headers`, or why the call is refused.
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<Caller, Status> {
+    /// The caller behind `headers` and the hash of its key, or why the call
+    /// is refused.
+    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<(Caller, String), Status> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Status::unauthenticated(
                 "this server needs an API key: send the header `authorization: Bearer pdk_…` \
@@ -147,7 +164,7 @@ impl AuthLayer {
         let hash = keys::sha256(key);
         if let Some(caller) = self.remembered(&hash) {
             self.admit(caller.key_id.as_deref().unwrap_or_default())?;
-            return Ok(caller);
+            return Ok((caller, hash));
         }
         let found = self.store.api_key_by_hash(&hash).await.map_err(|error| {
             warn!(%error, "cannot look up an API key");
@@ -164,8 +181,8 @@ impl AuthLayer {
                     tenant: key.tenant,
                     key_id: Some(key.id),
                 };
-                self.remember(hash, caller.clone());
-                Ok(caller)
+                self.remember(hash.clone(), caller.clone());
+                Ok((caller, hash))
             }
         }
     }
@@ -228,7 +245,7 @@ where
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
 {
-    type Response = http::Response<ResBody>;
+    type Response = http::Response<Revocable<ResBody>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -242,15 +259,22 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let auth = self.auth.clone();
         Box::pin(async move {
+            let mut guard = None;
             if !auth.exempt(request.uri().path()) {
                 match auth.authenticate(request.headers()).await {
-                    Ok(caller) => {
+                    Ok((caller, hash)) => {
+                        guard = auth
+                            .open
+                            .as_ref()
+                            .zip(caller.key_id.as_deref())
+                            .map(|(open, key_id)| open.track(&hash, key_id));
                         request.extensions_mut().insert(caller);
                     }
                     Err(status) => return Ok(status.into_http()),
                 }
             }
-            inner.call(request).await
+            let response = inner.call(request).await?;
+            Ok(response.map(|body| Revocable::new(body, guard)))
         })
     }
 }

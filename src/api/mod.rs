@@ -17,6 +17,7 @@ pub mod auth;
 pub mod convert;
 mod exec;
 mod file;
+mod revocation;
 mod sandbox;
 mod status;
 

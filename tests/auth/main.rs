@@ -8,6 +8,7 @@ mod audit;
 mod keys;
 mod quotas;
 mod rate_limit;
+mod revocation;
 mod tenants;
 
 use bytes::Bytes;

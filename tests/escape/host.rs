@@ -105,14 +105,26 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
         .exec
         .run_command(pb::RunCommandRequest {
             sandbox_id: sandbox.clone(),
-            shell: "bomb() { bomb | bomb & }; bomb; sleep 30".into(),
+            // The leader outlives failed forks, so that the timeout ends
+            // the whole process group, bomb and all.
+            shell: "bomb() { bomb | bomb & }; bomb; while :; do sleep 1 || :; done".into(),
             timeout: common::calls::seconds(5.0),
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner();
-    assert!(bomb.timed_out, "{bomb:?}");
+    let said = String::from_utf8_lossy(&bomb.stderr);
+    let said = &said[..said.len().min(300)];
+    assert!(
+        bomb.timed_out,
+        "exit {:?}, signal {:?}: {said}",
+        bomb.exit_code, bomb.signal
+    );
+    assert!(
+        said.contains("can't fork"),
+        "the bomb met the PID limit: {said}"
+    );
     alpha.still_healthy(&sandbox).await;
     let count = alpha
         .run(&sandbox, "ls /proc | grep -c '^[0-9]'")
