@@ -133,12 +133,10 @@ async fn check_keys(store: Arc<dyn Store>, calls: Weak<Calls>, on_revoked: impl 
     }
 }
 
-/// The status a call ends with when its key is revoked while it is open.
+/// The status a call ends with when its key is revoked while it is open:
+/// the same a new call with the key gets.
 fn revoked_status() -> Status {
-    Status::unauthenticated(
-        "the API key this call was made with was revoked while the call was open; \
-         use another key",
-    )
+    Status::unauthenticated("the API key was revoked")
 }
 
 /// A response body that ends with [`revoked_status`] as soon as its call's
