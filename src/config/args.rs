@@ -183,6 +183,22 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_DOCKER_AGENT_TRANSPORT", value_name = "MODE")]
     pub docker_agent_transport: Option<String>,
 
+    /// The container runtime of Docker sandboxes whose request names none,
+    /// such as "runsc" for gVisor; it must be registered with the engine
+    /// [default: the engine's default runtime].
+    #[arg(long, env = "PADDOCK_DOCKER_RUNTIME", value_name = "NAME")]
+    pub docker_runtime: Option<String>,
+
+    /// Other runtimes (comma-separated) a request may name in `runtime`, of
+    /// those registered with the engine [default: none but the default].
+    #[arg(
+        long,
+        env = "PADDOCK_DOCKER_RUNTIMES",
+        value_delimiter = ',',
+        value_name = "NAMES"
+    )]
+    pub docker_runtimes: Option<Vec<String>>,
+
     /// The statically linked `paddock` binary run as the agent inside Docker
     /// sandboxes (see scripts/build-static-agent) [default: the agent
     /// binary].

@@ -56,6 +56,10 @@ pub struct DockerConfig {
     pub transport: crate::provider::AgentTransport,
     /// The ranges EGRESS sandboxes may not reach.
     pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    /// The default runtime; `None`: the engine's.
+    pub runtime: Option<String>,
+    /// The other runtimes requests may name.
+    pub runtimes: Vec<String>,
 }
 
 /// The resolved server configuration.
@@ -131,6 +135,8 @@ impl ServerConfig {
             docker_pull_timeout,
             docker_agent_transport,
             docker_agent_binary,
+            docker_runtime,
+            docker_runtimes,
             allow_bridge_network,
             egress_blocked_ranges,
             max_commands_per_sandbox,
@@ -155,7 +161,26 @@ impl ServerConfig {
             crate::sandbox::rules::check_image("docker_default_image", image)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
+        let runtime_name = |name: &str| {
+            crate::sandbox::rules::check_runtime("docker_runtime", name)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        };
+        let docker_runtime = docker_runtime.filter(|name| !name.is_empty());
+        if let Some(name) = &docker_runtime {
+            runtime_name(name)?;
+        }
+        let docker_runtimes: Vec<String> = docker_runtimes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        for name in &docker_runtimes {
+            runtime_name(name)?;
+        }
         let docker = DockerConfig {
+            runtime: docker_runtime,
+            runtimes: docker_runtimes,
             host: docker_host,
             tls_dir: docker_tls_dir,
             default_image: docker_default_image,

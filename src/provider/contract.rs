@@ -64,6 +64,9 @@ pub struct ProviderInfo {
     pub isolation: String,
     /// What it can do.
     pub capabilities: Capabilities,
+    /// The runtimes a request may name, the default first; empty for a
+    /// provider without runtimes.
+    pub runtimes: Vec<String>,
 }
 
 /// What a provider needs to make a sandbox's object.

@@ -221,6 +221,7 @@ impl Provider for ProcessProvider {
                     .to_owned(),
             },
             capabilities: self.capabilities(),
+            runtimes: Vec::new(),
         }
     }
 

@@ -222,6 +222,19 @@ fn check_capabilities(info: &ProviderInfo, spec: &SandboxSpec) -> Result<()> {
             "cannot make a root filesystem read-only",
         ),
     ];
+    if let Some(runtime) = &spec.runtime
+        && !info.runtimes.contains(runtime)
+    {
+        return Err(Error::failed_precondition(format!(
+            "runtime: provider {} does not offer {runtime:?}{}",
+            info.name,
+            if info.runtimes.is_empty() {
+                String::from(" (it has no runtimes to choose from; leave runtime empty)")
+            } else {
+                format!(" (it offers: {})", info.runtimes.join(", "))
+            }
+        )));
+    }
     match lacking.into_iter().find(|(lacks, ..)| *lacks) {
         Some((_, field, what)) => Err(Error::failed_precondition(format!(
             "{field}: provider {} {what}",
@@ -315,6 +328,7 @@ mod tests {
                 network_bridge: bridge,
                 ..Default::default()
             },
+            runtimes: Vec::new(),
         }
     }
 

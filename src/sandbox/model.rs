@@ -109,6 +109,9 @@ pub struct SandboxSpec {
     /// in by the provider); `None`: the agent's own user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The container runtime (such as `runsc`); `None`: the engine's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// The durable record of one sandbox.

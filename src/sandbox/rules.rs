@@ -252,6 +252,26 @@ pub fn check_user(field: &str, user: &str) -> Result<()> {
     Ok(())
 }
 
+/// A container runtime's name: letters, digits, `.`, `_` and `-`, at most 64
+/// bytes. Whether the provider offers it is the provider's to say.
+pub fn check_runtime(field: &str, runtime: &str) -> Result<()> {
+    let valid = runtime.len() <= 64
+        && runtime
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid {
+        return Err(Error::invalid_argument(
+            field,
+            format!(
+                "{:?} is not a runtime name (such as \"runsc\"): letters, digits, '.', '_' \
+                 and '-', at most 64 bytes",
+                shorten(runtime)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// An image reference: non-empty, at most [`MAX_IMAGE_BYTES`], printable ASCII.
 pub fn check_image(field: &str, image: &str) -> Result<()> {
     let valid = image.len() <= MAX_IMAGE_BYTES && image.bytes().all(|b| b.is_ascii_graphic());

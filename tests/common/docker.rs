@@ -17,6 +17,18 @@ pub const NO_SHELL: &str = "paddock-test/noshell:latest";
 /// Busybox whose `USER` is alice (uid 1000, gid 1000, home /home/alice).
 pub const USER_ALICE: &str = "paddock-test/user:1";
 
+/// The variable naming the runtime Docker sandboxes run under in tests
+/// (scripts/test runs the exec, files and escape suites again with "runsc").
+pub const RUNTIME_VARIABLE: &str = "PADDOCK_TEST_DOCKER_RUNTIME";
+
+/// The runtime Docker sandboxes run under in this test run; `None`: the
+/// engine's default.
+pub fn runtime() -> Option<String> {
+    std::env::var(RUNTIME_VARIABLE)
+        .ok()
+        .filter(|name| !name.is_empty())
+}
+
 /// Whether Docker tests can run here. Panics under CI when they cannot.
 pub fn available() -> bool {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();

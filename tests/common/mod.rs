@@ -211,6 +211,7 @@ impl TestServer {
             provider: Some("process".into()),
             docker_agent_binary: std::env::var_os(docker::AGENT_VARIABLE).map(Into::into),
             docker_default_image: Some(docker::BUSYBOX.into()),
+            docker_runtime: docker::runtime(),
             ..ServeArgs::default()
         };
         configure(&mut args);

@@ -120,6 +120,8 @@ async fn docker() -> Option<Subject> {
         scope: scope.clone(),
         transport: AgentTransport::Auto,
         egress_blocked: paddock::provider::Ipv4Cidr::default_egress_blocked(),
+        runtime: common::docker::runtime(),
+        runtimes: Vec::new(),
     };
     let open = move || {
         let settings = settings.clone();

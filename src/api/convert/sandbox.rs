@@ -50,6 +50,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
         idle_timeout,
         volumes,
         read_only_root,
+        runtime,
     } = request;
 
     if let Some(name) = &name {
@@ -105,6 +106,13 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             volumes: volumes_from_pb(volumes)?,
             read_only_root,
             user: None,
+            runtime: match non_empty(runtime) {
+                Some(runtime) => {
+                    rules::check_runtime("runtime", &runtime)?;
+                    Some(runtime)
+                }
+                None => None,
+            },
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
@@ -259,6 +267,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         idle_timeout: spec.idle_timeout.map(duration_to_pb),
         revision: *revision,
         read_only_root: spec.read_only_root,
+        runtime: spec.runtime.clone().unwrap_or_default(),
     }
 }
 
@@ -299,6 +308,7 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             files: caps.files,
             read_only_root: caps.read_only_root,
         }),
+        runtimes: info.runtimes.clone(),
     }
 }
 

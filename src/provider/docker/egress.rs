@@ -101,7 +101,7 @@ impl Egress {
         let resolvers = host_resolvers().await;
         let wanted = chain_rules(&self.blocked, &resolvers);
         let mut restore = String::new();
-        if iptables(&["-w", "-S", CHAIN]).await.ok() != Some(wanted.join("\n") + "\n") {
+        if iptables(&["-w", "10", "-S", CHAIN]).await.ok() != Some(wanted.join("\n") + "\n") {
             // Declaring the chain flushes it; the new rules replace the old in
             // one commit, so there is no moment with the chain empty.
             restore.push_str(&format!(":{CHAIN} - [0:0]\n"));
@@ -114,7 +114,7 @@ impl Egress {
             ("DOCKER-USER", format!("-i {BRIDGE} -j {CHAIN}")),
             ("INPUT", format!("-i {BRIDGE} -j DROP")),
         ] {
-            let check: Vec<&str> = ["-w", "-C", chain]
+            let check: Vec<&str> = ["-w", "10", "-C", chain]
                 .into_iter()
                 .chain(rule.split(' '))
                 .collect();
@@ -129,7 +129,7 @@ impl Egress {
         let mut restore6 = String::new();
         for chain in ["INPUT", "FORWARD"] {
             let rule = format!("-i {BRIDGE} -j DROP");
-            let check: Vec<&str> = ["-w", "-C", chain]
+            let check: Vec<&str> = ["-w", "10", "-C", chain]
                 .into_iter()
                 .chain(rule.split(' '))
                 .collect();
@@ -227,7 +227,7 @@ async fn iptables(args: &[&str]) -> std::result::Result<String, String> {
 }
 
 async fn restore_rules(program: &str, rules: &str) -> Result<()> {
-    run(program, &["-w", "--noflush"], Some(rules))
+    run(program, &["-w", "10", "--noflush"], Some(rules))
         .await
         .map(drop)
         .map_err(|why| refusal(format!("installing the firewall rules failed: {why}")))

@@ -107,11 +107,23 @@ impl DockerProvider {
                     self.address
                 ),
                 cpus: info.ncpu,
+                runtimes: {
+                    let default = info.default_runtime.clone().unwrap_or_default();
+                    let mut names: Vec<String> = info
+                        .runtimes
+                        .as_ref()
+                        .map(|r| r.keys().filter(|n| **n != default).cloned().collect())
+                        .unwrap_or_default();
+                    names.sort();
+                    names.insert(0, default);
+                    names
+                },
             },
             Ok(Err(e)) => EngineStatus {
                 available: false,
                 detail: format!("the Docker engine at {} does not answer: {e}", self.address),
                 cpus: None,
+                runtimes: Vec::new(),
             },
             Err(_) => EngineStatus {
                 available: false,
@@ -121,6 +133,7 @@ impl DockerProvider {
                     humantime::format_duration(PING_TIMEOUT)
                 ),
                 cpus: None,
+                runtimes: Vec::new(),
             },
         };
         let available = status.available;
@@ -165,6 +178,7 @@ impl DockerProvider {
                 self.address
             ),
             cpus: current.cpus,
+            runtimes: current.runtimes.clone(),
         };
     }
 

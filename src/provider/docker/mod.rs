@@ -21,6 +21,7 @@ mod engine;
 mod errors;
 mod images;
 mod layout;
+mod prepare;
 mod reach;
 mod spec;
 
@@ -44,7 +45,7 @@ use super::contract::{
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
-use crate::sandbox::{NetworkMode, SandboxSpec};
+use crate::sandbox::SandboxSpec;
 use agent_volume::AgentBuild;
 use errors::{engine_error, is_not_found, status_code};
 
@@ -75,6 +76,11 @@ pub struct DockerSettings {
     pub transport: AgentTransport,
     /// The ranges EGRESS sandboxes may not reach.
     pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    /// The runtime of sandboxes whose request names none; `None`: the
+    /// engine's default.
+    pub runtime: Option<String>,
+    /// The other runtimes requests may name.
+    pub runtimes: Vec<String>,
 }
 
 /// How the server reaches the agents in containers.
@@ -95,6 +101,8 @@ struct EngineStatus {
     detail: String,
     /// The engine's CPUs, when known.
     cpus: Option<i64>,
+    /// The runtimes registered with the engine, its default first.
+    runtimes: Vec<String>,
 }
 
 /// Sandboxes as containers on a Docker engine.
@@ -172,6 +180,7 @@ impl DockerProvider {
                 available: false,
                 detail: "not checked yet".to_owned(),
                 cpus: None,
+                runtimes: Vec::new(),
             }),
             egress,
             observations,
@@ -279,60 +288,12 @@ impl Provider for DockerProvider {
                 }
             ),
             capabilities: self.capabilities(),
+            runtimes: self.offered_runtimes(),
         }
     }
 
     async fn prepare(&self, spec: &mut SandboxSpec) -> Result<()> {
-        if let Some(memory) = spec.resources.memory_bytes
-            && memory < MIN_MEMORY_BYTES
-        {
-            return Err(Error::invalid_argument(
-                "resources.memory_bytes",
-                format!(
-                    "{memory} is below the Docker engine's minimum of {MIN_MEMORY_BYTES} bytes (6 MiB)"
-                ),
-            ));
-        }
-        if let Some(pids) = spec.resources.pids
-            && pids < MIN_PIDS
-        {
-            return Err(Error::invalid_argument(
-                "resources.pids",
-                format!(
-                    "{pids} is too few: the sandbox's agent and its threads count too; ask for at least {MIN_PIDS}"
-                ),
-            ));
-        }
-        let cpus = self.engine.read().expect("engine status").cpus;
-        if let (Some(millis), Some(cpus)) = (spec.resources.cpu_millis, cpus)
-            && millis > u64::try_from(cpus).unwrap_or(0) * 1000
-        {
-            return Err(Error::failed_precondition(format!(
-                "resources.cpu_millis: {millis} asks for more than the engine's {cpus} CPUs ({} millis)",
-                cpus * 1000
-            )));
-        }
-        if spec.image.is_none() {
-            spec.image = Some(self.settings.default_image.clone().ok_or_else(|| {
-                Error::invalid_argument(
-                    "image",
-                    "provider docker needs an image and this server has no default \
-                     (docker_default_image)",
-                )
-            })?);
-        }
-        if spec.network == NetworkMode::Egress {
-            self.egress.ensure(&self.docker).await?;
-        }
-        self.ensure_agent().await?;
-        let image = spec.image.as_deref().expect("image set above");
-        let user = images::ensure(&self.docker, image, self.settings.pull_timeout).await?;
-        // The image's USER, honoured: the agent runs as root to manage the
-        // sandbox, and runs commands as this user.
-        if spec.user.is_none() && !user.is_empty() {
-            spec.user = Some(user);
-        }
-        Ok(())
+        self.prepare_spec(spec).await
     }
 
     #[instrument(name = "provider.docker.create", skip_all, fields(sandbox_id = request.sandbox_id))]

@@ -49,6 +49,16 @@ impl DockerProvider {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .ok()?;
+        // A sandboxing runtime (gVisor, Kata) keeps the agent's socket inside
+        // its sandbox, out of the host's reach even where the file shows.
+        let runtime = inspected
+            .host_config
+            .as_ref()
+            .and_then(|h| h.runtime.as_deref())
+            .unwrap_or("runc");
+        if !matches!(runtime, "runc" | "io.containerd.runc.v2" | "") {
+            return None;
+        }
         let source = inspected
             .mounts?
             .into_iter()

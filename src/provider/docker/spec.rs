@@ -118,6 +118,7 @@ pub(super) fn container_spec(
             .pids
             .map(|pids| i64::try_from(pids).unwrap_or(i64::MAX)),
         readonly_rootfs: Some(spec.read_only_root),
+        runtime: spec.runtime.clone(),
         cap_drop: Some(vec!["ALL".to_owned()]),
         cap_add: Some(
             KEPT_CAPABILITIES
