@@ -238,7 +238,11 @@ impl Agent {
                 .flatten()
                 .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
             {
-                if pid == 1 || self.peers.contains(pid) || signalled.contains(&pid) {
+                if pid == 1
+                    || self.peers.contains(pid)
+                    || signalled.contains(&pid)
+                    || is_bridge(pid)
+                {
                     continue;
                 }
                 // SAFETY: kill takes plain integers.
@@ -253,6 +257,18 @@ impl Agent {
         }
         signalled.len()
     }
+}
+
+/// Whether process `pid` is a bridge carrying calls to this agent: this
+/// program run as `agent-bridge`. Under gVisor the peer credentials of the
+/// agent's socket do not name the bridge's process, so [`peers::Peers`]
+/// cannot spare it alone.
+fn is_bridge(pid: i32) -> bool {
+    let same_program = std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+        == std::fs::read_link("/proc/self/exe").ok();
+    same_program
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).nth(1) == Some(b"agent-bridge"))
 }
 
 /// How many ended commands the agent keeps, with their output logs; older
