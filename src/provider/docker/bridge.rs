@@ -10,14 +10,15 @@
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::query_parameters::WaitContainerOptions;
 use bytes::{Buf, Bytes};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tracing::{debug, warn};
 
@@ -102,11 +103,25 @@ async fn open(docker: &Docker, container: &str) -> io::Result<ExecPipe> {
     match started {
         StartExecResults::Attached { output, input } => {
             debug!(container, exec_id = %exec.id, "agent bridge opened");
+            // When the container stops, its exec's output does not always
+            // end (under gVisor the engine keeps waiting for the exec'd
+            // process of a dead sandbox): the container's own end ends the
+            // pipe, so that calls on it fail instead of hanging.
+            let mut exits = docker.wait_container(
+                container,
+                Some(WaitContainerOptions {
+                    condition: "not-running".to_owned(),
+                }),
+            );
+            let stopped = Box::pin(async move {
+                let _ = exits.next().await;
+            });
             Ok(ExecPipe {
                 output,
                 input,
                 pending: Bytes::new(),
                 container: container.to_owned(),
+                stopped,
             })
         }
         StartExecResults::Detached => Err(io::Error::other(
@@ -125,6 +140,8 @@ struct ExecPipe {
     /// Stdout bytes received but not yet read.
     pending: Bytes,
     container: String,
+    /// Ready once the container is not running.
+    stopped: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 impl AsyncRead for ExecPipe {
@@ -140,7 +157,17 @@ impl AsyncRead for ExecPipe {
                 self.pending.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(self.output.as_mut().poll_next(cx)) {
+            let Poll::Ready(next) = self.output.as_mut().poll_next(cx) else {
+                // Nothing to read: what is left ends with the container.
+                if self.stopped.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("the container {} stopped", self.container),
+                    )));
+                }
+                return Poll::Pending;
+            };
+            match next {
                 Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
                     self.pending = message;
                 }
