@@ -6,6 +6,16 @@ use super::{DockerProvider, MIN_MEMORY_BYTES, MIN_PIDS, images};
 use crate::error::{Error, Result};
 use crate::sandbox::{NetworkMode, SandboxSpec};
 
+/// The smallest process limit a sandbox under a sandboxing runtime (such as
+/// runsc) starts with: gVisor's kernel needs tens of host threads of its own.
+const MIN_PIDS_SANDBOXED: u64 = 256;
+
+/// Whether `runtime` runs a kernel of its own inside the sandbox (anything
+/// but runc).
+pub(super) fn is_sandboxing(runtime: &str) -> bool {
+    !matches!(runtime, "runc" | "io.containerd.runc.v2" | "")
+}
+
 impl DockerProvider {
     /// The runtimes requests may name, the default first: the server's
     /// default (else the engine's) and the others it allows, each only if
@@ -29,6 +39,19 @@ impl DockerProvider {
     /// accepts, the default image (pulled when missing) and its USER, the
     /// runtime, and the EGRESS rules in place when it asks for EGRESS.
     pub(super) async fn prepare_spec(&self, spec: &mut SandboxSpec) -> Result<()> {
+        if spec.runtime.is_none() {
+            spec.runtime = self.settings.runtime.clone();
+        }
+        if let Some(runtime) = &spec.runtime {
+            let registered = self.engine.read().expect("engine status").runtimes.clone();
+            if !registered.contains(runtime) {
+                return Err(Error::failed_precondition(format!(
+                    "runtime: the Docker engine has no runtime {runtime:?} registered (it has: \
+                     {}); its operator adds it to the engine's daemon.json",
+                    registered.join(", ")
+                )));
+            }
+        }
         if let Some(memory) = spec.resources.memory_bytes
             && memory < MIN_MEMORY_BYTES
         {
@@ -39,14 +62,21 @@ impl DockerProvider {
                 ),
             ));
         }
+        // Under a sandboxing runtime the engine's limit counts the runtime's
+        // own threads too (gVisor's kernel is one process of many threads).
+        let (least, counted) = match spec.runtime.as_deref() {
+            Some(runtime) if is_sandboxing(runtime) => (
+                MIN_PIDS_SANDBOXED,
+                "the runtime's own threads (gVisor's kernel runs in the sandbox) count too",
+            ),
+            _ => (MIN_PIDS, "the sandbox's agent and its threads count too"),
+        };
         if let Some(pids) = spec.resources.pids
-            && pids < MIN_PIDS
+            && pids < least
         {
             return Err(Error::invalid_argument(
                 "resources.pids",
-                format!(
-                    "{pids} is too few: the sandbox's agent and its threads count too; ask for at least {MIN_PIDS}"
-                ),
+                format!("{pids} is too few: {counted}; ask for at least {least}"),
             ));
         }
         let cpus = self.engine.read().expect("engine status").cpus;
@@ -66,19 +96,6 @@ impl DockerProvider {
                      (docker_default_image)",
                 )
             })?);
-        }
-        if spec.runtime.is_none() {
-            spec.runtime = self.settings.runtime.clone();
-        }
-        if let Some(runtime) = &spec.runtime {
-            let registered = self.engine.read().expect("engine status").runtimes.clone();
-            if !registered.contains(runtime) {
-                return Err(Error::failed_precondition(format!(
-                    "runtime: the Docker engine has no runtime {runtime:?} registered (it has: \
-                     {}); its operator adds it to the engine's daemon.json",
-                    registered.join(", ")
-                )));
-            }
         }
         if spec.network == NetworkMode::Egress {
             self.egress.ensure(&self.docker).await?;

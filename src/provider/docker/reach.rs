@@ -56,7 +56,7 @@ impl DockerProvider {
             .as_ref()
             .and_then(|h| h.runtime.as_deref())
             .unwrap_or("runc");
-        if !matches!(runtime, "runc" | "io.containerd.runc.v2" | "") {
+        if super::prepare::is_sandboxing(runtime) {
             return None;
         }
         let source = inspected
