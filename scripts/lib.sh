@@ -52,3 +52,31 @@ ensure_docker() {
   tail -n 20 "$DOCKERD_LOG" >&2 || true
   die "dockerd did not start; see $DOCKERD_LOG"
 }
+
+# Registers gVisor's runsc with the engine as the runtime "runsc" (installing
+# Debian's runsc when missing): in /etc/docker/daemon.json, merged with what is
+# there, then a SIGHUP makes dockerd read it. runsc runs with --network=host:
+# the container's own network namespace, which Docker set up (and Paddock's
+# firewall rules cover), through the host kernel; gVisor's own network stack
+# refuses to start under this engine ("cannot run with network enabled in root
+# network namespace").
+ensure_runsc() {
+  command -v runsc >/dev/null || apt_install runsc
+  if docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then return; fi
+  log "registering runsc (gVisor) with the Docker engine"
+  as_root python3 - "$(command -v runsc)" <<'PY'
+import json, os, sys
+path = "/etc/docker/daemon.json"
+config = json.load(open(path)) if os.path.exists(path) and os.path.getsize(path) else {}
+config.setdefault("runtimes", {})["runsc"] = {"path": sys.argv[1], "runtimeArgs": ["--network=host"]}
+os.makedirs("/etc/docker", exist_ok=True)
+json.dump(config, open(path, "w"), indent=2)
+PY
+  as_root pkill -HUP -x dockerd || true
+  for _ in $(seq 1 20); do
+    docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"' && return
+    sleep 0.5
+  done
+  die "dockerd did not take the runsc runtime; see $DOCKERD_LOG"
+}
+

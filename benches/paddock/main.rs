@@ -15,14 +15,16 @@
 //! start) on the same engine, image and container. The server under test
 //! is the static release build (`PADDOCK_STATIC_AGENT`) in its own process.
 //!
-//! Sections can be chosen by name after `--`: `process`, `docker`, `api`,
-//! `memory` (all by default). The Docker sections need an engine, the
+//! Sections can be chosen by name after `--`: `process`, `docker`,
+//! `gvisor` (Docker sandboxes under runsc next to runc), `api`, `memory`
+//! (all by default). The Docker sections need an engine, the
 //! static agent and the image paddock-test/busybox; without them they say
 //! so and are skipped, except under CI=true, where that is an error.
 
 mod api;
 mod docker;
 mod engine;
+mod gvisor;
 mod ops;
 mod process;
 mod report;
@@ -97,7 +99,7 @@ impl Plan {
         }
     }
 
-    fn mib(bytes: u64) -> String {
+    pub fn mib(bytes: u64) -> String {
         if bytes >= 1 << 30 {
             format!("{} GiB", bytes >> 30)
         } else {
@@ -250,6 +252,11 @@ async fn main() {
         && wants("docker")
     {
         rows.extend(docker::run(&plan, docker).await);
+    }
+    if let Some(docker) = &docker
+        && wants("gvisor")
+    {
+        rows.extend(gvisor::run(&plan, docker).await);
     }
     if wants("api") {
         rows.extend(api::rates(&plan, docker.as_ref()).await);

@@ -46,10 +46,12 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
     }
     let server = exposed_server(Provider::Docker, |_| {}).await;
     let mut alpha = Tenant::of(&server, "alpha").await;
+    // gVisor's own kernel needs more of the engine's PID limit.
+    let gvisor = common::docker::runtime().is_some_and(|runtime| runtime == "runsc");
     let sandbox = alpha
         .sandbox(pb::CreateSandboxRequest {
             resources: Some(pb::Resources {
-                pids: 64,
+                pids: if gvisor { 256 } else { 64 },
                 memory_bytes: 64 << 20,
                 cpu_millis: 500,
             }),
@@ -100,17 +102,15 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
     let other = alpha.run_as(&sandbox, "4242", "/tmp/euid").await;
     assert_eq!(other.stdout, "euid=4242\n", "no-new-privileges: {other:?}");
 
+    if gvisor {
+        exhaustion_under_gvisor(&server, &mut alpha, sandbox).await;
+        return;
+    }
+
     // A fork bomb meets the PID limit and ends with its command.
     let bomb = alpha
         .exec
-        .run_command(pb::RunCommandRequest {
-            sandbox_id: sandbox.clone(),
-            // The leader outlives failed forks, so that the timeout ends
-            // the whole process group, bomb and all.
-            shell: "bomb() { bomb | bomb & }; bomb; while :; do sleep 1 || :; done".into(),
-            timeout: common::calls::seconds(5.0),
-            ..Default::default()
-        })
+        .run_command(fork_bomb(&sandbox))
         .await
         .unwrap()
         .into_inner();
@@ -136,14 +136,27 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
     );
 
     // A memory balloon is killed at the memory limit, not the agent.
-    let balloon = alpha
-        .run(
-            &sandbox,
-            "busybox dd if=/dev/zero of=/dev/null bs=256M count=1",
-        )
-        .await;
+    let balloon = alpha.run(&sandbox, BALLOON).await;
     assert_ne!(balloon.exit_code, Some(0), "{balloon:?}");
     alpha.still_healthy(&sandbox).await;
+    assert_serving(&server).await;
+}
+
+/// Allocates four times the test sandboxes' memory limit.
+const BALLOON: &str = "busybox dd if=/dev/zero of=/dev/null bs=256M count=1";
+
+/// A fork bomb whose leader outlives failed forks, so that its 5 s timeout
+/// ends the whole process group, bomb and all.
+fn fork_bomb(sandbox_id: &str) -> pb::RunCommandRequest {
+    pb::RunCommandRequest {
+        sandbox_id: sandbox_id.into(),
+        shell: "bomb() { bomb | bomb & }; bomb; while :; do sleep 1 || :; done".into(),
+        timeout: common::calls::seconds(5.0),
+        ..Default::default()
+    }
+}
+
+async fn assert_serving(server: &TestServer) {
     let health = server
         .health()
         .await
@@ -152,6 +165,75 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
         .unwrap()
         .into_inner();
     assert_eq!(health.status, 1, "the server is SERVING");
+}
+
+/// Under gVisor the engine's PID and memory limits bound gVisor's kernel as
+/// a whole, not each process in it: a fork bomb or a balloon ends the
+/// sandbox rather than one command. What must hold is containment: the call
+/// ends instead of hanging, the sandbox is either still healthy or STOPPED
+/// with the reason, and the server and a bystander sandbox carry on.
+async fn exhaustion_under_gvisor(server: &TestServer, alpha: &mut Tenant, sandbox: String) {
+    let bystander = alpha.sandbox(Default::default()).await;
+    let mut target = sandbox;
+    for (what, attack) in [
+        ("fork bomb", fork_bomb(&target)),
+        ("balloon", {
+            let mut request = fork_bomb(&target);
+            request.shell = BALLOON.into();
+            request
+        }),
+    ] {
+        let attack = pb::RunCommandRequest {
+            sandbox_id: target.clone(),
+            ..attack
+        };
+        let ended = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            alpha.exec.run_command(attack),
+        )
+        .await;
+        assert!(ended.is_ok(), "the {what}'s call hung");
+        let state = common::eventually(
+            std::time::Duration::from_secs(30),
+            "the sandbox to settle",
+            || {
+                let mut sandboxes = alpha.sandboxes.clone();
+                let id = target.clone();
+                async move {
+                    let sandbox = sandboxes
+                        .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .sandbox?;
+                    let settled = sandbox.state == pb::SandboxState::Running as i32
+                        || sandbox.state == pb::SandboxState::Stopped as i32;
+                    settled.then_some(sandbox)
+                }
+            },
+        )
+        .await;
+        if state.state == pb::SandboxState::Running as i32 {
+            alpha.still_healthy(&target).await;
+        } else {
+            assert!(!state.state_reason.is_empty(), "STOPPED says why");
+            eprintln!(
+                "under gVisor the {what} stopped its sandbox: {}",
+                state.state_reason
+            );
+            target = alpha
+                .sandbox(pb::CreateSandboxRequest {
+                    resources: Some(pb::Resources {
+                        memory_bytes: 64 << 20,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .await;
+        }
+    }
+    alpha.still_healthy(&bystander).await;
+    assert_serving(server).await;
 }
 
 #[tokio::test]
