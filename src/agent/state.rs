@@ -260,15 +260,18 @@ impl Agent {
 }
 
 /// Whether process `pid` is a bridge carrying calls to this agent: this
-/// program run as `agent-bridge`. Under gVisor the peer credentials of the
-/// agent's socket do not name the bridge's process, so [`peers::Peers`]
-/// cannot spare it alone.
+/// program (by the path it was started as) run as `agent-bridge`. Under
+/// gVisor the peer credentials of the agent's socket do not name the
+/// bridge's process, and another process's `exe` link cannot be read, so
+/// [`peers::Peers`] cannot spare it alone; the command line can be read.
 fn is_bridge(pid: i32) -> bool {
-    let same_program = std::fs::read_link(format!("/proc/{pid}/exe")).ok()
-        == std::fs::read_link("/proc/self/exe").ok();
-    same_program
-        && std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).nth(1) == Some(b"agent-bridge"))
+    let Some(program) = std::env::args_os().next() else {
+        return false;
+    };
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let mut args = cmdline.split(|b| *b == 0);
+        args.next() == Some(program.as_encoded_bytes()) && args.next() == Some(b"agent-bridge")
+    })
 }
 
 /// How many ended commands the agent keeps, with their output logs; older

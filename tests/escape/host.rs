@@ -33,7 +33,7 @@ fn euid_probe() -> Vec<u8> {
 /// printing `ESCAPED <what>` only if it worked.
 const PRIVILEGED_ATTEMPTS: &str = "\
     mkdir -p /tmp/m && mount -t tmpfs none /tmp/m 2>/dev/null && echo ESCAPED mount; \
-    mknod /tmp/disk b 8 0 2>/dev/null && echo ESCAPED mknod; \
+    mknod /tmp/disk b 8 0 2>/dev/null && head -c 512 /tmp/disk >/dev/null 2>&1 && echo ESCAPED mknod; \
     busybox arping -c 1 -w 1 -I lo 127.0.0.1 >/dev/null 2>&1 && echo ESCAPED raw-socket; \
     echo 1 > /proc/sys/kernel/sysrq 2>/dev/null && echo ESCAPED proc-sys; \
     cat /proc/kcore >/dev/null 2>&1 && echo ESCAPED kcore; \
@@ -193,22 +193,37 @@ async fn exhaustion_under_gvisor(server: &TestServer, alpha: &mut Tenant, sandbo
         )
         .await;
         assert!(ended.is_ok(), "the {what}'s call hung");
+        // Settled: STOPPED, or RUNNING and answering (a dying sandbox can
+        // still read RUNNING for a moment).
         let state = common::eventually(
             std::time::Duration::from_secs(30),
             "the sandbox to settle",
             || {
                 let mut sandboxes = alpha.sandboxes.clone();
+                let mut exec = alpha.exec.clone();
                 let id = target.clone();
                 async move {
                     let sandbox = sandboxes
-                        .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
+                        .get_sandbox(pb::GetSandboxRequest {
+                            sandbox_id: id.clone(),
+                        })
                         .await
                         .ok()?
                         .into_inner()
                         .sandbox?;
-                    let settled = sandbox.state == pb::SandboxState::Running as i32
-                        || sandbox.state == pb::SandboxState::Stopped as i32;
-                    settled.then_some(sandbox)
+                    if sandbox.state == pb::SandboxState::Stopped as i32 {
+                        return Some(sandbox);
+                    }
+                    let answered = exec
+                        .run_command(pb::RunCommandRequest {
+                            sandbox_id: id,
+                            shell: "true".into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .is_ok();
+                    (answered && sandbox.state == pb::SandboxState::Running as i32)
+                        .then_some(sandbox)
                 }
             },
         )

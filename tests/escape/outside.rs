@@ -179,13 +179,16 @@ impl Drop for Outside {
 
 /// A shell line that tries every `targets` entry (`ADDRESS PORT`) at once
 /// with busybox's nc and prints `CONNECTED ADDRESS PORT: <reply>` for each
-/// connection made (nothing for one refused, dropped or unroutable).
+/// connection that got an answer (nothing for one refused, dropped or
+/// unroutable). Every listener tried speaks first (a greeting, or the gRPC
+/// server's HTTP/2 settings), so an answer is what proves a connection: nc's
+/// exit status alone has been seen to lie under gVisor.
 pub fn probe_line(targets: &[(String, u16)]) -> String {
     let mut line = String::new();
     for (address, port) in targets {
         line.push_str(&format!(
-            "( reply=$(busybox nc -w 3 {address} {port} </dev/null 2>/dev/null) && \
-             echo \"CONNECTED {address} {port}: $reply\" ) & "
+            "( reply=$(busybox nc -w 3 {address} {port} </dev/null 2>/dev/null | head -c 64 | \
+             tr -d '\\000') ; [ -n \"$reply\" ] && echo \"CONNECTED {address} {port}: $reply\" ) & "
         ));
     }
     line.push_str("wait");
