@@ -166,7 +166,14 @@ async fn docker_bridge_is_refused_unless_the_operator_allows_it_and_then_is_open
     let attacker = alpha.sandbox(open.clone()).await;
     let neighbour = alpha.sandbox(open).await;
     listen(&mut alpha, &neighbour, "neighbour").await;
-    let server_port = server.addr.to_string().rsplit(':').next().unwrap().parse().unwrap();
+    let server_port = server
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let targets = vec![
         (address_of(&neighbour), SANDBOX_PORT),
         (gateway_of("bridge"), outside.host_port),
