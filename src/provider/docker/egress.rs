@@ -110,38 +110,45 @@ impl Egress {
                 restore.push('\n');
             }
         }
-        for (chain, rule) in [
-            ("DOCKER-USER", format!("-i {BRIDGE} -j {CHAIN}")),
-            ("INPUT", format!("-i {BRIDGE} -j DROP")),
-        ] {
-            let check: Vec<&str> = ["-w", "10", "-C", chain]
-                .into_iter()
-                .chain(rule.split(' '))
-                .collect();
-            if iptables(&check).await.is_err() {
-                restore.push_str(&format!("-I {chain} 1 {rule}\n"));
-            }
-        }
+        restore.push_str(
+            &missing_rules(
+                "iptables",
+                &[
+                    ("DOCKER-USER", format!("-i {BRIDGE} -j {CHAIN}")),
+                    ("INPUT", format!("-i {BRIDGE} -j DROP")),
+                ],
+            )
+            .await,
+        );
         if !restore.is_empty() {
             restore_rules("iptables-restore", &format!("*filter\n{restore}COMMIT\n")).await?;
             info!(chain = CHAIN, "installed the EGRESS firewall rules");
         }
-        let mut restore6 = String::new();
-        for chain in ["INPUT", "FORWARD"] {
-            let rule = format!("-i {BRIDGE} -j DROP");
-            let check: Vec<&str> = ["-w", "10", "-C", chain]
-                .into_iter()
-                .chain(rule.split(' '))
-                .collect();
-            if run("ip6tables", &check, None).await.is_err() {
-                restore6.push_str(&format!("-I {chain} 1 {rule}\n"));
-            }
-        }
+        let drop = format!("-i {BRIDGE} -j DROP");
+        let restore6 =
+            missing_rules("ip6tables", &[("INPUT", drop.clone()), ("FORWARD", drop)]).await;
         if !restore6.is_empty() {
             restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n")).await?;
         }
         Ok(())
     }
+}
+
+/// The `iptables-restore` lines that insert, at the top of their chain, each
+/// of `rules` (chain, rule) that `program` (iptables or ip6tables) does not
+/// find in place.
+async fn missing_rules(program: &str, rules: &[(&str, String)]) -> String {
+    let mut missing = String::new();
+    for (chain, rule) in rules {
+        let check: Vec<&str> = ["-w", "10", "-C", chain]
+            .into_iter()
+            .chain(rule.split(' '))
+            .collect();
+        if run(program, &check, None).await.is_err() {
+            missing.push_str(&format!("-I {chain} 1 {rule}\n"));
+        }
+    }
+    missing
 }
 
 /// The rules of [`CHAIN`] as `iptables -S` prints them.
