@@ -88,12 +88,7 @@ impl Tenant {
             .into_inner()
             .sandbox
             .unwrap();
-        assert_eq!(
-            sandbox.state,
-            pb::SandboxState::Running as i32,
-            "{}",
-            sandbox.state_reason
-        );
+        require_running(&sandbox);
         sandbox.id
     }
 
@@ -189,12 +184,7 @@ impl Tenant {
             .into_inner()
             .sandbox
             .unwrap();
-        assert_eq!(
-            sandbox.state,
-            pb::SandboxState::Running as i32,
-            "{}",
-            sandbox.state_reason
-        );
+        require_running(&sandbox);
         let ran = self.run(sandbox_id, "echo still here").await;
         assert_eq!(ran.stdout, "still here\n", "{ran:?}");
     }
@@ -213,4 +203,14 @@ async fn exposed_server(
         configure(args);
     })
     .await
+}
+
+/// Requires `sandbox` RUNNING, saying why when it is not.
+fn require_running(sandbox: &pb::Sandbox) {
+    assert_eq!(
+        sandbox.state,
+        pb::SandboxState::Running as i32,
+        "{}",
+        sandbox.state_reason
+    );
 }
