@@ -113,6 +113,7 @@ impl Egress {
         restore.push_str(
             &missing_rules(
                 "iptables",
+                "filter",
                 &[
                     ("DOCKER-USER", format!("-i {BRIDGE} -j {CHAIN}")),
                     ("INPUT", format!("-i {BRIDGE} -j DROP")),
@@ -121,14 +122,22 @@ impl Egress {
             .await,
         );
         if !restore.is_empty() {
-            restore_rules("iptables-restore", &format!("*filter\n{restore}COMMIT\n")).await?;
+            restore_rules("iptables-restore", &format!("*filter\n{restore}COMMIT\n"))
+                .await
+                .map_err(refusal)?;
             info!(chain = CHAIN, "installed the EGRESS firewall rules");
         }
         let drop = format!("-i {BRIDGE} -j DROP");
-        let restore6 =
-            missing_rules("ip6tables", &[("INPUT", drop.clone()), ("FORWARD", drop)]).await;
+        let restore6 = missing_rules(
+            "ip6tables",
+            "filter",
+            &[("INPUT", drop.clone()), ("FORWARD", drop)],
+        )
+        .await;
         if !restore6.is_empty() {
-            restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n")).await?;
+            restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n"))
+                .await
+                .map_err(refusal)?;
         }
         Ok(())
     }
@@ -136,11 +145,11 @@ impl Egress {
 
 /// The `iptables-restore` lines that insert, at the top of their chain, each
 /// of `rules` (chain, rule) that `program` (iptables or ip6tables) does not
-/// find in place.
-async fn missing_rules(program: &str, rules: &[(&str, String)]) -> String {
+/// find in place in `table`.
+pub(super) async fn missing_rules(program: &str, table: &str, rules: &[(&str, String)]) -> String {
     let mut missing = String::new();
     for (chain, rule) in rules {
-        let check: Vec<&str> = ["-w", "10", "-C", chain]
+        let check: Vec<&str> = ["-t", table, "-w", "10", "-C", chain]
             .into_iter()
             .chain(rule.split(' '))
             .collect();
@@ -172,13 +181,19 @@ fn chain_rules(blocked: &[Ipv4Cidr], resolvers: &[std::net::Ipv4Addr]) -> Vec<St
 /// The IPv4 resolvers the host (and so the engine's DNS) uses, except
 /// loopback ones, which the engine answers from the host itself.
 async fn host_resolvers() -> Vec<std::net::Ipv4Addr> {
+    let mut resolvers = nameservers().await;
+    resolvers.retain(|address| !address.is_loopback());
+    resolvers
+}
+
+/// The IPv4 nameservers of the host's resolver configuration, in order.
+pub(super) async fn nameservers() -> Vec<std::net::Ipv4Addr> {
     let text = tokio::fs::read_to_string(RESOLV_CONF)
         .await
         .unwrap_or_default();
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("nameserver"))
         .filter_map(|address| address.trim().parse::<std::net::Ipv4Addr>().ok())
-        .filter(|address| !address.is_loopback())
         .collect()
 }
 
@@ -233,15 +248,17 @@ async fn iptables(args: &[&str]) -> std::result::Result<String, String> {
     run("iptables", args, None).await
 }
 
-async fn restore_rules(program: &str, rules: &str) -> Result<()> {
+/// Feeds `rules` to `program` (iptables-restore or ip6tables-restore),
+/// keeping every rule not named; why it failed, as a sentence.
+pub(super) async fn restore_rules(program: &str, rules: &str) -> std::result::Result<(), String> {
     run(program, &["-w", "10", "--noflush"], Some(rules))
         .await
         .map(drop)
-        .map_err(|why| refusal(format!("installing the firewall rules failed: {why}")))
+        .map_err(|why| format!("installing the firewall rules failed: {why}"))
 }
 
 /// Runs a firewall program; its standard output, or why it failed.
-async fn run(
+pub(super) async fn run(
     program: &str,
     args: &[&str],
     input: Option<&str>,
