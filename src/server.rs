@@ -293,6 +293,7 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
         scope: store_id.to_owned(),
         transport: config.docker.transport,
         egress_blocked: config.docker.egress_blocked.clone(),
+        allow_list_dns: config.docker.allow_list_dns.clone(),
         runtime: config.docker.runtime.clone(),
         runtimes: config.docker.runtimes.clone(),
     })

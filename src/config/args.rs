@@ -231,6 +231,18 @@ pub struct ServeArgs {
     )]
     pub egress_blocked_ranges: Option<Vec<String>>,
 
+    /// DNS servers (IP or IP:PORT, comma-separated) that resolve the allowed
+    /// names of NETWORK_MODE_ALLOW_LIST sandboxes, whose DNS this server
+    /// answers itself [default: the nameservers of the host's
+    /// /etc/resolv.conf].
+    #[arg(
+        long,
+        env = "PADDOCK_ALLOW_LIST_DNS",
+        value_delimiter = ',',
+        value_name = "ADDRS"
+    )]
+    pub allow_list_dns: Option<Vec<String>>,
+
     /// The most commands running at once in one sandbox [default: 1024].
     #[arg(long, env = "PADDOCK_MAX_COMMANDS_PER_SANDBOX", value_name = "N")]
     pub max_commands_per_sandbox: Option<usize>,

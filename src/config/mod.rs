@@ -54,8 +54,10 @@ pub struct DockerConfig {
     pub agent_binary: PathBuf,
     /// How to reach agents.
     pub transport: crate::provider::AgentTransport,
-    /// The ranges EGRESS sandboxes may not reach.
+    /// The ranges EGRESS and ALLOW_LIST sandboxes may not reach.
     pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    /// The DNS servers of ALLOW_LIST sandboxes' names; empty: the host's.
+    pub allow_list_dns: Vec<std::net::SocketAddr>,
     /// The default runtime; `None`: the engine's.
     pub runtime: Option<String>,
     /// The other runtimes requests may name.
@@ -139,6 +141,7 @@ impl ServerConfig {
             docker_runtimes,
             allow_bridge_network,
             egress_blocked_ranges,
+            allow_list_dns,
             max_commands_per_sandbox,
             max_commands,
             command_output_budget,
@@ -207,6 +210,12 @@ impl ServerConfig {
                     })
                     .collect::<anyhow::Result<_>>()?,
             },
+            allow_list_dns: allow_list_dns
+                .unwrap_or_default()
+                .iter()
+                .filter(|server| !server.trim().is_empty())
+                .map(|server| dns_server(server.trim()))
+                .collect::<anyhow::Result<_>>()?,
         };
         let log_format = match log_format.as_deref().unwrap_or("human") {
             "human" => LogFormat::Human,
@@ -347,6 +356,19 @@ fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/paddock");
     }
     PathBuf::from("paddock-data")
+}
+
+/// A DNS server's address: an IP address, with a port or on port 53.
+fn dns_server(text: &str) -> anyhow::Result<std::net::SocketAddr> {
+    if let Ok(address) = text.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(address, 53));
+    }
+    text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "allow_list_dns: {text:?} is not a DNS server's address such as 10.0.0.2 or \
+             127.0.0.1:5353"
+        )
+    })
 }
 
 #[cfg(test)]

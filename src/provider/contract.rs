@@ -39,6 +39,9 @@ pub struct Capabilities {
     pub network_egress: bool,
     /// A sandbox can join an open network shared with others and the host.
     pub network_bridge: bool,
+    /// A sandbox's network can be limited to the hosts it names
+    /// ([`crate::sandbox::NetworkMode::AllowList`]), as checked last.
+    pub network_allow_list: bool,
     /// Resource limits are enforced.
     pub resource_limits: bool,
     /// Sandboxes are made from images.

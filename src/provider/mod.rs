@@ -15,6 +15,6 @@ pub use contract::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
-pub use network::{DEFAULT_EGRESS_BLOCKED, Ipv4Cidr};
+pub use network::{AllowedHost, DEFAULT_EGRESS_BLOCKED, Ipv4Cidr, MAX_ALLOWED_HOSTS};
 pub use process::ProcessProvider;
 pub use registry::Providers;

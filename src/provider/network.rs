@@ -1,5 +1,6 @@
-//! What a sandbox's network may reach: IPv4 ranges in CIDR notation and the
-//! ranges an EGRESS sandbox never reaches unless the operator says otherwise.
+//! What a sandbox's network may reach: IPv4 ranges in CIDR notation, the
+//! ranges an EGRESS sandbox never reaches unless the operator says otherwise,
+//! and the hosts an ALLOW_LIST sandbox names.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -46,6 +47,13 @@ impl Ipv4Cidr {
         u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
     }
 
+    /// Whether the two ranges have an address in common.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        let prefix = self.prefix.min(other.prefix);
+        let mask = Self::mask(prefix);
+        u32::from(self.address) & mask == u32::from(other.address) & mask
+    }
+
     /// The default blocked ranges, parsed.
     pub fn default_egress_blocked() -> Vec<Self> {
         DEFAULT_EGRESS_BLOCKED
@@ -87,9 +95,167 @@ impl fmt::Display for Ipv4Cidr {
     }
 }
 
+/// The most entries an ALLOW_LIST sandbox's `allowed_hosts` holds.
+pub const MAX_ALLOWED_HOSTS: usize = 64;
+
+/// One entry of an ALLOW_LIST sandbox's `allowed_hosts`: a domain name
+/// (`example.com`), every name below a domain (`*.example.com`, not the
+/// domain itself), or an IPv4 range (`203.0.113.0/24`, a bare address is a
+/// /32).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum AllowedHost {
+    /// Exactly this name, lowercase, without a final dot.
+    Domain(String),
+    /// Every name ending in `.` and this suffix, lowercase.
+    Subdomains(String),
+    /// Every address in the range.
+    Range(Ipv4Cidr),
+}
+
+impl AllowedHost {
+    /// Whether a DNS name (any case, with or without its final dot) is
+    /// allowed by this entry.
+    pub fn allows_name(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        match self {
+            Self::Domain(domain) => name == *domain,
+            Self::Subdomains(suffix) => name
+                .strip_suffix(suffix.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            Self::Range(_) => false,
+        }
+    }
+
+    /// Whether this entry names a range that overlaps `range`.
+    pub fn overlaps(&self, range: &Ipv4Cidr) -> bool {
+        matches!(self, Self::Range(own) if own.overlaps(range))
+    }
+}
+
+impl FromStr for AllowedHost {
+    type Err = String;
+
+    /// Parses one entry; the message says what is wrong with it.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err("an entry is empty".to_owned());
+        }
+        let looks_numeric = trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == '/');
+        if looks_numeric {
+            return trimmed.parse().map(Self::Range);
+        }
+        if trimmed.contains(':') {
+            return Err(format!(
+                "{text:?} is not allowed: IPv6 is always blocked, and entries are domain names \
+                 or IPv4 ranges without ports"
+            ));
+        }
+        let lower = trimmed
+            .strip_suffix('.')
+            .unwrap_or(trimmed)
+            .to_ascii_lowercase();
+        let (wildcard, domain) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, lower),
+        };
+        check_domain(&domain).map_err(|why| format!("{text:?} is not a domain name: {why}"))?;
+        Ok(if wildcard {
+            Self::Subdomains(domain)
+        } else {
+            Self::Domain(domain)
+        })
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Domain(domain) => f.write_str(domain),
+            Self::Subdomains(suffix) => write!(f, "*.{suffix}"),
+            Self::Range(range) => range.fmt(f),
+        }
+    }
+}
+
+/// A lowercase DNS name: 1 to 253 characters of labels of 1 to 63 letters,
+/// digits and '-' (not at either end of a label), separated by dots.
+fn check_domain(name: &str) -> Result<(), String> {
+    if name.len() > 253 {
+        return Err("longer than 253 characters".to_owned());
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each dot-separated label has 1 to 63 characters".to_owned());
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(
+                "only letters, digits, '-' and '_' (a '*' only as the whole first label)"
+                    .to_owned(),
+            );
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label neither starts nor ends with '-'".to_owned());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_hosts_parse_into_names_wildcards_and_ranges() {
+        let parse = |text: &str| text.parse::<AllowedHost>();
+        assert_eq!(
+            parse("PyPI.org.").unwrap(),
+            AllowedHost::Domain("pypi.org".into())
+        );
+        assert_eq!(parse("*.example.com").unwrap().to_string(), "*.example.com");
+        assert_eq!(parse("203.0.113.7").unwrap().to_string(), "203.0.113.7/32");
+        for (text, says) in [
+            ("", "empty"),
+            ("exa mple.com", "not a domain name"),
+            ("a.*.com", "not a domain name"),
+            ("-bad.com", "neither starts nor ends"),
+            ("example.com:443", "without ports"),
+            ("fd00::1", "IPv6"),
+            ("10.0.0.1/8", "did you mean"),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn names_match_exactly_or_below_a_wildcard() {
+        let exact: AllowedHost = "pypi.org".parse().unwrap();
+        assert!(exact.allows_name("PYPI.org."));
+        assert!(!exact.allows_name("files.pypi.org"));
+        assert!(!exact.allows_name("evilpypi.org"));
+        let below: AllowedHost = "*.pythonhosted.org".parse().unwrap();
+        assert!(below.allows_name("files.pythonhosted.org"));
+        assert!(below.allows_name("a.b.pythonhosted.org."));
+        assert!(!below.allows_name("pythonhosted.org"));
+        assert!(!below.allows_name("evilpythonhosted.org"));
+        let range: AllowedHost = "203.0.113.0/24".parse().unwrap();
+        assert!(!range.allows_name("203.0.113.7"));
+    }
+
+    #[test]
+    fn ranges_overlap_when_one_holds_an_address_of_the_other() {
+        let range = |text: &str| text.parse::<Ipv4Cidr>().unwrap();
+        assert!(range("10.0.0.0/8").overlaps(&range("10.1.2.3/32")));
+        assert!(range("10.1.2.3/32").overlaps(&range("10.0.0.0/8")));
+        assert!(range("0.0.0.0/0").overlaps(&range("169.254.0.0/16")));
+        assert!(!range("11.0.0.0/8").overlaps(&range("10.0.0.0/8")));
+    }
 
     #[test]
     fn ranges_parse_print_and_contain() {

@@ -207,7 +207,7 @@ impl Provider for ProcessProvider {
                 Confinement::Bubblewrap(_) => {
                     "bubblewrap: each sandbox has its own mount, PID, IPC and UTS namespaces \
                      (and network namespace with NETWORK_MODE_NONE, the default; \
-                     NETWORK_MODE_BRIDGE is the host's own network, and EGRESS cannot be \
+                     NETWORK_MODE_BRIDGE is the host's own network, and EGRESS or ALLOW_LIST cannot be \
                      enforced); the host's files are visible read-only, all but the sandbox's own \
                      directory and a private /tmp; commands run as the server's user with every \
                      capability dropped and no resource limits; file operations are confined \
@@ -227,11 +227,15 @@ impl Provider for ProcessProvider {
 
     #[instrument(name = "provider.process.create", skip_all, fields(sandbox_id = request.sandbox_id))]
     async fn create(&self, request: ProvisionRequest<'_>) -> Result<String> {
-        if request.spec.network == NetworkMode::Egress {
-            return Err(Error::failed_precondition(
-                "network: provider process cannot enforce NETWORK_MODE_EGRESS: its sandboxes \
-                 share the host's network unless cut off from it (NETWORK_MODE_NONE)",
-            ));
+        if matches!(
+            request.spec.network,
+            NetworkMode::Egress | NetworkMode::AllowList
+        ) {
+            return Err(Error::failed_precondition(format!(
+                "network: provider process cannot enforce {}: its sandboxes share the host's \
+                 network unless cut off from it (NETWORK_MODE_NONE)",
+                request.spec.network.api_name()
+            )));
         }
         let dir = self.sandbox_dir(request.sandbox_id)?;
         if self.read_marker(&dir).await?.is_some() {

@@ -270,6 +270,11 @@ fn resolve_network(
         NetworkMode::None if !caps.network_none => {
             format!("provider {provider} cannot cut a sandbox off the network")
         }
+        NetworkMode::AllowList if !caps.network_allow_list => format!(
+            "provider {provider} cannot enforce NETWORK_MODE_ALLOW_LIST here ({}); ask for \
+             NETWORK_MODE_NONE",
+            info.detail
+        ),
         NetworkMode::Bridge if !caps.network_bridge => {
             format!("provider {provider} has no NETWORK_MODE_BRIDGE")
         }
@@ -382,6 +387,12 @@ mod tests {
                 NetworkMode::Bridge,
                 true,
                 "has no",
+            ),
+            (
+                &open,
+                NetworkMode::AllowList,
+                true,
+                "cannot enforce NETWORK_MODE_ALLOW_LIST here (why not)",
             ),
         ] {
             let error = resolve_network(info, Some(asked), allow).unwrap_err();

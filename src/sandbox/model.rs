@@ -31,6 +31,9 @@ pub enum NetworkMode {
     Bridge,
     /// Loopback only.
     None,
+    /// Only the hosts of [`SandboxSpec::allowed_hosts`], by name (DNS
+    /// answered for those names alone) or by IPv4 range.
+    AllowList,
 }
 
 impl NetworkMode {
@@ -40,6 +43,7 @@ impl NetworkMode {
             Self::Egress => "NETWORK_MODE_EGRESS",
             Self::Bridge => "NETWORK_MODE_BRIDGE",
             Self::None => "NETWORK_MODE_NONE",
+            Self::AllowList => "NETWORK_MODE_ALLOW_LIST",
         }
     }
 }
@@ -96,6 +100,11 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// The network.
     pub network: NetworkMode,
+    /// What an [`NetworkMode::AllowList`] sandbox may reach: domain names,
+    /// `*.` wildcards and IPv4 ranges, checked and in their canonical form;
+    /// empty for the other modes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
     /// Named volumes.
     pub volumes: Vec<Volume>,
     /// Whether the root filesystem is read-only (volumes, the workdir's

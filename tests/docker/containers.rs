@@ -23,6 +23,8 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             network_egress: true,
             // Not allowed by this server's operator.
             network_bridge: false,
+            // It answers ALLOW_LIST sandboxes' DNS on the engine's bridge.
+            network_allow_list: true,
             resource_limits: true,
             images: true,
             exec: true,

@@ -8,12 +8,14 @@
 //! cannot pass for a closed hole.
 //!
 //! It changes the host: a network namespace standing for "the internet" and
-//! a private network (outside.rs), and a listener on every host address. It
+//! a private network (outside.rs), a stub DNS server standing for the
+//! internet's (dns.rs), and a listener on every host address. It
 //! needs root, `ip` and a C compiler; under CI=true their absence fails it.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dns;
 mod host;
 mod network;
 mod outside;

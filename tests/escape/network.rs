@@ -1,6 +1,7 @@
 //! Reaching out: other sandboxes, the server, the host, link-local and
 //! private addresses, from a sandbox on each provider's default network.
 
+use super::dns::StubDns;
 use super::outside::{GREETING, HOST_GREETING, Outside, probe_line};
 use super::*;
 
@@ -28,14 +29,24 @@ fn address_of(sandbox_id: &str) -> String {
     )
 }
 
+/// The host's address on an engine network: its IPAM gateway, or (for the
+/// default bridge of engines that record none) its subnet's first address,
+/// which the engine gives its bridge.
 fn gateway_of(network: &str) -> String {
-    common::docker::docker_output(&[
-        "network",
-        "inspect",
-        "-f",
-        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        network,
-    ])
+    let inspect = |format: &str| {
+        common::docker::docker_output(&["network", "inspect", "-f", format, network])
+    };
+    let gateway = inspect("{{range .IPAM.Config}}{{.Gateway}}{{end}}");
+    if !gateway.is_empty() {
+        return gateway;
+    }
+    let subnet = inspect("{{range .IPAM.Config}}{{.Subnet}}{{end}}");
+    let base: std::net::Ipv4Addr = subnet
+        .split('/')
+        .next()
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("network {network} has neither gateway nor subnet"));
+    std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
 /// Starts a listener answering `greeting` on [`SANDBOX_PORT`] in a sandbox
@@ -123,6 +134,235 @@ async fn docker_egress_reaches_the_internet_and_nothing_else() {
         )
         .await;
     assert_eq!(ipv6.stdout, "", "{ipv6:?}");
+
+    alpha.still_healthy(&attacker).await;
+    alpha.still_healthy(&neighbour).await;
+    beta.still_healthy(&stranger).await;
+}
+
+#[tokio::test]
+async fn docker_allow_list_reaches_allowed_names_and_ranges_and_nothing_else() {
+    if !common::docker::available() || !privileged() {
+        return;
+    }
+    let outside = Outside::set_up(4);
+    let dns = StubDns::start(&[
+        ("allowed.paddock.test", &outside.public),
+        ("x.wild.paddock.test", &outside.public),
+        ("other.paddock.test", &outside.other_public),
+        // DNS rebinding: an allowed name that resolves to a private address.
+        ("rebind.paddock.test", &outside.private),
+    ]);
+    let server = exposed_server(Provider::Docker, |args| {
+        args.egress_blocked_ranges = Some(blocked_but_the_test_internet());
+        args.allow_list_dns = Some(vec![dns.address.to_string()]);
+    })
+    .await;
+    let server_port: u16 = server
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let allow = |hosts: &[&str]| pb::CreateSandboxRequest {
+        network: pb::NetworkMode::AllowList as i32,
+        allowed_hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
+        ..Default::default()
+    };
+    let mut alpha = Tenant::of(&server, "alpha").await;
+    let mut beta = Tenant::of(&server, "beta").await;
+    let by_name = allow(&[
+        "Allowed.Paddock.Test",
+        "*.wild.paddock.test",
+        "rebind.paddock.test",
+    ]);
+    let attacker = alpha.sandbox(by_name.clone()).await;
+    let neighbour = alpha.sandbox(by_name).await;
+    let stranger = beta.sandbox(allow(&[])).await;
+    listen(&mut alpha, &neighbour, "neighbour").await;
+    listen(&mut beta, &stranger, "stranger").await;
+    let listed = alpha
+        .sandboxes
+        .get_sandbox(pb::GetSandboxRequest {
+            sandbox_id: attacker.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap();
+    assert_eq!(listed.network, pb::NetworkMode::AllowList as i32);
+    assert_eq!(
+        listed.allowed_hosts,
+        [
+            "allowed.paddock.test",
+            "*.wild.paddock.test",
+            "rebind.paddock.test"
+        ]
+    );
+
+    let gateway = gateway_of("paddock-allow");
+    let forbidden = vec![
+        (outside.other_public.clone(), 8080),
+        ("other.paddock.test".to_owned(), 8080),
+        ("rebind.paddock.test".to_owned(), 8080),
+        (address_of(&neighbour), SANDBOX_PORT),
+        (address_of(&stranger), SANDBOX_PORT),
+        (gateway.clone(), server_port),
+        (gateway.clone(), outside.host_port),
+        (gateway_of("bridge"), outside.host_port),
+        (outside.host_public.clone(), outside.host_port),
+        (outside.private.clone(), 8080),
+        (outside.link_local.clone(), 8080),
+    ];
+    let reachable = [
+        ("allowed.paddock.test".to_owned(), 8080),
+        ("x.wild.paddock.test".to_owned(), 8080),
+    ];
+    let probe = |targets: &[(String, u16)]| probe_line(targets);
+    let mut targets = forbidden.clone();
+    targets.extend(reachable.iter().cloned());
+    let ran = alpha.run(&attacker, &probe(&targets)).await;
+    for (name, port) in &reachable {
+        assert!(
+            ran.stdout
+                .contains(&format!("CONNECTED {name} {port}: {GREETING}")),
+            "ALLOW_LIST must reach the allowed {name}: {ran:?}"
+        );
+    }
+    for (address, port) in &forbidden {
+        assert!(
+            !ran.stdout.contains(&format!("CONNECTED {address} {port}")),
+            "reached {address}:{port} from an ALLOW_LIST sandbox: {}",
+            ran.stdout
+        );
+    }
+    // DNS answers allowed names only, whichever server a query is sent to;
+    // a name not allowed never leaves for upstream, and an allowed name's
+    // private address is not answered.
+    let lookups = alpha
+        .run(
+            &attacker,
+            &format!(
+                "for server in '' {public} 8.8.8.8; do \
+                   for name in other.paddock.test rebind.paddock.test allowed.paddock.test; do \
+                     echo \"$name via ${{server:-default}}: $(busybox nslookup $name $server 2>&1 \
+                       | grep -c '^Address.*{public}$')\"; \
+                   done; \
+                 done",
+                public = outside.public,
+            ),
+        )
+        .await;
+    for server in ["default", &outside.public, "8.8.8.8"] {
+        assert!(
+            lookups
+                .stdout
+                .contains(&format!("allowed.paddock.test via {server}: 1")),
+            "{lookups:?}"
+        );
+        assert!(
+            lookups
+                .stdout
+                .contains(&format!("other.paddock.test via {server}: 0")),
+            "{lookups:?}"
+        );
+    }
+    assert!(
+        !dns.asked().contains(&"other.paddock.test".to_owned()),
+        "a name not allowed reached the upstream DNS server: {:?}",
+        dns.asked()
+    );
+    let rebound = alpha
+        .run(&attacker, "busybox nslookup rebind.paddock.test")
+        .await;
+    assert!(
+        !rebound.stdout.contains(&outside.private),
+        "a private address was answered: {rebound:?}"
+    );
+
+    // An IPv4 range is reachable by address, and only it.
+    let ranged = alpha
+        .sandbox(allow(&[&format!("{}/32", outside.other_public)]))
+        .await;
+    let ran = alpha
+        .run(
+            &ranged,
+            &probe(&[
+                (outside.other_public.clone(), 8080),
+                (outside.public.clone(), 8080),
+                ("allowed.paddock.test".to_owned(), 8080),
+            ]),
+        )
+        .await;
+    assert!(
+        ran.stdout.contains(&format!(
+            "CONNECTED {} 8080: {GREETING}",
+            outside.other_public
+        )),
+        "{ran:?}"
+    );
+    assert_eq!(ran.stdout.matches("CONNECTED").count(), 1, "{ran:?}");
+
+    // Stopped and started again (perhaps on another address), a sandbox
+    // gets its rules back before its start returns.
+    alpha
+        .sandboxes
+        .stop_sandbox(pb::StopSandboxRequest {
+            sandbox_id: attacker.clone(),
+        })
+        .await
+        .unwrap();
+    alpha
+        .sandboxes
+        .start_sandbox(pb::StartSandboxRequest {
+            sandbox_id: attacker.clone(),
+        })
+        .await
+        .unwrap();
+    let ran = alpha
+        .run(
+            &attacker,
+            &probe(&[
+                ("allowed.paddock.test".to_owned(), 8080),
+                (outside.other_public.clone(), 8080),
+            ]),
+        )
+        .await;
+    assert!(
+        ran.stdout
+            .contains(&format!("CONNECTED allowed.paddock.test 8080: {GREETING}")),
+        "{ran:?}"
+    );
+    assert_eq!(ran.stdout.matches("CONNECTED").count(), 1, "{ran:?}");
+
+    // What cannot be enforced or would open a blocked range is refused.
+    for (request, code, says) in [
+        (
+            pb::CreateSandboxRequest {
+                allowed_hosts: vec!["pypi.org".into()],
+                ..Default::default()
+            },
+            tonic::Code::InvalidArgument,
+            "only a NETWORK_MODE_ALLOW_LIST sandbox",
+        ),
+        (
+            allow(&["10.0.0.0/8"]),
+            tonic::Code::InvalidArgument,
+            "never lets sandboxes reach",
+        ),
+        (
+            allow(&["exa mple.com"]),
+            tonic::Code::InvalidArgument,
+            "not a domain name",
+        ),
+    ] {
+        let refused = alpha.sandboxes.create_sandbox(request).await.unwrap_err();
+        assert_eq!(refused.code(), code, "{refused:?}");
+        assert!(refused.message().contains(says), "{}", refused.message());
+    }
 
     alpha.still_healthy(&attacker).await;
     alpha.still_healthy(&neighbour).await;
@@ -224,6 +464,22 @@ async fn process_sandboxes_reach_nothing_on_their_default_network() {
         !ran.stdout.contains("CONNECTED"),
         "a process sandbox on NETWORK_MODE_NONE reached out: {ran:?}"
     );
+    for mode in [pb::NetworkMode::Egress, pb::NetworkMode::AllowList] {
+        let refused = alpha
+            .sandboxes
+            .create_sandbox(pb::CreateSandboxRequest {
+                network: mode as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains(mode.as_str_name()),
+            "{}",
+            refused.message()
+        );
+    }
 
     // The positive control: on the host's network (BRIDGE, allowed) the
     // same probe connects.

@@ -1,8 +1,8 @@
 //! The world outside a sandbox, set up on the host for one test: a network
 //! namespace joined to the host by a veth pair, holding
 //!
-//! - a "public" address in 203.0.113.0/24 (TEST-NET-3), standing for the
-//!   internet (the tests unblock that range, the only one they unblock);
+//! - two "public" addresses in 203.0.113.0/24 (TEST-NET-3), standing for
+//!   the internet (the tests unblock that range, the only one they unblock);
 //! - a private address in 10.213.0.0/16, which EGRESS must not reach;
 //! - a link-local address in 169.254.0.0/16, as cloud metadata is;
 //!
@@ -31,6 +31,8 @@ pub struct Outside {
     pub host_public: String,
     /// The "internet": reachable from EGRESS.
     pub public: String,
+    /// Another address on the "internet", served by the same server.
+    pub other_public: String,
     /// A private address beyond the host.
     pub private: String,
     /// A link-local address beyond the host.
@@ -69,6 +71,7 @@ impl Outside {
         let base = slot * 8;
         let host_public = format!("203.0.113.{}", base + 1);
         let public = format!("203.0.113.{}", base + 2);
+        let other_public = format!("203.0.113.{}", base + 3);
         let host_private = format!("10.213.{slot}.1");
         let private = format!("10.213.{slot}.2");
         let link_local = format!("169.254.213.{}", slot + 1);
@@ -106,6 +109,13 @@ impl Outside {
             must(&all);
         };
         inside(&["addr", "add", &format!("{public}/29"), "dev", &peer_link]);
+        inside(&[
+            "addr",
+            "add",
+            &format!("{other_public}/29"),
+            "dev",
+            &peer_link,
+        ]);
         inside(&["addr", "add", &format!("{private}/30"), "dev", &peer_link]);
         inside(&[
             "addr",
@@ -149,6 +159,7 @@ impl Outside {
             host_port,
             host_public,
             public,
+            other_public,
             private,
             link_local,
         };

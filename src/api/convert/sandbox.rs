@@ -9,7 +9,7 @@ use super::fields::{
 use super::metadata::{metadata_from_pb, metadata_to_pb};
 use crate::error::{Error, Result};
 use crate::pb;
-use crate::provider::ProviderInfo;
+use crate::provider::{AllowedHost, MAX_ALLOWED_HOSTS, ProviderInfo};
 use crate::sandbox::rules::{self, MAX_VOLUMES};
 use crate::sandbox::{
     CreateSandbox, IfExists, LabelSelector, ListQuery, NetworkMode, Resources, Sandbox,
@@ -51,6 +51,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
         volumes,
         read_only_root,
         runtime,
+        allowed_hosts,
     } = request;
 
     if let Some(name) = &name {
@@ -89,6 +90,8 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
     rules::check_labels("labels", &labels)?;
     let workdir = non_empty(workdir).unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
     rules::check_absolute_path("workdir", &workdir)?;
+    let network = network_from_pb(network)?;
+    let allowed_hosts = allowed_hosts_from_pb(network, allowed_hosts)?;
 
     Ok(CreateSandbox {
         name,
@@ -103,6 +106,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             resources: resources_from_pb(resources)?,
             // Resolved from `network` below by the manager.
             network: NetworkMode::default(),
+            allowed_hosts,
             volumes: volumes_from_pb(volumes)?,
             read_only_root,
             user: None,
@@ -117,7 +121,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
         },
-        network: network_from_pb(network)?,
+        network,
         labels,
         metadata: metadata_from_pb("metadata", metadata)?,
         timeout: timeout
@@ -257,6 +261,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
             NetworkMode::Egress => pb::NetworkMode::Egress,
             NetworkMode::Bridge => pb::NetworkMode::Bridge,
             NetworkMode::None => pb::NetworkMode::None,
+            NetworkMode::AllowList => pb::NetworkMode::AllowList,
         } as i32,
         env_keys: spec.env.keys().cloned().collect(),
         create_time: Some(timestamp(*created_at)),
@@ -268,6 +273,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         revision: *revision,
         read_only_root: spec.read_only_root,
         runtime: spec.runtime.clone().unwrap_or_default(),
+        allowed_hosts: spec.allowed_hosts.clone(),
     }
 }
 
@@ -302,6 +308,7 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             network_none: caps.network_none,
             network_egress: caps.network_egress,
             network_bridge: caps.network_bridge,
+            network_allow_list: caps.network_allow_list,
             resource_limits: caps.resource_limits,
             images: caps.images,
             exec: caps.exec,
@@ -351,7 +358,47 @@ fn network_from_pb(value: i32) -> Result<Option<NetworkMode>> {
         pb::NetworkMode::Egress => Some(NetworkMode::Egress),
         pb::NetworkMode::Bridge => Some(NetworkMode::Bridge),
         pb::NetworkMode::None => Some(NetworkMode::None),
+        pb::NetworkMode::AllowList => Some(NetworkMode::AllowList),
     })
+}
+
+/// The checked, canonical `allowed_hosts` of a request for `network`:
+/// entries only with NETWORK_MODE_ALLOW_LIST, each parsed, no repeats.
+fn allowed_hosts_from_pb(
+    network: Option<NetworkMode>,
+    entries: Vec<String>,
+) -> Result<Vec<String>> {
+    if entries.is_empty() {
+        return Ok(entries);
+    }
+    if network != Some(NetworkMode::AllowList) {
+        return Err(Error::invalid_argument(
+            "allowed_hosts",
+            "only a NETWORK_MODE_ALLOW_LIST sandbox has allowed hosts; set network to it, or \
+             leave allowed_hosts empty",
+        ));
+    }
+    if entries.len() > MAX_ALLOWED_HOSTS {
+        return Err(Error::invalid_argument(
+            "allowed_hosts",
+            format!(
+                "{} entries is more than the {MAX_ALLOWED_HOSTS} allowed; use a \"*.\" wildcard or a \
+                 wider range",
+                entries.len()
+            ),
+        ));
+    }
+    let mut canonical: Vec<String> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let host: AllowedHost = entry
+            .parse()
+            .map_err(|why: String| Error::invalid_argument("allowed_hosts", why))?;
+        let host = host.to_string();
+        if !canonical.contains(&host) {
+            canonical.push(host);
+        }
+    }
+    Ok(canonical)
 }
 
 fn resources_from_pb(resources: Option<pb::Resources>) -> Result<Resources> {

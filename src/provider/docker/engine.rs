@@ -17,8 +17,9 @@ use crate::provider::contract::Observation;
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest wait between attempts to reach an engine that went away.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
-/// How often the EGRESS firewall rules are checked besides every create.
-const EGRESS_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the EGRESS and ALLOW_LIST firewall rules are checked besides
+/// every create.
+const NETWORK_CHECK_INTERVAL: Duration = super::allow_list::KEEP_INTERVAL;
 
 impl DockerProvider {
     /// Follows the engine's events about Paddock's containers while the provider
@@ -145,23 +146,28 @@ impl DockerProvider {
             *current = status;
         }
         if available {
-            // Only recorded here: creates that need EGRESS check again.
+            // Only recorded here: creates that need EGRESS or ALLOW_LIST
+            // check again.
             let _ = self.egress.ensure(&self.docker).await;
+            let _ = self.allow_list.ensure(&self.docker).await;
         }
         available
     }
 
-    /// Checks the EGRESS rules every [`EGRESS_CHECK_INTERVAL`] while the
-    /// provider lives, putting back what something else removed (a firewall
-    /// reload) before a sandbox can use the gap for long.
-    pub(super) async fn keep_egress_rules(provider: std::sync::Weak<Self>) {
+    /// Checks the EGRESS and ALLOW_LIST rules every
+    /// [`NETWORK_CHECK_INTERVAL`] while the provider lives, putting back what
+    /// something else removed (a firewall reload) before a sandbox can use
+    /// the gap for long; admits running ALLOW_LIST sandboxes (after a
+    /// restart) and removes the rules no sandbox needs any more.
+    pub(super) async fn keep_network_rules(provider: std::sync::Weak<Self>) {
         loop {
-            tokio::time::sleep(EGRESS_CHECK_INTERVAL).await;
+            tokio::time::sleep(NETWORK_CHECK_INTERVAL).await;
             let Some(this) = provider.upgrade() else {
                 return;
             };
             if this.engine_available() {
                 let _ = this.egress.ensure(&this.docker).await;
+                this.keep_allow_list().await;
             }
         }
     }

@@ -15,6 +15,7 @@
 //! ```
 
 mod agent_volume;
+mod allow_list;
 mod bridge;
 mod egress;
 mod engine;
@@ -74,8 +75,11 @@ pub struct DockerSettings {
     pub scope: String,
     /// How to reach agents.
     pub transport: AgentTransport,
-    /// The ranges EGRESS sandboxes may not reach.
+    /// The ranges EGRESS and ALLOW_LIST sandboxes may not reach.
     pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    /// The DNS servers that resolve ALLOW_LIST sandboxes' allowed names;
+    /// empty: the host's (its resolv.conf's).
+    pub allow_list_dns: Vec<std::net::SocketAddr>,
     /// The runtime of sandboxes whose request names none; `None`: the
     /// engine's default.
     pub runtime: Option<String>,
@@ -116,6 +120,7 @@ pub struct DockerProvider {
     agent_installed: tokio::sync::Mutex<bool>,
     engine: RwLock<EngineStatus>,
     egress: egress::Egress,
+    allow_list: allow_list::AllowList,
     observations: broadcast::Sender<Observation>,
 }
 
@@ -170,6 +175,10 @@ impl DockerProvider {
         let agent = AgentBuild::inspect(&settings.agent.binary);
         let (observations, _) = broadcast::channel(1024);
         let egress = egress::Egress::new(settings.egress_blocked.clone());
+        let allow_list = allow_list::AllowList::new(
+            settings.egress_blocked.clone(),
+            settings.allow_list_dns.clone(),
+        );
         let provider = Arc::new(Self {
             docker,
             settings,
@@ -183,11 +192,12 @@ impl DockerProvider {
                 runtimes: Vec::new(),
             }),
             egress,
+            allow_list,
             observations,
         });
         provider.check_engine().await;
         tokio::spawn(Self::watch_engine(Arc::downgrade(&provider)));
-        tokio::spawn(Self::keep_egress_rules(Arc::downgrade(&provider)));
+        tokio::spawn(Self::keep_network_rules(Arc::downgrade(&provider)));
         Ok(provider)
     }
 
@@ -236,6 +246,15 @@ impl DockerProvider {
     }
 }
 
+/// The words that say a network mode cannot be enforced now.
+fn cannot_now(failing: bool) -> &'static str {
+    if failing {
+        ", which this server cannot enforce now (see detail)"
+    } else {
+        ""
+    }
+}
+
 #[async_trait]
 impl Provider for DockerProvider {
     fn name(&self) -> &str {
@@ -251,6 +270,7 @@ impl Provider for DockerProvider {
             network_none: true,
             network_egress: self.egress.failure().is_none(),
             network_bridge: true,
+            network_allow_list: self.allow_list.failure().is_none(),
             resource_limits: true,
             images: true,
             exec: true,
@@ -268,6 +288,11 @@ impl Provider for DockerProvider {
         if let Some(why) = self.egress.failure() {
             detail.push_str(&format!("; NETWORK_MODE_EGRESS cannot be enforced: {why}"));
         }
+        if let Some(why) = self.allow_list.failure() {
+            detail.push_str(&format!(
+                "; NETWORK_MODE_ALLOW_LIST cannot be enforced: {why}"
+            ));
+        }
         ProviderInfo {
             name: Self::NAME.to_owned(),
             available,
@@ -279,13 +304,11 @@ impl Provider for DockerProvider {
                  seccomp profile and its masked /proc and /sys paths; CPU, memory and process \
                  limits by the engine (the server's defaults when a request sets none); \
                  networks: NONE (loopback only), EGRESS (the default: the internet, never \
-                 another sandbox, the host or a blocked range){}",
+                 another sandbox, the host or a blocked range){}, ALLOW_LIST (only the \
+                 allowed hosts, by IPv4 range or by a name this server resolves){}",
                 spec::KEPT_CAPABILITIES.join(", "),
-                if self.egress.failure().is_some() {
-                    ", which this server cannot enforce now (see detail)"
-                } else {
-                    ""
-                }
+                cannot_now(self.egress.failure().is_some()),
+                cannot_now(self.allow_list.failure().is_some()),
             ),
             capabilities: self.capabilities(),
             runtimes: self.offered_runtimes(),
@@ -353,7 +376,13 @@ impl Provider for DockerProvider {
             }
             Err(e) => return Err(engine_error("starting a sandbox container", e)),
         }
-        let ready = self.wait_for_agent(sandbox_id, &name, socket).await;
+        // An ALLOW_LIST sandbox's rules are in place before the start
+        // returns, so before any command of the caller runs in it.
+        let (ready, admitted) = tokio::join!(
+            self.wait_for_agent(sandbox_id, &name, socket),
+            self.admit_to_allow_list(&name)
+        );
+        admitted?;
         if ready.is_err() {
             // The agent volume may have been removed behind our back: check
             // it again before the next create.
@@ -365,6 +394,8 @@ impl Provider for DockerProvider {
     #[instrument(name = "provider.docker.stop", skip(self))]
     async fn stop(&self, sandbox_id: &str) -> Result<()> {
         let name = Self::container_name(sandbox_id)?;
+        // Before the container lets its address go to another sandbox.
+        self.allow_list.release(sandbox_id).await;
         match self
             .docker
             .stop_container(
@@ -388,6 +419,7 @@ impl Provider for DockerProvider {
     #[instrument(name = "provider.docker.delete", skip(self))]
     async fn delete(&self, sandbox_id: &str) -> Result<()> {
         let name = Self::container_name(sandbox_id)?;
+        self.allow_list.release(sandbox_id).await;
         match self
             .docker
             .remove_container(

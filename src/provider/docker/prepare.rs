@@ -37,7 +37,8 @@ impl DockerProvider {
 
     /// Checks `spec` against the engine and completes it: limits the engine
     /// accepts, the default image (pulled when missing) and its USER, the
-    /// runtime, and the EGRESS rules in place when it asks for EGRESS.
+    /// runtime, and the network's rules in place when it asks for EGRESS or
+    /// ALLOW_LIST (whose allowed ranges must stay clear of the blocked ones).
     pub(super) async fn prepare_spec(&self, spec: &mut SandboxSpec) -> Result<()> {
         if spec.runtime.is_none() {
             spec.runtime = self.settings.runtime.clone();
@@ -97,8 +98,13 @@ impl DockerProvider {
                 )
             })?);
         }
-        if spec.network == NetworkMode::Egress {
-            self.egress.ensure(&self.docker).await?;
+        match spec.network {
+            NetworkMode::Egress => self.egress.ensure(&self.docker).await?,
+            NetworkMode::AllowList => {
+                self.allow_list.check_hosts(&spec.allowed_hosts)?;
+                self.allow_list.ensure(&self.docker).await?;
+            }
+            NetworkMode::None | NetworkMode::Bridge => {}
         }
         self.ensure_agent().await?;
         let image = spec.image.as_deref().expect("image set above");

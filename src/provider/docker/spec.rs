@@ -54,6 +54,12 @@ pub(super) fn container_spec(
         request.sandbox_id.to_owned(),
     );
     labels.insert(layout::LABEL_TENANT.to_owned(), request.tenant.to_owned());
+    if spec.network == NetworkMode::AllowList {
+        labels.insert(
+            layout::LABEL_ALLOWED_HOSTS.to_owned(),
+            super::allow_list::hosts_label(&spec.allowed_hosts),
+        );
+    }
     let mut mounts = vec![
         Mount {
             target: Some(layout::AGENT_DIR.to_owned()),
@@ -100,6 +106,7 @@ pub(super) fn container_spec(
             match spec.network {
                 NetworkMode::None => "none",
                 NetworkMode::Egress => super::egress::NETWORK,
+                NetworkMode::AllowList => super::allow_list::NETWORK,
                 NetworkMode::Bridge => "bridge",
             }
             .to_owned(),
