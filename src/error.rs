@@ -76,6 +76,12 @@ impl Error {
         Self::new(ErrorKind::FailedPrecondition, message)
     }
 
+    /// The caller may not do this (a policy forbids it); the message says
+    /// which policy.
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::PermissionDenied, message)
+    }
+
     /// A quota or limit is reached; the message names it.
     pub fn resource_exhausted(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::ResourceExhausted, message)

@@ -282,6 +282,18 @@ pub struct QuotaArgs {
     /// as 4GiB [default: unlimited].
     #[arg(long, env = "PADDOCK_QUOTA_MAX_MEMORY", value_name = "BYTES")]
     pub quota_max_memory: Option<String>,
+
+    /// Quota of every tenant: what its NETWORK_MODE_ALLOW_LIST sandboxes may
+    /// allow, comma-separated domains, "*." wildcards and IPv4 ranges; each
+    /// entry of a request's allowed_hosts must fall within one [default:
+    /// anything outside the blocked ranges].
+    #[arg(
+        long,
+        env = "PADDOCK_QUOTA_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOSTS"
+    )]
+    pub quota_allowed_hosts: Option<Vec<String>>,
 }
 
 /// The file keys that name no flag.

@@ -334,6 +334,7 @@ fn quota_of(args: QuotaArgs) -> anyhow::Result<Quota> {
         quota_commands,
         quota_max_cpu_millis,
         quota_max_memory,
+        quota_allowed_hosts,
     } = args;
     Ok(Quota {
         running_sandboxes: quota_running_sandboxes,
@@ -341,6 +342,18 @@ fn quota_of(args: QuotaArgs) -> anyhow::Result<Quota> {
         max_cpu_millis: quota_max_cpu_millis,
         max_memory_bytes: quota_max_memory
             .map(|text| size("quota_max_memory", &text))
+            .transpose()?,
+        allowed_hosts: quota_allowed_hosts
+            .map(|hosts| {
+                hosts
+                    .iter()
+                    .filter(|host| !host.trim().is_empty())
+                    .map(|host| {
+                        host.parse()
+                            .map_err(|e| anyhow::anyhow!("quota_allowed_hosts: {e}"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
             .transpose()?,
     })
 }
@@ -415,7 +428,8 @@ mod tests {
         let config = with_file(
             "quota_running_sandboxes = 2\nquota_commands = 1\nquota_max_memory = \"64MiB\"\n\
              open_reflection = true\n\
-             [tenant_quotas.big]\nquota_running_sandboxes = 3\n",
+             [tenant_quotas.big]\nquota_running_sandboxes = 3\n\
+             quota_allowed_hosts = [\"PyPI.org\", \"*.pythonhosted.org\"]\n",
             ServeArgs {
                 quota: QuotaArgs {
                     quota_commands: Some(5),
@@ -432,6 +446,14 @@ mod tests {
         let big = quotas.of("big");
         assert_eq!(big.running_sandboxes, Some(3));
         assert_eq!(big.commands, Some(5), "the rest is every tenant's");
+        assert_eq!(
+            big.allowed_hosts,
+            Some(vec![
+                "pypi.org".parse().unwrap(),
+                "*.pythonhosted.org".parse().unwrap()
+            ])
+        );
+        assert_eq!(quotas.default.allowed_hosts, None);
         assert!(config.open_reflection);
     }
 
@@ -445,6 +467,10 @@ mod tests {
             ("key_rate_limit = \"fast\"\n", "key_rate_limit"),
             ("config = \"other.toml\"\n", "config"),
             ("quota_max_memory = \"lots\"\n", "quota_max_memory"),
+            (
+                "quota_allowed_hosts = [\"10.0.0.1/8\"]\n",
+                "quota_allowed_hosts",
+            ),
             (
                 "[tenant_quotas.\"a b\"]\nquota_commands = 1\n",
                 "tenant_quotas",

@@ -47,6 +47,11 @@ impl Ipv4Cidr {
         u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
     }
 
+    /// Whether every address of `other` is in this range.
+    pub fn holds(&self, other: &Self) -> bool {
+        self.prefix <= other.prefix && self.contains(other.address)
+    }
+
     /// Whether the two ranges have an address in common.
     pub fn overlaps(&self, other: &Self) -> bool {
         let prefix = self.prefix.min(other.prefix);
@@ -123,6 +128,19 @@ impl AllowedHost {
                 .strip_suffix(suffix.as_str())
                 .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
             Self::Range(_) => false,
+        }
+    }
+
+    /// Whether everything `other` allows, this entry allows too.
+    pub fn covers(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Domain(own), Self::Domain(name)) => own == name,
+            (Self::Subdomains(_), Self::Domain(name)) => self.allows_name(name),
+            (Self::Subdomains(own), Self::Subdomains(suffix)) => {
+                own == suffix || self.allows_name(suffix)
+            }
+            (Self::Range(own), Self::Range(range)) => own.holds(range),
+            _ => false,
         }
     }
 
@@ -246,6 +264,35 @@ mod tests {
         assert!(!below.allows_name("evilpythonhosted.org"));
         let range: AllowedHost = "203.0.113.0/24".parse().unwrap();
         assert!(!range.allows_name("203.0.113.7"));
+    }
+
+    #[test]
+    fn an_entry_covers_what_it_allows_and_no_more() {
+        let host = |text: &str| text.parse::<AllowedHost>().unwrap();
+        for (policy, asked) in [
+            ("pypi.org", "pypi.org"),
+            ("*.pythonhosted.org", "files.pythonhosted.org"),
+            ("*.pythonhosted.org", "*.files.pythonhosted.org"),
+            ("*.pythonhosted.org", "*.pythonhosted.org"),
+            ("203.0.113.0/24", "203.0.113.128/25"),
+            ("203.0.113.0/24", "203.0.113.7"),
+        ] {
+            assert!(host(policy).covers(&host(asked)), "{policy} covers {asked}");
+        }
+        for (policy, asked) in [
+            ("pypi.org", "files.pypi.org"),
+            ("pypi.org", "*.pypi.org"),
+            ("*.pythonhosted.org", "pythonhosted.org"),
+            ("files.pythonhosted.org", "*.pythonhosted.org"),
+            ("203.0.113.128/25", "203.0.113.0/24"),
+            ("203.0.113.0/24", "pypi.org"),
+            ("pypi.org", "203.0.113.7"),
+        ] {
+            assert!(
+                !host(policy).covers(&host(asked)),
+                "{policy} covers {asked}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ impl Manager {
         self.config()
             .quotas
             .check_resources(tenant, &request.spec.resources)?;
+        self.config()
+            .quotas
+            .check_allowed_hosts(tenant, &request.spec.allowed_hosts)?;
         let info = provider.info().await;
         let fingerprint = fingerprint(&request)?;
         let mut request = request;

@@ -1,7 +1,8 @@
 //! Per-tenant quotas: how many sandboxes a tenant may have running, how many
-//! of its commands may run through a server at once, and the largest CPU and
-//! memory one of its sandboxes may ask for. A default applies to every
-//! tenant; overrides replace it field by field for named tenants.
+//! of its commands may run through a server at once, the largest CPU and
+//! memory one of its sandboxes may ask for, and what its ALLOW_LIST
+//! sandboxes may allow. A default applies to every tenant; overrides
+//! replace it field by field for named tenants.
 //!
 //! The admission of commands in flight lives here too (`CommandSlots`),
 //! beside the count of running sandboxes that the manager keeps.
@@ -14,9 +15,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 
 use super::Resources;
+use crate::provider::AllowedHost;
 
 /// One tenant's limits; `None`: unlimited.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quota {
     /// Sandboxes not STOPPED, FAILED or DELETED at once.
     pub running_sandboxes: Option<u64>,
@@ -26,16 +28,24 @@ pub struct Quota {
     pub max_cpu_millis: Option<u64>,
     /// The largest `resources.memory_bytes` one sandbox may ask for.
     pub max_memory_bytes: Option<u64>,
+    /// What an ALLOW_LIST sandbox may allow: each entry of its
+    /// `allowed_hosts` must fall within one of these. `None`: anything the
+    /// server does not block.
+    pub allowed_hosts: Option<Vec<AllowedHost>>,
 }
 
 impl Quota {
     /// `self`, with the fields `over` sets replaced by them.
-    fn overridden_by(self, over: &Quota) -> Quota {
+    fn overridden_by(&self, over: &Quota) -> Quota {
         Quota {
             running_sandboxes: over.running_sandboxes.or(self.running_sandboxes),
             commands: over.commands.or(self.commands),
             max_cpu_millis: over.max_cpu_millis.or(self.max_cpu_millis),
             max_memory_bytes: over.max_memory_bytes.or(self.max_memory_bytes),
+            allowed_hosts: over
+                .allowed_hosts
+                .clone()
+                .or_else(|| self.allowed_hosts.clone()),
         }
     }
 }
@@ -54,7 +64,7 @@ impl Quotas {
     pub fn of(&self, tenant: &str) -> Quota {
         match self.tenants.get(tenant) {
             Some(over) => self.default.overridden_by(over),
-            None => self.default,
+            None => self.default.clone(),
         }
     }
 
@@ -96,6 +106,32 @@ impl Quotas {
                 "resources.memory_bytes: {asked} is over tenant {tenant}'s quota \
                  max_memory_bytes ({max})"
             )));
+        }
+        Ok(())
+    }
+
+    /// Refuses `allowed_hosts` (canonical entries) that reach past the
+    /// tenant's `allowed_hosts` quota: PERMISSION_DENIED naming the first.
+    pub fn check_allowed_hosts(&self, tenant: &str, allowed_hosts: &[String]) -> Result<()> {
+        let Some(policy) = self.of(tenant).allowed_hosts else {
+            return Ok(());
+        };
+        for entry in allowed_hosts {
+            let host: AllowedHost = entry
+                .parse()
+                .map_err(|why: String| Error::invalid_argument("allowed_hosts", why))?;
+            if !policy.iter().any(|within| within.covers(&host)) {
+                let policy: Vec<String> = policy.iter().map(ToString::to_string).collect();
+                return Err(Error::permission_denied(format!(
+                    "allowed_hosts: {host} is outside what tenant {tenant} may allow (its quota \
+                     allowed_hosts: {})",
+                    if policy.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        policy.join(", ")
+                    }
+                )));
+            }
         }
         Ok(())
     }
@@ -170,6 +206,60 @@ impl CommandSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_hosts_stay_within_the_tenants_policy() {
+        let quotas = Quotas {
+            default: Quota::default(),
+            tenants: [
+                (
+                    "ci".to_owned(),
+                    Quota {
+                        allowed_hosts: Some(vec![
+                            "*.pythonhosted.org".parse().unwrap(),
+                            "198.51.100.0/24".parse().unwrap(),
+                        ]),
+                        ..Quota::default()
+                    },
+                ),
+                (
+                    "offline".to_owned(),
+                    Quota {
+                        allowed_hosts: Some(Vec::new()),
+                        ..Quota::default()
+                    },
+                ),
+            ]
+            .into(),
+        };
+        let hosts = |list: &[&str]| list.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        let anything = hosts(&["example.com", "8.8.8.0/24"]);
+        quotas.check_allowed_hosts("other", &anything).unwrap();
+        quotas
+            .check_allowed_hosts("ci", &hosts(&["files.pythonhosted.org", "198.51.100.7/32"]))
+            .unwrap();
+        let error = quotas
+            .check_allowed_hosts("ci", &hosts(&["files.pythonhosted.org", "pypi.org"]))
+            .unwrap_err();
+        assert_eq!(error.kind(), crate::error::ErrorKind::PermissionDenied);
+        assert!(
+            error
+                .message()
+                .contains("pypi.org is outside what tenant ci may allow")
+                && error
+                    .message()
+                    .contains("*.pythonhosted.org, 198.51.100.0/24"),
+            "{error}"
+        );
+        let error = quotas
+            .check_allowed_hosts("offline", &hosts(&["example.com"]))
+            .unwrap_err();
+        assert!(
+            error.message().contains("allowed_hosts: nothing"),
+            "{error}"
+        );
+        quotas.check_allowed_hosts("offline", &[]).unwrap();
+    }
 
     #[test]
     fn overrides_replace_the_default_field_by_field() {

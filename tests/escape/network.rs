@@ -156,6 +156,13 @@ async fn docker_allow_list_reaches_allowed_names_and_ranges_and_nothing_else() {
     let server = exposed_server(Provider::Docker, |args| {
         args.egress_blocked_ranges = Some(blocked_but_the_test_internet());
         args.allow_list_dns = Some(vec![dns.address.to_string()]);
+        // Every tenant's policy: test names and the test internet, and a
+        // private range the server's blocked ranges still keep out.
+        args.quota.quota_allowed_hosts = Some(vec![
+            "*.paddock.test".into(),
+            "203.0.113.0/24".into(),
+            "10.0.0.0/8".into(),
+        ]);
     })
     .await;
     let server_port: u16 = server
@@ -357,6 +364,11 @@ async fn docker_allow_list_reaches_allowed_names_and_ranges_and_nothing_else() {
             allow(&["exa mple.com"]),
             tonic::Code::InvalidArgument,
             "not a domain name",
+        ),
+        (
+            allow(&["allowed.paddock.test", "pypi.org"]),
+            tonic::Code::PermissionDenied,
+            "pypi.org is outside what tenant alpha may allow",
         ),
     ] {
         let refused = alpha.sandboxes.create_sandbox(request).await.unwrap_err();
