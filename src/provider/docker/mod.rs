@@ -14,6 +14,7 @@
 //! /.paddock/state/agent.sock  the agent's socket, reached through `paddock agent-bridge`
 //! ```
 
+mod admission;
 mod agent_volume;
 mod allow_list;
 mod bridge;

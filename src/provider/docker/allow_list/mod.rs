@@ -35,43 +35,35 @@
 //! it has not admitted yet (after a restart), and removes the rules of
 //! addresses no container holds any more.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, NetworkCreateRequest};
-use bollard::query_parameters::{
-    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-};
+use bollard::models::ContainerInspectResponse;
 use tracing::{debug, info, warn};
 
+mod network;
 mod resolver;
+mod rules;
+mod state;
 
-use super::egress::{missing_rules, restore_rules, run};
-use super::errors::{engine_error, is_not_found};
+pub(super) use state::NETWORK;
+
+use super::egress::missing_rules;
 use super::layout;
 use crate::error::{Error, Result};
 use crate::provider::{AllowedHost, Ipv4Cidr};
+use network::{ensure_network, network_members};
+use rules::{
+    FORWARD_CHAIN, chain_name, install_fixed_rules, install_sandbox_rules, prune_rules,
+    remove_sandbox_rules,
+};
+use state::{Admitted, BRIDGE, Resolver, Shared, refusal};
 
-/// The engine network of ALLOW_LIST sandboxes, shared by every Paddock
-/// server on the engine.
-pub(super) const NETWORK: &str = "paddock-allow";
-/// Its Linux bridge on the engine's host.
-const BRIDGE: &str = "pdk-allow";
-const FORWARD_CHAIN: &str = "PADDOCK-ALLOW";
-const INPUT_CHAIN: &str = "PADDOCK-ALLOW-IN";
-const DNS_CHAIN: &str = "PADDOCK-ALLOW-DNS";
 /// How often the rules are checked and repaired.
 pub(super) const KEEP_INTERVAL: Duration = Duration::from_secs(10);
-/// How long an upstream DNS server may take to answer.
-const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
-/// The most addresses one sandbox learns through DNS; past it, lookups of
-/// new addresses fail (SERVFAIL) rather than grow its rules without bound.
-const MAX_LEARNED: usize = 4096;
-/// The most DNS queries the resolver works on at once.
-const MAX_QUERIES_IN_FLIGHT: usize = 256;
 
 /// Installs what enforces ALLOW_LIST and answers its sandboxes' DNS.
 #[derive(Debug)]
@@ -81,46 +73,10 @@ pub(super) struct AllowList {
     install: tokio::sync::Mutex<Option<Resolver>>,
 }
 
-/// The resolver's socket address on the bridge's gateway, while it runs.
-#[derive(Debug, Clone, Copy)]
-struct Resolver {
-    gateway: Ipv4Addr,
-    port: u16,
-}
-
-/// What the resolver's tasks share with the provider.
-#[derive(Debug)]
-struct Shared {
-    blocked: Vec<Ipv4Cidr>,
-    /// The DNS servers names are resolved with; empty: the host's.
-    upstream: Vec<SocketAddr>,
-    /// The admitted sandboxes, by their address on [`NETWORK`].
-    admitted: Mutex<HashMap<Ipv4Addr, Admitted>>,
-    /// Why ALLOW_LIST cannot be enforced, as last found; `None` when it can.
-    last_failure: Mutex<Option<String>>,
-    queries: Arc<tokio::sync::Semaphore>,
-}
-
-/// A sandbox whose rules this server installed.
-#[derive(Debug, Clone)]
-struct Admitted {
-    sandbox_id: String,
-    hosts: Vec<AllowedHost>,
-    /// Addresses answered to its DNS queries, reachable from then on.
-    learned: BTreeSet<Ipv4Addr>,
-    resolver: Resolver,
-}
-
 impl AllowList {
     pub(super) fn new(blocked: Vec<Ipv4Cidr>, upstream: Vec<SocketAddr>) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                blocked,
-                upstream,
-                admitted: Mutex::new(HashMap::new()),
-                last_failure: Mutex::new(Some("not checked yet".to_owned())),
-                queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES_IN_FLIGHT)),
-            }),
+            shared: Arc::new(Shared::new(blocked, upstream)),
             install: tokio::sync::Mutex::new(None),
         }
     }
@@ -343,395 +299,9 @@ fn hosts_from_label(label: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// Creates the ALLOW_LIST network unless it exists; its gateway address.
-async fn ensure_network(docker: &Docker) -> Result<Ipv4Addr> {
-    let inspected = match docker
-        .inspect_network(NETWORK, None::<InspectNetworkOptions>)
-        .await
-    {
-        Ok(network) => network,
-        Err(e) if is_not_found(&e) => {
-            create_network(docker).await?;
-            docker
-                .inspect_network(NETWORK, None::<InspectNetworkOptions>)
-                .await
-                .map_err(|e| engine_error("inspecting the ALLOW_LIST network", e))?
-        }
-        Err(e) => return Err(engine_error("inspecting the ALLOW_LIST network", e)),
-    };
-    inspected
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|config| config.gateway.as_deref()?.parse().ok())
-        .next()
-        .ok_or_else(|| {
-            refusal(format!(
-                "the engine's network {NETWORK} has no IPv4 gateway; remove it and Paddock makes \
-                 it anew"
-            ))
-        })
-}
-
-async fn create_network(docker: &Docker) -> Result<()> {
-    let request = NetworkCreateRequest {
-        name: NETWORK.to_owned(),
-        driver: Some("bridge".to_owned()),
-        options: Some(HashMap::from([
-            (
-                "com.docker.network.bridge.name".to_owned(),
-                BRIDGE.to_owned(),
-            ),
-            (
-                "com.docker.network.bridge.enable_icc".to_owned(),
-                "false".to_owned(),
-            ),
-        ])),
-        labels: Some(HashMap::from([(
-            layout::LABEL_ROLE.to_owned(),
-            layout::ROLE_ALLOW_LIST_NETWORK.to_owned(),
-        )])),
-        ..Default::default()
-    };
-    match docker.create_network(request).await {
-        Ok(_) => {
-            info!(
-                network = NETWORK,
-                bridge = BRIDGE,
-                "created the ALLOW_LIST network"
-            );
-            Ok(())
-        }
-        // Another server made it meanwhile.
-        Err(e) if super::errors::status_code(&e) == Some(409) => Ok(()),
-        Err(e) => Err(engine_error("creating the ALLOW_LIST network", e)),
-    }
-}
-
-/// The addresses held by containers on [`NETWORK`], whoever made them.
-async fn network_members(docker: &Docker) -> Result<BTreeSet<Ipv4Addr>> {
-    let network = docker
-        .inspect_network(NETWORK, None::<InspectNetworkOptions>)
-        .await
-        .map_err(|e| engine_error("inspecting the ALLOW_LIST network", e))?;
-    Ok(network
-        .containers
-        .unwrap_or_default()
-        .values()
-        .filter_map(|endpoint| {
-            let cidr = endpoint.ipv4_address.as_deref()?;
-            cidr.split('/').next()?.parse().ok()
-        })
-        .collect())
-}
-
-fn refusal(why: String) -> Error {
-    Error::failed_precondition(format!(
-        "network: NETWORK_MODE_ALLOW_LIST cannot be enforced here: {why}; ask for \
-         NETWORK_MODE_NONE"
-    ))
-}
-
-/// A per-sandbox chain's name: `prefix`, '-' and the address in hex (chain
-/// names hold at most 28 characters).
-fn chain_name(prefix: &str, address: Ipv4Addr) -> String {
-    format!("{prefix}-{:08x}", u32::from(address))
-}
-
-/// The address a per-sandbox chain of `prefix` is for.
-fn chain_address(prefix: &str, chain: &str) -> Option<Ipv4Addr> {
-    let hex = chain.strip_prefix(prefix)?.strip_prefix('-')?;
-    u32::from_str_radix(hex, 16).ok().map(Ipv4Addr::from)
-}
-
-/// The fixed chains and the jumps into them.
-async fn install_fixed_rules() -> std::result::Result<(), String> {
-    let mut filter = String::new();
-    for chain in [FORWARD_CHAIN, INPUT_CHAIN] {
-        if run("iptables", &["-w", "10", "-S", chain], None)
-            .await
-            .is_err()
-        {
-            filter.push_str(&format!(":{chain} - [0:0]\n"));
-            filter.push_str(&format!("-A {chain} -j DROP\n"));
-        } else if run("iptables", &["-w", "10", "-C", chain, "-j", "DROP"], None)
-            .await
-            .is_err()
-        {
-            filter.push_str(&format!("-A {chain} -j DROP\n"));
-        }
-    }
-    filter.push_str(
-        &missing_rules(
-            "iptables",
-            "filter",
-            &[
-                ("DOCKER-USER", format!("-i {BRIDGE} -j {FORWARD_CHAIN}")),
-                ("INPUT", format!("-i {BRIDGE} -j {INPUT_CHAIN}")),
-            ],
-        )
-        .await,
-    );
-    let mut nat = String::new();
-    if run(
-        "iptables",
-        &["-t", "nat", "-w", "10", "-S", DNS_CHAIN],
-        None,
-    )
-    .await
-    .is_err()
-    {
-        nat.push_str(&format!(":{DNS_CHAIN} - [0:0]\n"));
-    }
-    nat.push_str(
-        &missing_rules(
-            "iptables",
-            "nat",
-            &[("PREROUTING", format!("-i {BRIDGE} -j {DNS_CHAIN}"))],
-        )
-        .await,
-    );
-    let mut restore = String::new();
-    if !filter.is_empty() {
-        restore.push_str(&format!("*filter\n{filter}COMMIT\n"));
-    }
-    if !nat.is_empty() {
-        restore.push_str(&format!("*nat\n{nat}COMMIT\n"));
-    }
-    if !restore.is_empty() {
-        restore_rules("iptables-restore", &restore).await?;
-        info!("installed the ALLOW_LIST firewall rules");
-    }
-    let drop = format!("-i {BRIDGE} -j DROP");
-    let restore6 = missing_rules(
-        "ip6tables",
-        "filter",
-        &[("INPUT", drop.clone()), ("FORWARD", drop)],
-    )
-    .await;
-    if !restore6.is_empty() {
-        restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n")).await?;
-    }
-    Ok(())
-}
-
-/// The `iptables-restore` input that replaces the chains of `address` with
-/// what `admitted` allows, as one commit per table.
-fn sandbox_rules(address: Ipv4Addr, admitted: &Admitted, missing_jumps: (&str, &str)) -> String {
-    let forward = chain_name("PDK-AF", address);
-    let input = chain_name("PDK-AI", address);
-    let dns = chain_name("PDK-AD", address);
-    let Resolver { gateway, port } = admitted.resolver;
-    let mut filter = format!(":{forward} - [0:0]\n");
-    for host in &admitted.hosts {
-        if let AllowedHost::Range(range) = host {
-            filter.push_str(&format!("-A {forward} -d {range} -j ACCEPT\n"));
-        }
-    }
-    for learned in &admitted.learned {
-        filter.push_str(&format!("-A {forward} -d {learned}/32 -j ACCEPT\n"));
-    }
-    filter.push_str(&format!(":{input} - [0:0]\n"));
-    let mut nat = format!(":{dns} - [0:0]\n");
-    for protocol in ["udp", "tcp"] {
-        filter.push_str(&format!(
-            "-A {input} -d {gateway}/32 -p {protocol} -m {protocol} --dport {port} -j ACCEPT\n"
-        ));
-        nat.push_str(&format!(
-            "-A {dns} -p {protocol} -m {protocol} --dport 53 -j DNAT --to-destination \
-             {gateway}:{port}\n"
-        ));
-    }
-    let (filter_jumps, nat_jumps) = missing_jumps;
-    format!("*filter\n{filter}{filter_jumps}COMMIT\n*nat\n{nat}{nat_jumps}COMMIT\n")
-}
-
-/// Installs the chains of `address` and the jumps to them.
-async fn install_sandbox_rules(
-    address: Ipv4Addr,
-    admitted: &Admitted,
-) -> std::result::Result<(), String> {
-    let source = format!("-s {address}/32 -j");
-    let forward = chain_name("PDK-AF", address);
-    let input = chain_name("PDK-AI", address);
-    let dns = chain_name("PDK-AD", address);
-    // A jump to a chain that does not exist yet cannot be checked: check
-    // after the chains exist, which the first commit makes sure of.
-    let first = sandbox_rules(address, admitted, ("", ""));
-    restore_rules("iptables-restore", &first).await?;
-    let filter_jumps = missing_rules(
-        "iptables",
-        "filter",
-        &[
-            (FORWARD_CHAIN, format!("{source} {forward}")),
-            (INPUT_CHAIN, format!("{source} {input}")),
-        ],
-    )
-    .await;
-    let nat_jumps =
-        missing_rules("iptables", "nat", &[(DNS_CHAIN, format!("{source} {dns}"))]).await;
-    if !filter_jumps.is_empty() || !nat_jumps.is_empty() {
-        let mut restore = String::new();
-        if !filter_jumps.is_empty() {
-            restore.push_str(&format!("*filter\n{filter_jumps}COMMIT\n"));
-        }
-        if !nat_jumps.is_empty() {
-            restore.push_str(&format!("*nat\n{nat_jumps}COMMIT\n"));
-        }
-        restore_rules("iptables-restore", &restore).await?;
-    }
-    Ok(())
-}
-
-/// Removes the jumps to the chains of `address` and the chains, as far as
-/// they exist; what is left behind is removed by a later [`prune_rules`].
-async fn remove_sandbox_rules(address: Ipv4Addr) {
-    let source = format!("{address}/32");
-    for (table, fixed, prefix) in [
-        ("filter", FORWARD_CHAIN, "PDK-AF"),
-        ("filter", INPUT_CHAIN, "PDK-AI"),
-        ("nat", DNS_CHAIN, "PDK-AD"),
-    ] {
-        let chain = chain_name(prefix, address);
-        let w = ["-t", table, "-w", "10"];
-        let unjump = [&w[..], &["-D", fixed, "-s", &source, "-j", &chain]].concat();
-        // The same jump may be there twice (servers racing after a flush).
-        while run("iptables", &unjump, None).await.is_ok() {}
-        let _ = run("iptables", &[&w[..], &["-F", &chain]].concat(), None).await;
-        let _ = run("iptables", &[&w[..], &["-X", &chain]].concat(), None).await;
-    }
-}
-
-/// Removes the rules of every address no container on the network holds.
-async fn prune_rules(live: &BTreeSet<Ipv4Addr>) {
-    let mut stale = BTreeSet::new();
-    for (table, prefix) in [
-        ("filter", "PDK-AF"),
-        ("filter", "PDK-AI"),
-        ("nat", "PDK-AD"),
-    ] {
-        let Ok(listing) = run("iptables", &["-t", table, "-w", "10", "-S"], None).await else {
-            continue;
-        };
-        for line in listing.lines() {
-            if let Some(address) = line
-                .strip_prefix("-N ")
-                .and_then(|chain| chain_address(prefix, chain))
-                && !live.contains(&address)
-            {
-                stale.insert(address);
-            }
-        }
-    }
-    for address in stale {
-        debug!(%address, "removing the rules of an address no ALLOW_LIST sandbox holds");
-        remove_sandbox_rules(address).await;
-    }
-}
-
-impl super::DockerProvider {
-    /// Admits the just started container `name` when it is an ALLOW_LIST
-    /// sandbox (see [`AllowList::admit`]).
-    pub(super) async fn admit_to_allow_list(&self, name: &str) -> Result<()> {
-        let container = self
-            .docker
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| engine_error("inspecting a started sandbox container", e))?;
-        self.allow_list.admit(&self.docker, &container).await
-    }
-
-    /// Keeps the ALLOW_LIST rules (see [`AllowList::keep`]) for this
-    /// server's running ALLOW_LIST sandboxes.
-    pub(super) async fn keep_allow_list(&self) {
-        let listed = self
-            .docker
-            .list_containers(Some(ListContainersOptions {
-                filters: Some(HashMap::from([
-                    (
-                        "label".to_owned(),
-                        vec![format!("{}={}", layout::LABEL_SCOPE, self.settings.scope)],
-                    ),
-                    ("network".to_owned(), vec![NETWORK.to_owned()]),
-                ])),
-                ..Default::default()
-            }))
-            .await;
-        let mut running = Vec::new();
-        for summary in listed.unwrap_or_default() {
-            let address = summary
-                .network_settings
-                .as_ref()
-                .and_then(|settings| settings.networks.as_ref()?.get(NETWORK)?.ip_address.clone())
-                .and_then(|address| address.parse::<Ipv4Addr>().ok());
-            if address.is_some_and(|address| self.allow_list.is_admitted(address)) {
-                continue;
-            }
-            let Some(id) = summary.id else { continue };
-            if let Ok(container) = self
-                .docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                && container.state.as_ref().and_then(|s| s.running) == Some(true)
-            {
-                running.push(container);
-            }
-        }
-        self.allow_list.keep(&self.docker, &running).await;
-    }
-}
-
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
-
-    pub(super) fn admitted(hosts: &[&str]) -> Admitted {
-        Admitted {
-            sandbox_id: "sbx_0".into(),
-            hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
-            learned: BTreeSet::from(["198.51.100.9".parse().unwrap()]),
-            resolver: Resolver {
-                gateway: "172.30.0.1".parse().unwrap(),
-                port: 40000,
-            },
-        }
-    }
-
-    #[test]
-    fn a_sandbox_reaches_its_ranges_and_learned_addresses_and_dns_goes_to_the_resolver() {
-        let rules = sandbox_rules(
-            "172.30.0.2".parse().unwrap(),
-            &admitted(&["example.com", "203.0.113.0/24"]),
-            ("", ""),
-        );
-        assert_eq!(
-            rules,
-            "*filter\n\
-             :PDK-AF-ac1e0002 - [0:0]\n\
-             -A PDK-AF-ac1e0002 -d 203.0.113.0/24 -j ACCEPT\n\
-             -A PDK-AF-ac1e0002 -d 198.51.100.9/32 -j ACCEPT\n\
-             :PDK-AI-ac1e0002 - [0:0]\n\
-             -A PDK-AI-ac1e0002 -d 172.30.0.1/32 -p udp -m udp --dport 40000 -j ACCEPT\n\
-             -A PDK-AI-ac1e0002 -d 172.30.0.1/32 -p tcp -m tcp --dport 40000 -j ACCEPT\n\
-             COMMIT\n\
-             *nat\n\
-             :PDK-AD-ac1e0002 - [0:0]\n\
-             -A PDK-AD-ac1e0002 -p udp -m udp --dport 53 -j DNAT --to-destination 172.30.0.1:40000\n\
-             -A PDK-AD-ac1e0002 -p tcp -m tcp --dport 53 -j DNAT --to-destination 172.30.0.1:40000\n\
-             COMMIT\n"
-        );
-    }
-
-    #[test]
-    fn chain_names_carry_their_address() {
-        let address: Ipv4Addr = "10.1.2.3".parse().unwrap();
-        let chain = chain_name("PDK-AF", address);
-        assert!(chain.len() <= 28, "{chain}");
-        assert_eq!(chain_address("PDK-AF", &chain), Some(address));
-        assert_eq!(chain_address("PDK-AD", &chain), None);
-        assert_eq!(chain_address("PDK-AF", FORWARD_CHAIN), None);
-    }
 
     #[test]
     fn hosts_go_through_the_container_label_unchanged() {

@@ -13,7 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tracing::{debug, warn};
 
-use super::{MAX_LEARNED, Shared, UPSTREAM_TIMEOUT, chain_name};
+use super::rules::chain_name;
+use super::state::{MAX_LEARNED, Shared, UPSTREAM_TIMEOUT};
 
 /// The most addresses one answer holds.
 const MAX_ANSWERS: usize = 16;
@@ -347,16 +348,15 @@ async fn ask_udp(
 
 #[cfg(test)]
 mod tests {
-    use super::super::AllowList;
-    use super::super::tests::admitted;
+    use super::super::state::tests::admitted;
     use super::*;
     use crate::provider::Ipv4Cidr;
 
     #[tokio::test]
     async fn the_resolver_refuses_strangers_and_names_not_allowed() {
-        let list = AllowList::new(Ipv4Cidr::default_egress_blocked(), Vec::new());
+        let shared = Shared::new(Ipv4Cidr::default_egress_blocked(), Vec::new());
         let sandbox: Ipv4Addr = "172.30.0.2".parse().unwrap();
-        list.shared
+        shared
             .admitted
             .lock()
             .unwrap()
@@ -371,7 +371,6 @@ mod tests {
             (answer.metadata.response_code, answer.answers.len())
         };
         let stranger: Ipv4Addr = "172.30.0.3".parse().unwrap();
-        let shared = &list.shared;
         assert_eq!(
             code(
                 shared

@@ -1,0 +1,97 @@
+//! The engine network of ALLOW_LIST sandboxes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use bollard::Docker;
+use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::InspectNetworkOptions;
+use tracing::info;
+
+use super::state::{BRIDGE, NETWORK, refusal};
+use crate::error::Result;
+use crate::provider::docker::errors::{engine_error, is_not_found, status_code};
+use crate::provider::docker::layout;
+
+/// Creates the ALLOW_LIST network unless it exists; its gateway address.
+pub(super) async fn ensure_network(docker: &Docker) -> Result<Ipv4Addr> {
+    let inspected = match docker
+        .inspect_network(NETWORK, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(network) => network,
+        Err(e) if is_not_found(&e) => {
+            create_network(docker).await?;
+            docker
+                .inspect_network(NETWORK, None::<InspectNetworkOptions>)
+                .await
+                .map_err(|e| engine_error("inspecting the ALLOW_LIST network", e))?
+        }
+        Err(e) => return Err(engine_error("inspecting the ALLOW_LIST network", e)),
+    };
+    inspected
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|config| config.gateway.as_deref()?.parse().ok())
+        .next()
+        .ok_or_else(|| {
+            refusal(format!(
+                "the engine's network {NETWORK} has no IPv4 gateway; remove it and Paddock makes \
+                 it anew"
+            ))
+        })
+}
+
+async fn create_network(docker: &Docker) -> Result<()> {
+    let request = NetworkCreateRequest {
+        name: NETWORK.to_owned(),
+        driver: Some("bridge".to_owned()),
+        options: Some(HashMap::from([
+            (
+                "com.docker.network.bridge.name".to_owned(),
+                BRIDGE.to_owned(),
+            ),
+            (
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "false".to_owned(),
+            ),
+        ])),
+        labels: Some(HashMap::from([(
+            layout::LABEL_ROLE.to_owned(),
+            layout::ROLE_ALLOW_LIST_NETWORK.to_owned(),
+        )])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => {
+            info!(
+                network = NETWORK,
+                bridge = BRIDGE,
+                "created the ALLOW_LIST network"
+            );
+            Ok(())
+        }
+        // Another server made it meanwhile.
+        Err(e) if status_code(&e) == Some(409) => Ok(()),
+        Err(e) => Err(engine_error("creating the ALLOW_LIST network", e)),
+    }
+}
+
+/// The addresses held by containers on [`NETWORK`], whoever made them.
+pub(super) async fn network_members(docker: &Docker) -> Result<BTreeSet<Ipv4Addr>> {
+    let network = docker
+        .inspect_network(NETWORK, None::<InspectNetworkOptions>)
+        .await
+        .map_err(|e| engine_error("inspecting the ALLOW_LIST network", e))?;
+    Ok(network
+        .containers
+        .unwrap_or_default()
+        .values()
+        .filter_map(|endpoint| {
+            let cidr = endpoint.ipv4_address.as_deref()?;
+            cidr.split('/').next()?.parse().ok()
+        })
+        .collect())
+}
