@@ -49,6 +49,7 @@ const SANDBOX_VOCABULARY: &[&str] = &[
     "rules.rs",
     "selector.rs",
     "quota.rs",
+    "network.rs",
     "requests.rs",
 ];
 

@@ -55,7 +55,7 @@ pub struct DockerConfig {
     /// How to reach agents.
     pub transport: crate::provider::AgentTransport,
     /// The ranges EGRESS and ALLOW_LIST sandboxes may not reach.
-    pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    pub egress_blocked: Vec<crate::sandbox::network::Ipv4Cidr>,
     /// The DNS servers of ALLOW_LIST sandboxes' names; empty: the host's.
     pub allow_list_dns: Vec<std::net::SocketAddr>,
     /// The default runtime; `None`: the engine's.
@@ -199,7 +199,7 @@ impl ServerConfig {
                 other => bail!("docker agent transport {other:?} is unknown; use auto or bridge"),
             },
             egress_blocked: match egress_blocked_ranges {
-                None => crate::provider::Ipv4Cidr::default_egress_blocked(),
+                None => crate::sandbox::network::Ipv4Cidr::default_egress_blocked(),
                 Some(ranges) => ranges
                     .iter()
                     .filter(|range| !range.trim().is_empty())

@@ -7,7 +7,6 @@
 mod agent_process;
 mod contract;
 mod docker;
-mod network;
 mod process;
 mod registry;
 
@@ -15,6 +14,5 @@ pub use contract::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
-pub use network::{AllowedHost, DEFAULT_EGRESS_BLOCKED, Ipv4Cidr, MAX_ALLOWED_HOSTS};
 pub use process::ProcessProvider;
 pub use registry::Providers;

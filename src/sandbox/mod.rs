@@ -15,6 +15,7 @@ mod lifecycle;
 mod listing;
 mod manager;
 mod model;
+pub mod network;
 pub mod quota;
 mod reaper;
 mod reconcile;

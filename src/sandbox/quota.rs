@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 
 use super::Resources;
-use crate::provider::AllowedHost;
+use super::network::AllowedHost;
 
 /// One tenant's limits; `None`: unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ const SANDBOX_PORT: u16 = 8080;
 /// The egress ranges of the Docker tests: the defaults, but for TEST-NET-3,
 /// which stands for the internet here.
 fn blocked_but_the_test_internet() -> Vec<String> {
-    paddock::provider::DEFAULT_EGRESS_BLOCKED
+    paddock::sandbox::network::DEFAULT_EGRESS_BLOCKED
         .iter()
         .filter(|range| **range != "203.0.113.0/24")
         .map(|range| (*range).to_owned())

@@ -119,7 +119,7 @@ async fn docker() -> Option<Subject> {
         },
         scope: scope.clone(),
         transport: AgentTransport::Auto,
-        egress_blocked: paddock::provider::Ipv4Cidr::default_egress_blocked(),
+        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
         allow_list_dns: Vec::new(),
         runtime: common::docker::runtime(),
         runtimes: Vec::new(),

@@ -9,7 +9,8 @@ use super::fields::{
 use super::metadata::{metadata_from_pb, metadata_to_pb};
 use crate::error::{Error, Result};
 use crate::pb;
-use crate::provider::{AllowedHost, MAX_ALLOWED_HOSTS, ProviderInfo};
+use crate::provider::ProviderInfo;
+use crate::sandbox::network::{AllowedHost, MAX_ALLOWED_HOSTS};
 use crate::sandbox::rules::{self, MAX_VOLUMES};
 use crate::sandbox::{
     CreateSandbox, IfExists, LabelSelector, ListQuery, NetworkMode, Resources, Sandbox,

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use super::errors::{engine_error, is_not_found};
 use super::layout;
 use crate::error::{Error, Result};
-use crate::provider::network::Ipv4Cidr;
+use crate::sandbox::network::Ipv4Cidr;
 
 /// The engine network of EGRESS sandboxes, shared by every Paddock server on
 /// the engine (they must agree on the blocked ranges).

@@ -77,7 +77,7 @@ pub struct DockerSettings {
     /// How to reach agents.
     pub transport: AgentTransport,
     /// The ranges EGRESS and ALLOW_LIST sandboxes may not reach.
-    pub egress_blocked: Vec<crate::provider::Ipv4Cidr>,
+    pub egress_blocked: Vec<crate::sandbox::network::Ipv4Cidr>,
     /// The DNS servers that resolve ALLOW_LIST sandboxes' allowed names;
     /// empty: the host's (its resolv.conf's).
     pub allow_list_dns: Vec<std::net::SocketAddr>,

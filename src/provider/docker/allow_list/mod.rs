@@ -54,7 +54,7 @@ pub(super) use state::NETWORK;
 use super::egress::missing_rules;
 use super::layout;
 use crate::error::{Error, Result};
-use crate::provider::{AllowedHost, Ipv4Cidr};
+use crate::sandbox::network::{AllowedHost, Ipv4Cidr};
 use network::{ensure_network, network_members};
 use rules::{
     FORWARD_CHAIN, chain_name, install_fixed_rules, install_sandbox_rules, prune_rules,

@@ -350,7 +350,7 @@ async fn ask_udp(
 mod tests {
     use super::super::state::tests::admitted;
     use super::*;
-    use crate::provider::Ipv4Cidr;
+    use crate::sandbox::network::Ipv4Cidr;
 
     #[tokio::test]
     async fn the_resolver_refuses_strangers_and_names_not_allowed() {

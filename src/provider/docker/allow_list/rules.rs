@@ -7,8 +7,8 @@ use std::net::Ipv4Addr;
 use tracing::{debug, info};
 
 use super::state::{Admitted, BRIDGE, Resolver};
-use crate::provider::AllowedHost;
 use crate::provider::docker::egress::{missing_rules, restore_rules, run};
+use crate::sandbox::network::AllowedHost;
 
 pub(super) const FORWARD_CHAIN: &str = "PADDOCK-ALLOW";
 const INPUT_CHAIN: &str = "PADDOCK-ALLOW-IN";

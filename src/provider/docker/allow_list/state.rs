@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::provider::{AllowedHost, Ipv4Cidr};
+use crate::sandbox::network::{AllowedHost, Ipv4Cidr};
 
 /// The engine network of ALLOW_LIST sandboxes, shared by every Paddock
 /// server on the engine.
