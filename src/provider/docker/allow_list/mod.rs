@@ -57,7 +57,7 @@ use crate::error::{Error, Result};
 use crate::sandbox::network::{AllowedHost, Ipv4Cidr};
 use network::{ensure_network, network_members};
 use rules::{
-    FORWARD_CHAIN, chain_name, install_fixed_rules, install_sandbox_rules, prune_rules,
+    FORWARD_CHAIN, addresses_with_rules, chain_name, install_fixed_rules, install_sandbox_rules,
     remove_sandbox_rules,
 };
 use state::{Admitted, BRIDGE, Resolver, Shared, refusal};
@@ -255,8 +255,17 @@ impl AllowList {
                 warn!(%error, "cannot admit a running ALLOW_LIST sandbox");
             }
         }
+        // Rules listed before the network's members: a sandbox that takes
+        // an address after the members were listed made its rules after the
+        // first listing too, so they are not taken for stale.
+        let with_rules = addresses_with_rules().await;
         match network_members(docker).await {
-            Ok(live) => prune_rules(&live).await,
+            Ok(live) => {
+                for address in with_rules.difference(&live) {
+                    debug!(%address, "removing the rules of an address no ALLOW_LIST sandbox holds");
+                    remove_sandbox_rules(*address).await;
+                }
+            }
             Err(error) => debug!(%error, "cannot list the ALLOW_LIST network's containers"),
         }
     }

@@ -48,6 +48,8 @@ async fn serve_udp(shared: Weak<Shared>, socket: Arc<UdpSocket>) {
     let mut buffer = vec![0u8; 4096];
     loop {
         let Ok((length, from)) = socket.recv_from(&mut buffer).await else {
+            // Not expected on a bound UDP socket; do not spin if it repeats.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let Some(this) = shared.upgrade() else {
@@ -74,6 +76,8 @@ async fn serve_udp(shared: Weak<Shared>, socket: Arc<UdpSocket>) {
 async fn serve_tcp(shared: Weak<Shared>, listener: TcpListener) {
     loop {
         let Ok((stream, from)) = listener.accept().await else {
+            // Out of file descriptors, say: wait rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let Some(this) = shared.upgrade() else {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use tracing::{debug, info};
+use tracing::info;
 
 use super::state::{Admitted, BRIDGE, Resolver};
 use crate::provider::docker::egress::{missing_rules, restore_rules, run};
@@ -166,7 +166,8 @@ pub(super) async fn install_sandbox_rules(
 }
 
 /// Removes the jumps to the chains of `address` and the chains, as far as
-/// they exist; what is left behind is removed by a later [`prune_rules`].
+/// they exist; what is left behind goes when a later check finds no
+/// container on the address.
 pub(super) async fn remove_sandbox_rules(address: Ipv4Addr) {
     let source = format!("{address}/32");
     for (table, fixed, prefix) in [
@@ -184,9 +185,9 @@ pub(super) async fn remove_sandbox_rules(address: Ipv4Addr) {
     }
 }
 
-/// Removes the rules of every address no container on the network holds.
-pub(super) async fn prune_rules(live: &BTreeSet<Ipv4Addr>) {
-    let mut stale = BTreeSet::new();
+/// The addresses that have chains of their own, in any table.
+pub(super) async fn addresses_with_rules() -> BTreeSet<Ipv4Addr> {
+    let mut addresses = BTreeSet::new();
     for (table, prefix) in [
         ("filter", "PDK-AF"),
         ("filter", "PDK-AI"),
@@ -195,20 +196,13 @@ pub(super) async fn prune_rules(live: &BTreeSet<Ipv4Addr>) {
         let Ok(listing) = run("iptables", &["-t", table, "-w", "10", "-S"], None).await else {
             continue;
         };
-        for line in listing.lines() {
-            if let Some(address) = line
-                .strip_prefix("-N ")
-                .and_then(|chain| chain_address(prefix, chain))
-                && !live.contains(&address)
-            {
-                stale.insert(address);
-            }
-        }
+        addresses.extend(
+            listing
+                .lines()
+                .filter_map(|line| chain_address(prefix, line.strip_prefix("-N ")?)),
+        );
     }
-    for address in stale {
-        debug!(%address, "removing the rules of an address no ALLOW_LIST sandbox holds");
-        remove_sandbox_rules(address).await;
-    }
+    addresses
 }
 
 #[cfg(test)]
