@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     ContainerArchiveInfoOptions, CreateContainerOptions, DownloadFromContainerOptions,
     InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
@@ -57,9 +57,21 @@ pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
+/// The engine network the container `name` is on.
+pub async fn network_of(docker: &Docker, name: &str) -> String {
+    docker
+        .inspect_container(name, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect a container")
+        .host_config
+        .and_then(|host| host.network_mode)
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 /// `docker create` + `docker start` of a container that stays up
-/// (`sleep`), as a sandbox must; returns its name.
-pub async fn create_and_start(docker: &Docker) -> String {
+/// (`sleep`), as a sandbox must, on the engine network `network`; returns
+/// its name.
+pub async fn create_and_start(docker: &Docker, network: &str) -> String {
     let name = format!("paddock-bench-{}", uuid::Uuid::now_v7().simple());
     docker
         .create_container(
@@ -71,6 +83,10 @@ pub async fn create_and_start(docker: &Docker) -> String {
                 image: Some(IMAGE.to_owned()),
                 cmd: Some(vec!["sleep".to_owned(), "3600".to_owned()]),
                 labels: Some([(LABEL.to_owned(), "floor".to_owned())].into()),
+                host_config: Some(HostConfig {
+                    network_mode: Some(network.to_owned()),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         )

@@ -20,20 +20,22 @@
 //! network namespace (the engine is local) and the server may change the
 //! firewall (root or CAP_NET_ADMIN). Otherwise [`Egress::ensure`] fails, and
 //! so does every EGRESS create: a sandbox never runs open because the rules
-//! could not be installed. The rules are checked before every EGRESS create
-//! and start, and installed again when something removed them.
+//! could not be installed. The rules are checked every ten seconds, and
+//! before an EGRESS create when the last check is older or failed, and
+//! installed again when something removed them.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
 use tokio::process::Command;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::errors::{engine_error, is_not_found};
 use super::layout;
+use super::rules_status::RulesStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::network::Ipv4Cidr;
 
@@ -51,9 +53,8 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 #[derive(Debug)]
 pub(super) struct Egress {
     blocked: Vec<Ipv4Cidr>,
-    /// Serialises checks and installs; holds why EGRESS cannot be enforced,
-    /// as found last (`None`: it can, or it was not checked yet).
-    last_failure: Mutex<Option<String>>,
+    status: RulesStatus,
+    /// Serialises checks and installs.
     install: tokio::sync::Mutex<()>,
 }
 
@@ -61,7 +62,7 @@ impl Egress {
     pub(super) fn new(blocked: Vec<Ipv4Cidr>) -> Self {
         Self {
             blocked,
-            last_failure: Mutex::new(Some("not checked yet".to_owned())),
+            status: RulesStatus::new("NETWORK_MODE_EGRESS"),
             install: tokio::sync::Mutex::new(()),
         }
     }
@@ -69,24 +70,25 @@ impl Egress {
     /// Why EGRESS cannot be enforced, as found by the last check; `None`
     /// when it can.
     pub(super) fn failure(&self) -> Option<String> {
-        self.last_failure.lock().expect("egress status").clone()
+        self.status.failure()
     }
 
     /// Makes sure the network exists and the rules are in place, installing
     /// what is missing. FAILED_PRECONDITION, saying why, when they cannot be.
     pub(super) async fn ensure(&self, docker: &Docker) -> Result<()> {
         let _one_at_a_time = self.install.lock().await;
-        let outcome = self.ensure_locked(docker).await;
-        let failure = outcome.as_ref().err().map(|e| e.message().to_owned());
-        let mut last = self.last_failure.lock().expect("egress status");
-        if failure != *last {
-            match &failure {
-                None => info!("NETWORK_MODE_EGRESS is enforced"),
-                Some(why) => warn!(%why, "NETWORK_MODE_EGRESS cannot be enforced"),
-            }
+        self.status.record(self.ensure_locked(docker).await)
+    }
+
+    /// [`Egress::ensure`], unless a check no older than `max_age` found the
+    /// rules in place: the periodic check repairs the rules for every
+    /// sandbox within that time anyway, and a create need not pay for
+    /// another (a dozen firewall and engine calls).
+    pub(super) async fn ensure_within(&self, docker: &Docker, max_age: Duration) -> Result<()> {
+        if self.status.enforced_within(max_age) {
+            return Ok(());
         }
-        *last = failure;
-        outcome
+        self.ensure(docker).await
     }
 
     async fn ensure_locked(&self, docker: &Docker) -> Result<()> {

@@ -19,7 +19,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 /// How often the EGRESS and ALLOW_LIST firewall rules are checked besides
 /// every create.
-const NETWORK_CHECK_INTERVAL: Duration = super::allow_list::KEEP_INTERVAL;
+pub(super) const NETWORK_CHECK_INTERVAL: Duration = super::allow_list::KEEP_INTERVAL;
 
 impl DockerProvider {
     /// Follows the engine's events about Paddock's containers while the provider

@@ -25,6 +25,7 @@ mod images;
 mod layout;
 mod prepare;
 mod reach;
+mod rules_status;
 mod spec;
 
 use std::collections::HashMap;

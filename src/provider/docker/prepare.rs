@@ -2,6 +2,7 @@
 //! and its USER, the runtime (see [`DockerProvider::offered_runtimes`]), and
 //! the network's rules.
 
+use super::engine::NETWORK_CHECK_INTERVAL;
 use super::{DockerProvider, MIN_MEMORY_BYTES, MIN_PIDS, images};
 use crate::error::{Error, Result};
 use crate::sandbox::{NetworkMode, SandboxSpec};
@@ -99,10 +100,16 @@ impl DockerProvider {
             })?);
         }
         match spec.network {
-            NetworkMode::Egress => self.egress.ensure(&self.docker).await?,
+            NetworkMode::Egress => {
+                self.egress
+                    .ensure_within(&self.docker, NETWORK_CHECK_INTERVAL)
+                    .await?
+            }
             NetworkMode::AllowList => {
                 self.allow_list.check_hosts(&spec.allowed_hosts)?;
-                self.allow_list.ensure(&self.docker).await?;
+                self.allow_list
+                    .ensure_within(&self.docker, NETWORK_CHECK_INTERVAL)
+                    .await?;
             }
             NetworkMode::None | NetworkMode::Bridge => {}
         }

@@ -53,6 +53,7 @@ pub(super) use state::NETWORK;
 
 use super::egress::missing_rules;
 use super::layout;
+use super::rules_status::RulesStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::network::{AllowedHost, Ipv4Cidr};
 use network::{ensure_network, network_members};
@@ -69,6 +70,7 @@ pub(super) const KEEP_INTERVAL: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(super) struct AllowList {
     shared: Arc<Shared>,
+    status: RulesStatus,
     /// Serialises installing the network, the chains and the resolver.
     install: tokio::sync::Mutex<Option<Resolver>>,
 }
@@ -77,6 +79,7 @@ impl AllowList {
     pub(super) fn new(blocked: Vec<Ipv4Cidr>, upstream: Vec<SocketAddr>) -> Self {
         Self {
             shared: Arc::new(Shared::new(blocked, upstream)),
+            status: RulesStatus::new("NETWORK_MODE_ALLOW_LIST"),
             install: tokio::sync::Mutex::new(None),
         }
     }
@@ -84,11 +87,7 @@ impl AllowList {
     /// Why ALLOW_LIST cannot be enforced, as found by the last check; `None`
     /// when it can.
     pub(super) fn failure(&self) -> Option<String> {
-        self.shared
-            .last_failure
-            .lock()
-            .expect("allow-list status")
-            .clone()
+        self.status.failure()
     }
 
     /// Refuses `hosts` (canonical entries of a request) that name a range
@@ -118,16 +117,16 @@ impl AllowList {
     pub(super) async fn ensure(&self, docker: &Docker) -> Result<()> {
         let mut resolver = self.install.lock().await;
         let outcome = self.ensure_locked(docker, &mut resolver).await;
-        let failure = outcome.as_ref().err().map(|e| e.message().to_owned());
-        let mut last = self.shared.last_failure.lock().expect("allow-list status");
-        if failure != *last {
-            match &failure {
-                None => info!("NETWORK_MODE_ALLOW_LIST is enforced"),
-                Some(why) => warn!(%why, "NETWORK_MODE_ALLOW_LIST cannot be enforced"),
-            }
+        self.status.record(outcome)
+    }
+
+    /// [`AllowList::ensure`], unless a check no older than `max_age` found
+    /// everything in place (see [`super::egress::Egress::ensure_within`]).
+    pub(super) async fn ensure_within(&self, docker: &Docker, max_age: Duration) -> Result<()> {
+        if self.status.enforced_within(max_age) {
+            return Ok(());
         }
-        *last = failure;
-        outcome
+        self.ensure(docker).await
     }
 
     async fn ensure_locked(&self, docker: &Docker, resolver: &mut Option<Resolver>) -> Result<()> {
@@ -165,7 +164,7 @@ impl AllowList {
         let Some((address, sandbox_id, hosts)) = member(container) else {
             return Ok(());
         };
-        self.ensure(docker).await?;
+        self.ensure_within(docker, KEEP_INTERVAL).await?;
         let hosts = self.check_hosts(&hosts)?;
         let resolver = self.install.lock().await.ok_or_else(|| {
             Error::unavailable("the ALLOW_LIST DNS resolver is not running; try again")

@@ -37,8 +37,6 @@ pub(super) struct Shared {
     pub(super) upstream: Vec<SocketAddr>,
     /// The admitted sandboxes, by their address on [`NETWORK`].
     pub(super) admitted: Mutex<HashMap<Ipv4Addr, Admitted>>,
-    /// Why ALLOW_LIST cannot be enforced, as last found; `None` when it can.
-    pub(super) last_failure: Mutex<Option<String>>,
     pub(super) queries: Arc<tokio::sync::Semaphore>,
 }
 
@@ -48,7 +46,6 @@ impl Shared {
             blocked,
             upstream,
             admitted: Mutex::new(HashMap::new()),
-            last_failure: Mutex::new(Some("not checked yet".to_owned())),
             queries: Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES_IN_FLIGHT)),
         }
     }
