@@ -49,6 +49,17 @@ fn gateway_of(network: &str) -> String {
     std::net::Ipv4Addr::from(u32::from(base) + 1).to_string()
 }
 
+/// The port the server under test listens on (on every address).
+fn server_port(server: &TestServer) -> u16 {
+    server
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("the server's address ends with its port")
+}
+
 /// Starts a listener answering `greeting` on [`SANDBOX_PORT`] in a sandbox
 /// and waits until it answers from inside.
 async fn listen(tenant: &mut Tenant, sandbox_id: &str, greeting: &str) {
@@ -83,13 +94,7 @@ async fn docker_egress_reaches_the_internet_and_nothing_else() {
         args.egress_blocked_ranges = Some(blocked_but_the_test_internet());
     })
     .await;
-    let server_port = server
-        .addr
-        .to_string()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .to_owned();
+    let server_port = server_port(&server);
     let mut alpha = Tenant::of(&server, "alpha").await;
     let mut beta = Tenant::of(&server, "beta").await;
     let attacker = alpha.sandbox(Default::default()).await;
@@ -103,7 +108,7 @@ async fn docker_egress_reaches_the_internet_and_nothing_else() {
     let forbidden = vec![
         (address_of(&neighbour), SANDBOX_PORT),
         (address_of(&stranger), SANDBOX_PORT),
-        (gateway.clone(), server_port.parse().unwrap()),
+        (gateway.clone(), server_port),
         (gateway.clone(), outside.host_port),
         (docker0, outside.host_port),
         (outside.host_public.clone(), outside.host_port),
@@ -165,14 +170,7 @@ async fn docker_allow_list_reaches_allowed_names_and_ranges_and_nothing_else() {
         ]);
     })
     .await;
-    let server_port: u16 = server
-        .addr
-        .to_string()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server_port = server_port(&server);
     let allow = |hosts: &[&str]| pb::CreateSandboxRequest {
         network: pb::NetworkMode::AllowList as i32,
         allowed_hosts: hosts.iter().map(|host| (*host).to_owned()).collect(),
@@ -418,14 +416,7 @@ async fn docker_bridge_is_refused_unless_the_operator_allows_it_and_then_is_open
     let attacker = alpha.sandbox(open.clone()).await;
     let neighbour = alpha.sandbox(open).await;
     listen(&mut alpha, &neighbour, "neighbour").await;
-    let server_port = server
-        .addr
-        .to_string()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server_port = server_port(&server);
     let targets = vec![
         (address_of(&neighbour), SANDBOX_PORT),
         (gateway_of("bridge"), outside.host_port),
@@ -449,14 +440,7 @@ async fn process_sandboxes_reach_nothing_on_their_default_network() {
     }
     let outside = Outside::set_up(3);
     let server = exposed_server(Provider::Process, |_| {}).await;
-    let server_port: u16 = server
-        .addr
-        .to_string()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let server_port = server_port(&server);
     let mut alpha = Tenant::of(&server, "alpha").await;
     let mut beta = Tenant::of(&server, "beta").await;
     let attacker = alpha.sandbox(Default::default()).await;

@@ -24,17 +24,16 @@
 //! before an EGRESS create when the last check is older or failed, and
 //! installed again when something removed them.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::models::NetworkCreateRequest;
 use tokio::process::Command;
 use tracing::info;
 
 use super::errors::{engine_error, is_not_found};
 use super::layout;
+use super::networks::IsolatedNetwork;
 use super::rules_status::RulesStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::network::Ipv4Cidr;
@@ -44,6 +43,12 @@ use crate::sandbox::network::Ipv4Cidr;
 pub(super) const NETWORK: &str = "paddock-egress";
 /// Its Linux bridge on the engine's host.
 const BRIDGE: &str = "pdk-egress";
+const THE_NETWORK: IsolatedNetwork = IsolatedNetwork {
+    name: NETWORK,
+    bridge: BRIDGE,
+    role: layout::ROLE_EGRESS_NETWORK,
+    mode: "EGRESS",
+};
 /// The chain Paddock owns in the `filter` table.
 const CHAIN: &str = "PADDOCK-EGRESS";
 /// Where the host lists its DNS resolvers.
@@ -129,19 +134,7 @@ impl Egress {
                 .map_err(refusal)?;
             info!(chain = CHAIN, "installed the EGRESS firewall rules");
         }
-        let drop = format!("-i {BRIDGE} -j DROP");
-        let restore6 = missing_rules(
-            "ip6tables",
-            "filter",
-            &[("INPUT", drop.clone()), ("FORWARD", drop)],
-        )
-        .await;
-        if !restore6.is_empty() {
-            restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n"))
-                .await
-                .map_err(refusal)?;
-        }
-        Ok(())
+        drop_ipv6_from(BRIDGE).await.map_err(refusal)
     }
 }
 
@@ -160,6 +153,22 @@ pub(super) async fn missing_rules(program: &str, table: &str, rules: &[(&str, St
         }
     }
     missing
+}
+
+/// Drops every IPv6 packet from `bridge`, to the host or beyond (a
+/// sandbox has no IPv6 address, but could make one up).
+pub(super) async fn drop_ipv6_from(bridge: &str) -> std::result::Result<(), String> {
+    let drop = format!("-i {bridge} -j DROP");
+    let restore = missing_rules(
+        "ip6tables",
+        "filter",
+        &[("INPUT", drop.clone()), ("FORWARD", drop)],
+    )
+    .await;
+    if restore.is_empty() {
+        return Ok(());
+    }
+    restore_rules("ip6tables-restore", &format!("*filter\n{restore}COMMIT\n")).await
 }
 
 /// The rules of [`CHAIN`] as `iptables -S` prints them.
@@ -202,41 +211,9 @@ pub(super) async fn nameservers() -> Vec<std::net::Ipv4Addr> {
 /// Creates the EGRESS network unless it exists.
 async fn ensure_network(docker: &Docker) -> Result<()> {
     match docker.inspect_network(NETWORK, None).await {
-        Ok(_) => return Ok(()),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(engine_error("inspecting the EGRESS network", e)),
-    }
-    let request = NetworkCreateRequest {
-        name: NETWORK.to_owned(),
-        driver: Some("bridge".to_owned()),
-        options: Some(HashMap::from([
-            (
-                "com.docker.network.bridge.name".to_owned(),
-                BRIDGE.to_owned(),
-            ),
-            (
-                "com.docker.network.bridge.enable_icc".to_owned(),
-                "false".to_owned(),
-            ),
-        ])),
-        labels: Some(HashMap::from([(
-            layout::LABEL_ROLE.to_owned(),
-            layout::ROLE_EGRESS_NETWORK.to_owned(),
-        )])),
-        ..Default::default()
-    };
-    match docker.create_network(request).await {
-        Ok(_) => {
-            info!(
-                network = NETWORK,
-                bridge = BRIDGE,
-                "created the EGRESS network"
-            );
-            Ok(())
-        }
-        // Another server made it meanwhile.
-        Err(e) if super::errors::status_code(&e) == Some(409) => Ok(()),
-        Err(e) => Err(engine_error("creating the EGRESS network", e)),
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => THE_NETWORK.create(docker).await,
+        Err(e) => Err(engine_error("inspecting the EGRESS network", e)),
     }
 }
 

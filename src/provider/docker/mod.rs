@@ -23,6 +23,7 @@ mod engine;
 mod errors;
 mod images;
 mod layout;
+mod networks;
 mod prepare;
 mod reach;
 mod rules_status;

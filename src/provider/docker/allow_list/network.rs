@@ -1,17 +1,23 @@
 //! The engine network of ALLOW_LIST sandboxes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use bollard::Docker;
-use bollard::models::NetworkCreateRequest;
 use bollard::query_parameters::InspectNetworkOptions;
-use tracing::info;
 
 use super::state::{BRIDGE, NETWORK, refusal};
 use crate::error::Result;
-use crate::provider::docker::errors::{engine_error, is_not_found, status_code};
+use crate::provider::docker::errors::{engine_error, is_not_found};
 use crate::provider::docker::layout;
+use crate::provider::docker::networks::IsolatedNetwork;
+
+const THE_NETWORK: IsolatedNetwork = IsolatedNetwork {
+    name: NETWORK,
+    bridge: BRIDGE,
+    role: layout::ROLE_ALLOW_LIST_NETWORK,
+    mode: "ALLOW_LIST",
+};
 
 /// Creates the ALLOW_LIST network unless it exists; its gateway address.
 pub(super) async fn ensure_network(docker: &Docker) -> Result<Ipv4Addr> {
@@ -21,7 +27,7 @@ pub(super) async fn ensure_network(docker: &Docker) -> Result<Ipv4Addr> {
     {
         Ok(network) => network,
         Err(e) if is_not_found(&e) => {
-            create_network(docker).await?;
+            THE_NETWORK.create(docker).await?;
             docker
                 .inspect_network(NETWORK, None::<InspectNetworkOptions>)
                 .await
@@ -42,41 +48,6 @@ pub(super) async fn ensure_network(docker: &Docker) -> Result<Ipv4Addr> {
                  it anew"
             ))
         })
-}
-
-async fn create_network(docker: &Docker) -> Result<()> {
-    let request = NetworkCreateRequest {
-        name: NETWORK.to_owned(),
-        driver: Some("bridge".to_owned()),
-        options: Some(HashMap::from([
-            (
-                "com.docker.network.bridge.name".to_owned(),
-                BRIDGE.to_owned(),
-            ),
-            (
-                "com.docker.network.bridge.enable_icc".to_owned(),
-                "false".to_owned(),
-            ),
-        ])),
-        labels: Some(HashMap::from([(
-            layout::LABEL_ROLE.to_owned(),
-            layout::ROLE_ALLOW_LIST_NETWORK.to_owned(),
-        )])),
-        ..Default::default()
-    };
-    match docker.create_network(request).await {
-        Ok(_) => {
-            info!(
-                network = NETWORK,
-                bridge = BRIDGE,
-                "created the ALLOW_LIST network"
-            );
-            Ok(())
-        }
-        // Another server made it meanwhile.
-        Err(e) if status_code(&e) == Some(409) => Ok(()),
-        Err(e) => Err(engine_error("creating the ALLOW_LIST network", e)),
-    }
 }
 
 /// The addresses held by containers on [`NETWORK`], whoever made them.

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use tracing::info;
 
 use super::state::{Admitted, BRIDGE, Resolver};
-use crate::provider::docker::egress::{missing_rules, restore_rules, run};
+use crate::provider::docker::egress::{drop_ipv6_from, missing_rules, restore_rules, run};
 use crate::sandbox::network::AllowedHost;
 
 pub(super) const FORWARD_CHAIN: &str = "PADDOCK-ALLOW";
@@ -84,17 +84,7 @@ pub(super) async fn install_fixed_rules() -> std::result::Result<(), String> {
         restore_rules("iptables-restore", &restore).await?;
         info!("installed the ALLOW_LIST firewall rules");
     }
-    let drop = format!("-i {BRIDGE} -j DROP");
-    let restore6 = missing_rules(
-        "ip6tables",
-        "filter",
-        &[("INPUT", drop.clone()), ("FORWARD", drop)],
-    )
-    .await;
-    if !restore6.is_empty() {
-        restore_rules("ip6tables-restore", &format!("*filter\n{restore6}COMMIT\n")).await?;
-    }
-    Ok(())
+    drop_ipv6_from(BRIDGE).await
 }
 
 /// The `iptables-restore` input that replaces the chains of `address` with
