@@ -87,7 +87,7 @@ async fn docker_runs_commands_as_the_images_user_and_as_any_user_asked_for() {
             sandbox_id: sandbox.clone(),
             path: "/home/alice/deep/uploaded.txt".into(),
             content: b"hello".to_vec(),
-            create_parents: true,
+            create_parents: Some(true),
             ..Default::default()
         })
         .await

@@ -76,7 +76,7 @@ async fn escapes_from_a_process_sandbox_fail() {
         pb::UploadHeader {
             sandbox_id: id.clone(),
             path: "etc-link/uploaded".into(),
-            create_parents: true,
+            create_parents: Some(true),
             ..Default::default()
         },
         pattern(10, 10),

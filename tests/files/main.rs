@@ -44,7 +44,7 @@ async fn write(files: &mut Files, id: &str, path: &str, content: &[u8]) -> pb::F
             sandbox_id: id.into(),
             path: path.into(),
             content: content.to_vec(),
-            create_parents: true,
+            create_parents: Some(true),
             overwrite: true,
             ..Default::default()
         })

@@ -29,17 +29,33 @@ async fn small_operations_behave_as_documented(provider: Provider) {
         Code::AlreadyExists,
         "/workspace/notes/ten.txt",
     );
+    // A write makes the folders its path needs, unless told not to.
+    let nested = files
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: id.clone(),
+            path: "made/on/the/way.txt".into(),
+            content: b"x".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .unwrap();
+    assert_eq!(nested.path, "/workspace/made/on/the/way.txt");
+    assert_eq!(server.shell(&id, "cat made/on/the/way.txt").await, "x");
     code_and_says(
         files
             .write_file(pb::WriteFileRequest {
                 sandbox_id: id.clone(),
                 path: "missing/dir/file".into(),
                 content: b"x".to_vec(),
+                create_parents: Some(false),
                 ..Default::default()
             })
             .await,
         Code::NotFound,
-        "/workspace/missing/dir",
+        "/workspace/missing/dir: no such directory (create_parents is false",
     );
 
     // Read by lines: offset is the first line, limit the most lines.

@@ -12,7 +12,8 @@ async fn uploads_verify_and_downloads_stream(provider: Provider) {
         sandbox_id: id.clone(),
         path: path.into(),
         mode: 0o640,
-        create_parents: true,
+        // Unset: the upload makes `data/` itself.
+        create_parents: None,
         overwrite: false,
         sha256: sha256.into(),
     };

@@ -78,7 +78,12 @@ impl FileService for AgentFiles {
             let path = path.clone();
             let root = self.root.clone();
             self.blocking(move |r| {
-                prepare_destination(r, &path, header.create_parents, header.overwrite)?;
+                prepare_destination(
+                    r,
+                    &path,
+                    header.create_parents.unwrap_or(true),
+                    header.overwrite,
+                )?;
                 Staged::create(root, &path, mode)
             })
             .await?
@@ -383,7 +388,12 @@ impl FileService for AgentFiles {
         let root = self.root.clone();
         let info = self
             .blocking(move |r| {
-                prepare_destination(r, &path, request.create_parents, request.overwrite)?;
+                prepare_destination(
+                    r,
+                    &path,
+                    request.create_parents.unwrap_or(true),
+                    request.overwrite,
+                )?;
                 // An existing file keeps its mode unless one is given.
                 let mode = match r.stat(&path) {
                     Ok(meta) if request.mode == 0 => meta.mode,

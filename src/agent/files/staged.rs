@@ -115,7 +115,8 @@ pub(super) fn prepare_destination(
                 ))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     Err(Status::not_found(format!(
-                        "{}: no such directory; set create_parents to make it",
+                        "{}: no such directory (create_parents is false; leave it unset to \
+                         make it)",
                         parent.display()
                     )))
                 }
