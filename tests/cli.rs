@@ -1,6 +1,7 @@
 //! The command line: `paddock serve --help` documents every setting, bad
-//! settings stop the server with a sentence before it binds anything, and
-//! `paddock exec -t` gives a real terminal.
+//! settings stop the server with a sentence before it binds anything,
+//! commands take a sandbox's name or id, and `paddock exec -t` gives a real
+//! terminal.
 
 mod common;
 
@@ -138,6 +139,43 @@ impl Screen {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+#[test]
+fn commands_take_a_sandboxs_name_or_its_id() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::spawned::ServerProcess::spawn(data.path());
+    let url = server.url();
+    let created = paddock(&["sandbox", "create", "--server", &url, "--name", "newcomer"]);
+    assert!(created.status.success(), "{created:?}");
+    let id = String::from_utf8(created.stdout).unwrap().trim().to_owned();
+
+    let shown = paddock(&["sandbox", "get", "--server", &url, "newcomer"]);
+    assert!(shown.status.success(), "{shown:?}");
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(shown.contains(&format!("id:          {id}")), "{shown}");
+    let ran = paddock(&["exec", "--server", &url, "newcomer", "--", "echo", "hi"]);
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "hi\n");
+    let by_id = paddock(&["exec", "--server", &url, &id, "--", "echo", "by id"]);
+    assert_eq!(String::from_utf8_lossy(&by_id.stdout), "by id\n");
+
+    let unknown = paddock(&["exec", "--server", &url, "stranger", "--", "true"]);
+    assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        said.contains("no sandbox of yours is named \"stranger\""),
+        "{said}"
+    );
+
+    let stopped = paddock(&["sandbox", "stop", "--server", &url, "newcomer"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&stopped.stdout),
+        format!("{id} STOPPED\n")
+    );
+    let deleted = paddock(&["sandbox", "delete", "--server", &url, "newcomer"]);
+    assert!(deleted.status.success(), "{deleted:?}");
 }
 
 #[test]

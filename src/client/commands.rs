@@ -52,13 +52,29 @@ pub enum SandboxCommand {
         selector: String,
     },
     /// Show one sandbox.
-    Get { id: String },
+    Get {
+        /// The sandbox's name or id.
+        #[arg(value_name = "SANDBOX")]
+        id: String,
+    },
     /// Stop a sandbox, keeping its filesystem.
-    Stop { id: String },
+    Stop {
+        /// The sandbox's name or id.
+        #[arg(value_name = "SANDBOX")]
+        id: String,
+    },
     /// Start a stopped sandbox.
-    Start { id: String },
+    Start {
+        /// The sandbox's name or id.
+        #[arg(value_name = "SANDBOX")]
+        id: String,
+    },
     /// Delete a sandbox and everything in it.
-    Delete { id: String },
+    Delete {
+        /// The sandbox's name or id.
+        #[arg(value_name = "SANDBOX")]
+        id: String,
+    },
     /// List the server's providers and whether they are available.
     Providers,
 }
@@ -82,8 +98,9 @@ pub struct ExecArgs {
     /// End the command after this long, such as 30s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    /// The sandbox's id.
-    pub sandbox_id: String,
+    /// The sandbox's name or id.
+    #[arg(value_name = "SANDBOX")]
+    pub sandbox: String,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -155,8 +172,9 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
             }
         }
         SandboxCommand::Get { id } => {
+            let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
             let sandbox = sandboxes
-                .get_sandbox(pb::GetSandboxRequest { sandbox_id: id })
+                .get_sandbox(pb::GetSandboxRequest { sandbox_id })
                 .await?
                 .into_inner()
                 .sandbox
@@ -164,8 +182,9 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
             show(&mut out, &sandbox)?;
         }
         SandboxCommand::Stop { id } => {
+            let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
             let stopped = sandboxes
-                .stop_sandbox(pb::StopSandboxRequest { sandbox_id: id })
+                .stop_sandbox(pb::StopSandboxRequest { sandbox_id })
                 .await?
                 .into_inner()
                 .sandbox
@@ -173,8 +192,9 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
             writeln!(out, "{} {}", stopped.id, state_name(stopped.state()))?;
         }
         SandboxCommand::Start { id } => {
+            let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
             let started = sandboxes
-                .start_sandbox(pb::StartSandboxRequest { sandbox_id: id })
+                .start_sandbox(pb::StartSandboxRequest { sandbox_id })
                 .await?
                 .into_inner()
                 .sandbox
@@ -182,8 +202,9 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
             writeln!(out, "{} {}", started.id, state_name(started.state()))?;
         }
         SandboxCommand::Delete { id } => {
+            let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
             let deleted = sandboxes
-                .delete_sandbox(pb::DeleteSandboxRequest { sandbox_id: id })
+                .delete_sandbox(pb::DeleteSandboxRequest { sandbox_id })
                 .await?
                 .into_inner()
                 .sandbox
@@ -223,7 +244,13 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
 /// code (128 + the signal number when a signal ended it, 124 when its
 /// timeout did, as `timeout(1)` does).
 pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let mut exec = ExecServiceClient::new(client.connect().await?);
+    let connection = client.connect().await?;
+    let sandbox_id = sandbox_id_of(
+        &mut SandboxServiceClient::new(connection.clone()),
+        &args.sandbox,
+    )
+    .await?;
+    let mut exec = ExecServiceClient::new(connection);
     let stdin_fd = std::io::stdin();
     let (rows, cols) = if args.tty {
         size(stdin_fd.as_fd()).unwrap_or((24, 80))
@@ -234,7 +261,7 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
     requests
         .send(pb::ExecRequest {
             request: Some(Req::Start(pb::ExecStart {
-                sandbox_id: args.sandbox_id.clone(),
+                sandbox_id,
                 spec: Some(pb::CommandSpec {
                     command: args.command.clone(),
                     env: pairs("--env", &args.env)?,
@@ -299,6 +326,36 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
 }
 
 /// The shell-style exit status of a command that ended so.
+/// The id of the sandbox `reference` names: `reference` itself when it is
+/// an id (`sbx_…`), else the id of the caller's sandbox of that name, as
+/// `docker` takes a container's name or id.
+async fn sandbox_id_of(
+    sandboxes: &mut SandboxServiceClient<super::Connection>,
+    reference: &str,
+) -> anyhow::Result<String> {
+    if crate::ids::is_sandbox_id(reference) {
+        return Ok(reference.to_owned());
+    }
+    let mut page_token = String::new();
+    loop {
+        let page = sandboxes
+            .list_sandboxes(pb::ListSandboxesRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if let Some(sandbox) = page.sandboxes.iter().find(|s| s.name == reference) {
+            return Ok(sandbox.id.clone());
+        }
+        if page.next_page_token.is_empty() {
+            anyhow::bail!("no sandbox of yours is named {reference:?}, and it is not a sandbox id");
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 fn exit_status(exited: &pb::ExecExited) -> u8 {
     if exited.timed_out {
         return 124;
