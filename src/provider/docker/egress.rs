@@ -24,7 +24,6 @@
 //! before an EGRESS create when the last check is older or failed, and
 //! installed again when something removed them.
 
-use std::path::Path;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -98,7 +97,7 @@ impl Egress {
 
     async fn ensure_locked(&self, docker: &Docker) -> Result<()> {
         ensure_network(docker).await?;
-        if !Path::new("/sys/class/net").join(BRIDGE).exists() {
+        if !THE_NETWORK.bridge_is_here() {
             return Err(refusal(format!(
                 "the engine's bridge {BRIDGE} is not in this server's network namespace (a remote \
                  engine, or a server in a container of its own), so Paddock cannot install the \

@@ -362,12 +362,15 @@ impl Provider for DockerProvider {
     #[instrument(name = "provider.docker.start", skip(self))]
     async fn start(&self, sandbox_id: &str) -> Result<AgentChannel> {
         let name = Self::container_name(sandbox_id)?;
-        // Where the agent's socket will be is known from the created
-        // container: look it up while the engine starts it.
-        let (started, socket) = tokio::join!(
+        // Where the agent's socket will be, and the network, are known from
+        // the created container: look them up while the engine starts it.
+        let (started, created) = tokio::join!(
             self.docker.start_container(&name, None),
-            self.local_socket(&name)
+            self.docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
         );
+        let created = created.ok();
+        let socket = created.as_ref().and_then(|c| self.socket_of(c));
         match started {
             Ok(()) => {}
             // 304: already running.
@@ -380,12 +383,18 @@ impl Provider for DockerProvider {
             Err(e) => return Err(engine_error("starting a sandbox container", e)),
         }
         // An ALLOW_LIST sandbox's rules are in place before the start
-        // returns, so before any command of the caller runs in it.
-        let (ready, admitted) = tokio::join!(
-            self.wait_for_agent(sandbox_id, &name, socket),
-            self.admit_to_allow_list(&name)
-        );
-        admitted?;
+        // returns, so before any command of the caller runs in it. When the
+        // look-up failed, the container may be one: admission finds out.
+        let ready = if created.as_ref().is_none_or(allow_list::joins) {
+            let (ready, admitted) = tokio::join!(
+                self.wait_for_agent(sandbox_id, &name, socket),
+                self.admit_to_allow_list(&name)
+            );
+            admitted?;
+            ready
+        } else {
+            self.wait_for_agent(sandbox_id, &name, socket).await
+        };
         if ready.is_err() {
             // The agent volume may have been removed behind our back: check
             // it again before the next create.

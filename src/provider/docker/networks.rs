@@ -26,6 +26,15 @@ pub(super) struct IsolatedNetwork {
 }
 
 impl IsolatedNetwork {
+    /// Whether the network's bridge is in this server's network namespace,
+    /// where its firewall rules can hold (not so for a remote engine, or a
+    /// server in a container of its own).
+    pub(super) fn bridge_is_here(&self) -> bool {
+        std::path::Path::new("/sys/class/net")
+            .join(self.bridge)
+            .exists()
+    }
+
     /// Creates the network; nothing when another server made it meanwhile.
     pub(super) async fn create(&self, docker: &Docker) -> Result<()> {
         let request = NetworkCreateRequest {

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, LogsOptions, WaitContainerOptions};
 use futures::StreamExt;
 use tracing::debug;
@@ -41,7 +42,7 @@ impl DockerProvider {
     /// engine is local and its volume's directory is visible (and readable)
     /// here.
     pub(super) async fn local_socket(&self, container: &str) -> Option<PathBuf> {
-        if self.settings.transport != AgentTransport::Auto || !self.address.starts_with("unix://") {
+        if !self.sockets_reachable() {
             return None;
         }
         let inspected = self
@@ -49,6 +50,21 @@ impl DockerProvider {
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .ok()?;
+        self.socket_of(&inspected)
+    }
+
+    /// Whether agents' sockets may be reached from here at all: the
+    /// transport allows it and the engine is local.
+    fn sockets_reachable(&self) -> bool {
+        self.settings.transport == AgentTransport::Auto && self.address.starts_with("unix://")
+    }
+
+    /// Where the agent's socket of the `inspected` container is on this
+    /// host (see [`DockerProvider::local_socket`]).
+    pub(super) fn socket_of(&self, inspected: &ContainerInspectResponse) -> Option<PathBuf> {
+        if !self.sockets_reachable() {
+            return None;
+        }
         // A sandboxing runtime (gVisor, Kata) keeps the agent's socket inside
         // its sandbox, out of the host's reach even where the file shows.
         let runtime = inspected
@@ -60,10 +76,12 @@ impl DockerProvider {
             return None;
         }
         let source = inspected
-            .mounts?
-            .into_iter()
+            .mounts
+            .as_ref()?
+            .iter()
             .find(|m| m.destination.as_deref() == Some(layout::STATE_DIR))?
-            .source?;
+            .source
+            .as_ref()?;
         let socket = PathBuf::from(source).join(layout::AGENT_SOCKET_NAME);
         // A Unix socket path holds at most 107 bytes; a data root deeper than
         // Docker's default can make it longer, and then only the bridge works.

@@ -56,7 +56,7 @@ use super::layout;
 use super::rules_status::RulesStatus;
 use crate::error::{Error, Result};
 use crate::sandbox::network::{AllowedHost, Ipv4Cidr};
-use network::{ensure_network, network_members};
+use network::{THE_NETWORK, ensure_network, network_members};
 use rules::{
     FORWARD_CHAIN, addresses_with_rules, chain_name, install_fixed_rules, install_sandbox_rules,
     remove_sandbox_rules,
@@ -131,7 +131,7 @@ impl AllowList {
 
     async fn ensure_locked(&self, docker: &Docker, resolver: &mut Option<Resolver>) -> Result<()> {
         let gateway = ensure_network(docker).await?;
-        if !std::path::Path::new("/sys/class/net").join(BRIDGE).exists() {
+        if !THE_NETWORK.bridge_is_here() {
             return Err(refusal(format!(
                 "the engine's bridge {BRIDGE} is not in this server's network namespace (a remote \
                  engine, or a server in a container of its own), so Paddock can neither install \
@@ -270,11 +270,20 @@ impl AllowList {
     }
 }
 
+/// Whether `container` is made to join [`NETWORK`] (an ALLOW_LIST
+/// sandbox's), started or not.
+pub(super) fn joins(container: &ContainerInspectResponse) -> bool {
+    container
+        .host_config
+        .as_ref()
+        .and_then(|host| host.network_mode.as_deref())
+        == Some(NETWORK)
+}
+
 /// The address on [`NETWORK`], sandbox id and allowed hosts of a running
 /// ALLOW_LIST sandbox's container.
 fn member(container: &ContainerInspectResponse) -> Option<(Ipv4Addr, String, Vec<String>)> {
-    let network_mode = container.host_config.as_ref()?.network_mode.as_deref()?;
-    if network_mode != NETWORK {
+    if !joins(container) {
         return None;
     }
     let address = container

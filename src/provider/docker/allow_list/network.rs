@@ -12,7 +12,7 @@ use crate::provider::docker::errors::{engine_error, is_not_found};
 use crate::provider::docker::layout;
 use crate::provider::docker::networks::IsolatedNetwork;
 
-const THE_NETWORK: IsolatedNetwork = IsolatedNetwork {
+pub(super) const THE_NETWORK: IsolatedNetwork = IsolatedNetwork {
     name: NETWORK,
     bridge: BRIDGE,
     role: layout::ROLE_ALLOW_LIST_NETWORK,
