@@ -146,11 +146,14 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
 const BALLOON: &str = "busybox dd if=/dev/zero of=/dev/null bs=256M count=1";
 
 /// A fork bomb whose leader outlives failed forks, so that its 5 s timeout
-/// ends the whole process group, bomb and all.
+/// ends the whole process group, bomb and all. The leader forks only while
+/// the bomb is small and then becomes `sleep` by `exec`: a shell whose own
+/// fork fails at the PID limit exits with status 2 (busybox ash does), which
+/// would end the command before its timeout.
 fn fork_bomb(sandbox_id: &str) -> pb::RunCommandRequest {
     pb::RunCommandRequest {
         sandbox_id: sandbox_id.into(),
-        shell: "bomb() { bomb | bomb & }; bomb; while :; do sleep 1 || :; done".into(),
+        shell: "bomb() { bomb | bomb & }; bomb; exec sleep 60".into(),
         timeout: common::calls::seconds(5.0),
         ..Default::default()
     }
