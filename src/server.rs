@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -30,6 +31,7 @@ use crate::provider::{
 use crate::sandbox::{Manager, spawn_reaper};
 use crate::store::{SqlStore, Store};
 use crate::tls::ReloadingTls;
+use crate::wire::authority::MendAuthority;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 
 /// Where a started server listens.
@@ -251,7 +253,10 @@ impl Server {
                 }
             }
             Listener::Unix(listener, ref path) => {
-                let incoming = UnixListenerStream::new(listener);
+                // Stock gRPC clients name a socket connection by its path,
+                // which h2 refuses as an :authority (see MendAuthority).
+                let incoming = UnixListenerStream::new(listener)
+                    .map(|accepted| accepted.map(MendAuthority::new));
                 let served = tokio::select! {
                     served = router.serve_with_incoming_shutdown(incoming, signal) => served,
                     () = grace_over => {

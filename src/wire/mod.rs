@@ -4,6 +4,7 @@
 //! A leaf: it depends on nothing else in the crate, so every layer can use
 //! it.
 
+pub mod authority;
 pub mod codec;
 
 /// The HTTP/2 receive window of one stream: how much a peer may send on a
