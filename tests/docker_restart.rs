@@ -133,7 +133,10 @@ async fn restarting_dockerd_neither_crashes_the_server_nor_falsifies_records() {
             let ran = exec
                 .run_command(pb::RunCommandRequest {
                     sandbox_id: id.clone(),
-                    command: vec!["true".into()],
+                    spec: Some(pb::CommandSpec {
+                        command: vec!["true".into()],
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .await

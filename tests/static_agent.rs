@@ -70,7 +70,10 @@ async fn the_static_agent_serves_from_an_empty_root() {
 
     let ran = client
         .run_command(pb::RunCommandRequest {
-            command: vec!["/paddock".into(), "--version".into()],
+            spec: Some(pb::CommandSpec {
+                command: vec!["/paddock".into(), "--version".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -85,7 +88,10 @@ async fn the_static_agent_serves_from_an_empty_root() {
 
     let status = client
         .run_command(pb::RunCommandRequest {
-            shell: "echo no shell here".into(),
+            spec: Some(pb::CommandSpec {
+                shell: "echo no shell here".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

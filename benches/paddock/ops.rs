@@ -62,7 +62,10 @@ impl Clients {
             .exec
             .run_command(pb::RunCommandRequest {
                 sandbox_id: id.to_owned(),
-                command: command.iter().map(|s| s.to_string()).collect(),
+                spec: Some(pb::CommandSpec {
+                    command: command.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .await

@@ -213,25 +213,16 @@ impl ExecService for AgentExec {
     ) -> Result<Response<pb::RunCommandResponse>, Status> {
         let pb::RunCommandRequest {
             sandbox_id: _,
-            command,
-            shell,
-            env,
-            workdir,
+            spec,
             stdin,
-            timeout,
             max_output_bytes,
         } = request.into_inner();
-        let spec = pb::CommandSpec {
-            command,
-            shell,
-            env,
-            workdir,
-            user: String::new(),
-            tty: false,
-            rows: 0,
-            cols: 0,
-            timeout,
-        };
+        let spec = spec.ok_or_else(|| Status::invalid_argument("spec: is required"))?;
+        if spec.tty {
+            return Err(Status::invalid_argument(
+                "spec.tty: RunCommand runs no terminal; use Exec for one",
+            ));
+        }
         let cap = match max_output_bytes {
             n if n <= 0 => DEFAULT_MAX_OUTPUT_BYTES,
             n => usize::try_from(n).unwrap_or(usize::MAX),

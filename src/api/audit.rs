@@ -151,7 +151,7 @@ audited_requests! {
     pb::StopSandboxRequest => "stop", |_r| String::new();
     pb::StartSandboxRequest => "start", |_r| String::new();
     pb::DeleteSandboxRequest => "delete", |_r| String::new();
-    pb::RunCommandRequest => "run", |r| command(&r.command, &r.shell);
+    pb::RunCommandRequest => "run", |r| spec_command(r.spec.as_ref());
     pb::StartCommandRequest => "start command", |r| spec_command(r.spec.as_ref());
     pb::SignalCommandRequest => "signal", |r| format!("{} {}", r.signal, r.command_id);
     pb::KillProcessesRequest => "kill processes", |r| r.signal.clone();

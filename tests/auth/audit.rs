@@ -40,8 +40,11 @@ async fn the_audit_trail_says_who_did_what_and_no_log_holds_a_secret() {
     let ran = exec
         .run_command(pb::RunCommandRequest {
             sandbox_id: sandbox.id.clone(),
-            shell: "test ${#DB_PASSWORD}${#API_TOKEN} = 2010".into(),
-            env: [("API_TOKEN".to_owned(), "tok-987654".to_owned())].into(),
+            spec: Some(pb::CommandSpec {
+                shell: "test ${#DB_PASSWORD}${#API_TOKEN} = 2010".into(),
+                env: [("API_TOKEN".to_owned(), "tok-987654".to_owned())].into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

@@ -133,7 +133,10 @@ async fn quotas_refuse_what_is_over_them_and_name_the_quota(store: Store) {
     open.message().await.unwrap().expect("started");
     let run = pb::RunCommandRequest {
         sandbox_id: running.clone(),
-        command: vec!["true".into()],
+        spec: Some(pb::CommandSpec {
+            command: vec!["true".into()],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     assert_refused(

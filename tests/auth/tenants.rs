@@ -188,7 +188,10 @@ async fn exec_calls_to_another_tenants_sandbox_are_not_found(store: Store) {
         run_command,
         pb::RunCommandRequest {
             sandbox_id: sid(),
-            command: vec!["cat".into(), "secret.txt".into()],
+            spec: Some(pb::CommandSpec {
+                command: vec!["cat".into(), "secret.txt".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         }
     );

@@ -62,7 +62,10 @@ impl TestServer {
         let ran = pb::exec_service_client::ExecServiceClient::new(self.channel().await)
             .run_command(pb::RunCommandRequest {
                 sandbox_id: sandbox_id.into(),
-                shell: line.into(),
+                spec: Some(pb::CommandSpec {
+                    shell: line.into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .await
@@ -135,7 +138,10 @@ impl TestServer {
             .await
             .run_command(pb::RunCommandRequest {
                 sandbox_id: sandbox_id.to_owned(),
-                command: command.iter().map(|s| s.to_string()).collect(),
+                spec: Some(pb::CommandSpec {
+                    command: command.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .await

@@ -113,7 +113,10 @@ async fn a_sandbox_is_a_labelled_limited_container_for_its_whole_life() {
     let refused = exec
         .run_command(pb::RunCommandRequest {
             sandbox_id: sandbox.id.clone(),
-            command: vec!["true".into()],
+            spec: Some(pb::CommandSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

@@ -36,7 +36,10 @@ async fn run(
 ) -> pb::RunCommandResponse {
     exec.run_command(pb::RunCommandRequest {
         sandbox_id: sandbox_id.to_owned(),
-        command: command.iter().map(|s| s.to_string()).collect(),
+        spec: Some(pb::CommandSpec {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
         ..Default::default()
     })
     .await

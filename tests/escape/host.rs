@@ -153,8 +153,11 @@ const BALLOON: &str = "busybox dd if=/dev/zero of=/dev/null bs=256M count=1";
 fn fork_bomb(sandbox_id: &str) -> pb::RunCommandRequest {
     pb::RunCommandRequest {
         sandbox_id: sandbox_id.into(),
-        shell: "bomb() { bomb | bomb & }; bomb; exec sleep 60".into(),
-        timeout: common::calls::seconds(5.0),
+        spec: Some(pb::CommandSpec {
+            shell: "bomb() { bomb | bomb & }; bomb; exec sleep 60".into(),
+            timeout: common::calls::seconds(5.0),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -182,7 +185,7 @@ async fn exhaustion_under_gvisor(server: &TestServer, alpha: &mut Tenant, sandbo
         ("fork bomb", fork_bomb(&target)),
         ("balloon", {
             let mut request = fork_bomb(&target);
-            request.shell = BALLOON.into();
+            request.spec.as_mut().expect("a spec").shell = BALLOON.into();
             request
         }),
     ] {
@@ -220,7 +223,10 @@ async fn exhaustion_under_gvisor(server: &TestServer, alpha: &mut Tenant, sandbo
                     let answered = exec
                         .run_command(pb::RunCommandRequest {
                             sandbox_id: id,
-                            shell: "true".into(),
+                            spec: Some(pb::CommandSpec {
+                                shell: "true".into(),
+                                ..Default::default()
+                            }),
                             ..Default::default()
                         })
                         .await

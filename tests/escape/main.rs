@@ -146,8 +146,11 @@ impl Tenant {
             .exec
             .run_command(pb::RunCommandRequest {
                 sandbox_id: sandbox_id.into(),
-                shell: line.into(),
-                timeout: common::calls::seconds(120.0),
+                spec: Some(pb::CommandSpec {
+                    shell: line.into(),
+                    timeout: common::calls::seconds(120.0),
+                    ..Default::default()
+                }),
                 ..Default::default()
             })
             .await

@@ -52,9 +52,12 @@ async fn bubblewrap_gives_each_sandbox_its_own_namespaces() {
     let ran = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: offline.clone(),
-            shell: "hostname; pwd; echo $$; ls /proc | grep -c '^[0-9]'; \
+            spec: Some(pb::CommandSpec {
+                shell: "hostname; pwd; echo $$; ls /proc | grep -c '^[0-9]'; \
                     grep -c : /proc/net/dev; echo made > here; touch /etc/paddock-escape"
-                .into(),
+                    .into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -108,7 +111,10 @@ async fn bubblewrap_gives_each_sandbox_its_own_namespaces() {
     let left = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: offline.clone(),
-            shell: "ps -e -o comm= | grep -c sleep || true".into(),
+            spec: Some(pb::CommandSpec {
+                shell: "ps -e -o comm= | grep -c sleep || true".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

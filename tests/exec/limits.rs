@@ -15,7 +15,10 @@ async fn two_hundred_concurrent_run_commands_succeed(provider: Provider) {
             client
                 .run_command(pb::RunCommandRequest {
                     sandbox_id: id,
-                    command: vec!["echo".into(), i.to_string()],
+                    spec: Some(pb::CommandSpec {
+                        command: vec!["echo".into(), i.to_string()],
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .await
@@ -45,7 +48,10 @@ async fn limits_answer_resource_exhausted_instead_of_hanging(provider: Provider)
         Duration::from_secs(5),
         client.run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            command: vec!["true".into()],
+            spec: Some(pb::CommandSpec {
+                command: vec!["true".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         }),
     )
@@ -109,22 +115,50 @@ async fn exec_checks_its_input_and_the_sandbox(provider: Provider) {
                 ..Default::default()
             },
             Code::InvalidArgument,
-            "command:",
+            "spec:",
         ),
         (
             pb::RunCommandRequest {
                 sandbox_id: id.clone(),
-                command: vec!["true".into()],
-                shell: "true".into(),
+                spec: Some(Default::default()),
                 ..Default::default()
             },
             Code::InvalidArgument,
-            "shell:",
+            "spec.command:",
         ),
         (
             pb::RunCommandRequest {
                 sandbox_id: id.clone(),
-                command: vec!["true".into()],
+                spec: Some(pb::CommandSpec {
+                    command: vec!["true".into()],
+                    tty: true,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "spec.tty:",
+        ),
+        (
+            pb::RunCommandRequest {
+                sandbox_id: id.clone(),
+                spec: Some(pb::CommandSpec {
+                    command: vec!["true".into()],
+                    shell: "true".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "spec.shell:",
+        ),
+        (
+            pb::RunCommandRequest {
+                sandbox_id: id.clone(),
+                spec: Some(pb::CommandSpec {
+                    command: vec!["true".into()],
+                    ..Default::default()
+                }),
                 max_output_bytes: 64 << 20,
                 ..Default::default()
             },
@@ -134,17 +168,23 @@ async fn exec_checks_its_input_and_the_sandbox(provider: Provider) {
         (
             pb::RunCommandRequest {
                 sandbox_id: id.clone(),
-                command: vec!["true".into()],
-                workdir: "relative".into(),
+                spec: Some(pb::CommandSpec {
+                    command: vec!["true".into()],
+                    workdir: "relative".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Code::InvalidArgument,
-            "workdir:",
+            "spec.workdir:",
         ),
         (
             pb::RunCommandRequest {
                 sandbox_id: id.clone(),
-                command: vec!["/no/such/program".into()],
+                spec: Some(pb::CommandSpec {
+                    command: vec!["/no/such/program".into()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Code::FailedPrecondition,
@@ -153,7 +193,10 @@ async fn exec_checks_its_input_and_the_sandbox(provider: Provider) {
         (
             pb::RunCommandRequest {
                 sandbox_id: "sbx_0123456789abcdef0123456789abcdef".into(),
-                command: vec!["true".into()],
+                spec: Some(pb::CommandSpec {
+                    command: vec!["true".into()],
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             Code::NotFound,
@@ -209,7 +252,10 @@ async fn exec_checks_its_input_and_the_sandbox(provider: Provider) {
         .unwrap();
     let status = run(pb::RunCommandRequest {
         sandbox_id: id.clone(),
-        command: vec!["true".into()],
+        spec: Some(pb::CommandSpec {
+            command: vec!["true".into()],
+            ..Default::default()
+        }),
         ..Default::default()
     })
     .await;

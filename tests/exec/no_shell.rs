@@ -59,7 +59,10 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
     let refused = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            shell: "echo hi".into(),
+            spec: Some(pb::CommandSpec {
+                shell: "echo hi".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -75,7 +78,10 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
     let ran = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            command: vec!["ls".into(), "/bin".into(), "/nonexistent".into()],
+            spec: Some(pb::CommandSpec {
+                command: vec!["ls".into(), "/bin".into(), "/nonexistent".into()],
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -89,10 +95,13 @@ async fn an_image_with_no_shell_passes_the_exec_checks() {
     let timed = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            command: vec!["sleep".into(), "30".into()],
-            timeout: Some(prost_types::Duration {
-                seconds: 0,
-                nanos: 300_000_000,
+            spec: Some(pb::CommandSpec {
+                command: vec!["sleep".into(), "30".into()],
+                timeout: Some(prost_types::Duration {
+                    seconds: 0,
+                    nanos: 300_000_000,
+                }),
+                ..Default::default()
             }),
             ..Default::default()
         })

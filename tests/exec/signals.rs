@@ -29,10 +29,13 @@ async fn signals_and_timeouts_end_commands_and_say_so(provider: Provider) {
     let ran = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            command: vec!["sleep".into(), "100".into()],
-            timeout: Some(prost_types::Duration {
-                seconds: 1,
-                nanos: 0,
+            spec: Some(pb::CommandSpec {
+                command: vec!["sleep".into(), "100".into()],
+                timeout: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 0,
+                }),
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -11,7 +11,10 @@ async fn run_command_keeps_stdout_and_stderr_apart_and_caps_them(provider: Provi
     let ran = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            shell: "echo out; echo err >&2; cat; exit 7".into(),
+            spec: Some(pb::CommandSpec {
+                shell: "echo out; echo err >&2; cat; exit 7".into(),
+                ..Default::default()
+            }),
             stdin: b"from stdin\n".to_vec(),
             ..Default::default()
         })
@@ -26,12 +29,15 @@ async fn run_command_keeps_stdout_and_stderr_apart_and_caps_them(provider: Provi
     let capped = client
         .run_command(pb::RunCommandRequest {
             sandbox_id: id.clone(),
-            command: vec![
-                "head".into(),
-                "-c".into(),
-                "5000".into(),
-                "/dev/zero".into(),
-            ],
+            spec: Some(pb::CommandSpec {
+                command: vec![
+                    "head".into(),
+                    "-c".into(),
+                    "5000".into(),
+                    "/dev/zero".into(),
+                ],
+                ..Default::default()
+            }),
             max_output_bytes: 1000,
             ..Default::default()
         })

@@ -155,17 +155,21 @@ fn terminal_size(prefix: &str, rows: u32, cols: u32, zero_allowed: bool) -> Resu
 pub fn run_request(request: &pb::RunCommandRequest) -> Result<String> {
     let pb::RunCommandRequest {
         sandbox_id,
-        command,
-        shell,
-        env,
-        workdir,
+        spec: command_spec,
         stdin,
-        timeout,
         max_output_bytes,
     } = request;
     let id = super::fields::sandbox_id("sandbox_id", sandbox_id.clone())?;
-    argv_and_shell("", command, shell)?;
-    common("", env, workdir, timeout.as_ref())?;
+    spec("spec.", command_spec.as_ref())?;
+    if command_spec
+        .as_ref()
+        .is_some_and(|spec| spec.tty || spec.rows != 0 || spec.cols != 0)
+    {
+        return Err(Error::invalid_argument(
+            "spec.tty",
+            "RunCommand answers with stdout and stderr apart, so it runs no terminal; use Exec for one",
+        ));
+    }
     if stdin.len() > MAX_STDIN_BYTES {
         return Err(Error::invalid_argument(
             "stdin",
