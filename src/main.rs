@@ -50,6 +50,19 @@ enum Command {
         #[command(flatten)]
         exec: ExecArgs,
     },
+    /// Serve the Model Context Protocol for AI agents: sandboxes, commands
+    /// and files as tools, on stdin/stdout or with --http over streamable
+    /// HTTP.
+    ///
+    /// Reaches the Paddock server as the other client commands do (--server,
+    /// --api-key). An agent's configuration runs it as
+    /// `paddock mcp --server URL`.
+    Mcp {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        mcp: paddock::client::mcp::McpArgs,
+    },
     /// Run the in-sandbox agent (started by providers, not by hand).
     #[command(hide = true)]
     Agent(Box<paddock::agent::AgentArgs>),
@@ -113,6 +126,10 @@ fn main() -> ExitCode {
         Command::Exec { client, exec } => {
             run_client("exec", paddock::client::commands::exec(&client, exec))
         }
+        Command::Mcp { client, mcp } => run_client("mcp", async move {
+            paddock::client::mcp::serve(&client, mcp).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Agent(args) => run_agent(*args),
         Command::AgentBridge(args) => match paddock::agent::bridge::run(&args) {
             Ok(()) => ExitCode::SUCCESS,

@@ -325,11 +325,10 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::from(exit_status(&exited)))
 }
 
-/// The shell-style exit status of a command that ended so.
 /// The id of the sandbox `reference` names: `reference` itself when it is
 /// an id (`sbx_…`), else the id of the caller's sandbox of that name, as
 /// `docker` takes a container's name or id.
-async fn sandbox_id_of(
+pub async fn sandbox_id_of(
     sandboxes: &mut SandboxServiceClient<super::Connection>,
     reference: &str,
 ) -> anyhow::Result<String> {
@@ -356,6 +355,7 @@ async fn sandbox_id_of(
     }
 }
 
+/// The shell-style exit status of a command that ended so.
 fn exit_status(exited: &pb::ExecExited) -> u8 {
     if exited.timed_out {
         return 124;

@@ -12,6 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub mod commands;
+pub mod mcp;
 mod terminal;
 
 /// How the client reaches the server; every client command takes these.

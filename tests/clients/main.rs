@@ -1,7 +1,8 @@
 //! Clients in other languages against a live server, run as their users
 //! would run them: the Python package's examples (blocking and asyncio) on
-//! every provider, and a stock `grpcio` channel over a Unix socket with no
-//! client option.
+//! every provider, a stock `grpcio` channel over a Unix socket with no
+//! client option, and an agent's session with `paddock mcp` through the
+//! official MCP Python SDK.
 //!
 //! The interpreter comes from `PADDOCK_TEST_PYTHON` (scripts/test makes a
 //! virtual environment with the client's dependencies in .tools/); without
@@ -10,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod mcp;
 mod python;
 
 use std::path::{Path, PathBuf};
