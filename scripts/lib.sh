@@ -80,3 +80,13 @@ PY
   die "dockerd did not take the runsc runtime; see $DOCKERD_LOG"
 }
 
+# buf (lint, breaking-change checks, TypeScript generation), from npm into
+# .tools/ of the checkout; sets $BUF. Needs $TOOLS.
+BUF_VERSION=1.75.0
+ensure_buf() {
+  BUF="$TOOLS/node/node_modules/.bin/buf"
+  [ -x "$BUF" ] && return
+  command -v npm >/dev/null || apt_install npm
+  log "installing buf $BUF_VERSION from npm into .tools/"
+  npm install --silent --no-fund --no-audit --prefix "$TOOLS/node" "@bufbuild/buf@$BUF_VERSION" >/dev/null
+}
