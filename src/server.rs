@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
 use crate::api::{ExecApi, FileApi, SandboxApi};
-use crate::config::{ListenAddr, ProviderChoice, ServerConfig};
+use crate::config::{CorsOrigins, GrpcWeb, ListenAddr, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
@@ -192,6 +192,21 @@ impl Server {
             .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
             .max_frame_size(Some(RECEIVE_MAX_FRAME))
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            // gRPC-Web comes over HTTP/1.1 from browsers; CORS answers their
+            // preflights before the key is asked for, as browsers send none.
+            .accept_http1(config.grpc_web.is_some())
+            .layer(tower::util::option_layer(
+                config.grpc_web.as_ref().and_then(cors),
+            ))
+            .layer(match config.grpc_web {
+                Some(_) => tower::util::Either::Left(tonic_web::GrpcWebLayer::new()),
+                // The same body type either way, as the router needs.
+                None => tower::util::Either::Right(
+                    tower_http::map_response_body::MapResponseBodyLayer::new(
+                        tonic::body::Body::new,
+                    ),
+                ),
+            })
             .layer(auth)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -278,6 +293,39 @@ impl Server {
         info!("stopped");
         Ok(())
     }
+}
+
+/// The CORS answers that let pages of the allowed origins call over
+/// gRPC-Web; `None` when no origin is allowed.
+fn cors(grpc_web: &GrpcWeb) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = match &grpc_web.origins {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) if list.is_empty() => return None,
+        CorsOrigins::List(list) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|origin| http::HeaderValue::from_str(origin).ok()),
+        ),
+    };
+    let header = http::HeaderName::from_static;
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([http::Method::POST])
+            .allow_headers([
+                header("authorization"),
+                header("content-type"),
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+            ])
+            .expose_headers([
+                header("grpc-status"),
+                header("grpc-message"),
+                header("grpc-status-details-bin"),
+            ])
+            .max_age(std::time::Duration::from_secs(24 * 60 * 60)),
+    )
 }
 
 /// Every provider, and the default: with "auto", docker when its engine

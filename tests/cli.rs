@@ -47,6 +47,8 @@ fn serve_help_documents_every_setting_and_its_variable() {
         ("--command-output-budget", "PADDOCK_COMMAND_OUTPUT_BUDGET"),
         ("--auth", "PADDOCK_AUTH"),
         ("--open-reflection", "PADDOCK_OPEN_REFLECTION"),
+        ("--grpc-web", "PADDOCK_GRPC_WEB"),
+        ("--grpc-web-origins", "PADDOCK_GRPC_WEB_ORIGINS"),
         ("--key-rate-limit", "PADDOCK_KEY_RATE_LIMIT"),
         ("--tls-cert", "PADDOCK_TLS_CERT"),
         ("--tls-key", "PADDOCK_TLS_KEY"),

@@ -59,6 +59,32 @@ pub struct ServeArgs {
     )]
     pub open_reflection: Option<bool>,
 
+    /// Also serve gRPC-Web (over HTTP/1.1 and HTTP/2), so that browsers
+    /// can call Paddock directly. gRPC-Web carries no client streams: Exec,
+    /// Upload and UploadArchive still need gRPC.
+    #[arg(
+        long,
+        env = "PADDOCK_GRPC_WEB",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        value_name = "BOOL"
+    )]
+    pub grpc_web: Option<bool>,
+
+    /// With --grpc-web, the web origins whose pages may call the server
+    /// from another origin (CORS), comma-separated, such as
+    /// https://ide.example.com; "*" allows any page on the web [default:
+    /// none, so browsers refuse cross-origin calls].
+    #[arg(
+        long,
+        env = "PADDOCK_GRPC_WEB_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub grpc_web_origins: Option<Vec<String>>,
+
     /// The most calls one API key may start per second (Exec and other
     /// streams count once, when they open); calls over it are
     /// RESOURCE_EXHAUSTED. Up to this many may come at once after a quiet

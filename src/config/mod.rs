@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 pub use args::{QuotaArgs, ServeArgs};
-pub use values::ListenAddr;
-use values::{bytes, duration, optional_duration, size};
+pub use values::{CorsOrigins, GrpcWeb, ListenAddr};
+use values::{bytes, duration, grpc_web, optional_duration, size};
 
 use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
@@ -77,6 +77,8 @@ pub struct ServerConfig {
     pub auth: AuthMode,
     /// Whether reflection answers without a key.
     pub open_reflection: bool,
+    /// gRPC-Web for browsers, when it is on.
+    pub grpc_web: Option<GrpcWeb>,
     /// Calls per second per API key; `None` for unlimited.
     pub key_rate_limit: Option<std::num::NonZeroU32>,
     /// The TLS files, when serving TLS.
@@ -112,6 +114,8 @@ impl ServerConfig {
             database_url,
             auth,
             open_reflection,
+            grpc_web: grpc_web_enabled,
+            grpc_web_origins,
             key_rate_limit,
             tls_cert,
             tls_key,
@@ -259,6 +263,7 @@ impl ServerConfig {
             listen,
             auth,
             open_reflection: open_reflection.unwrap_or(false),
+            grpc_web: grpc_web(grpc_web_enabled, grpc_web_origins)?,
             key_rate_limit: std::num::NonZeroU32::new(key_rate_limit.unwrap_or(1000)),
             tls,
             tls_reload_interval: duration(

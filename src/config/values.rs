@@ -120,6 +120,68 @@ pub(super) fn optional_duration(
     }
 }
 
+/// How the server answers browsers, when it serves gRPC-Web.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcWeb {
+    /// The origins allowed to call from another origin; empty: none.
+    pub origins: CorsOrigins,
+}
+
+/// The web origins whose pages may call the server from elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// These origins, as `scheme://host[:port]`.
+    List(Vec<String>),
+    /// Any origin ("*").
+    Any,
+}
+
+/// The gRPC-Web settings: `None` when it is off.
+pub fn grpc_web(
+    enabled: Option<bool>,
+    origins: Option<Vec<String>>,
+) -> anyhow::Result<Option<GrpcWeb>> {
+    let origins = origins.unwrap_or_default();
+    if !enabled.unwrap_or(false) {
+        if !origins.is_empty() {
+            bail!("grpc_web_origins is set but gRPC-Web is off: add --grpc-web");
+        }
+        return Ok(None);
+    }
+    let origins: Vec<String> = origins
+        .iter()
+        .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+        .filter(|origin| !origin.is_empty())
+        .collect();
+    if origins.iter().any(|origin| origin == "*") {
+        if origins.len() > 1 {
+            bail!("grpc_web_origins: \"*\" allows every origin; give it alone");
+        }
+        return Ok(Some(GrpcWeb {
+            origins: CorsOrigins::Any,
+        }));
+    }
+    for origin in &origins {
+        // An origin is exactly scheme://authority: no path, query or user.
+        let valid = origin.parse::<http::Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some_and(|authority| {
+                    !authority.as_str().contains('@')
+                        && *origin == format!("{}://{authority}", uri.scheme_str().unwrap_or(""))
+                })
+        });
+        if !valid {
+            bail!(
+                "grpc_web_origins: {origin:?} is not a web origin; write scheme://host[:port], \
+                 such as https://ide.example.com"
+            );
+        }
+    }
+    Ok(Some(GrpcWeb {
+        origins: CorsOrigins::List(origins),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +202,38 @@ mod tests {
         );
         for bad in ["", "localhost", "host:port", ":80", "unix:"] {
             assert!(ListenAddr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grpc_web_origins_are_checked_and_need_grpc_web() {
+        assert_eq!(grpc_web(None, None).unwrap(), None);
+        let on = grpc_web(Some(true), Some(vec!["https://ide.example.com/".into()])).unwrap();
+        assert_eq!(
+            on.unwrap().origins,
+            CorsOrigins::List(vec!["https://ide.example.com".into()])
+        );
+        let any = grpc_web(Some(true), Some(vec!["*".into()])).unwrap();
+        assert_eq!(any.unwrap().origins, CorsOrigins::Any);
+        for (enabled, origins, error) in [
+            (None, vec!["https://a.example"], "gRPC-Web is off"),
+            (Some(true), vec!["*", "https://a.example"], "give it alone"),
+            (Some(true), vec!["ide.example.com"], "is not a web origin"),
+            (
+                Some(true),
+                vec!["https://a.example/path"],
+                "is not a web origin",
+            ),
+            (Some(true), vec!["ftp://a.example"], "is not a web origin"),
+            (
+                Some(true),
+                vec!["https://user@a.example"],
+                "is not a web origin",
+            ),
+        ] {
+            let origins = origins.into_iter().map(String::from).collect();
+            let refused = grpc_web(enabled, Some(origins)).unwrap_err().to_string();
+            assert!(refused.contains(error), "{refused}");
         }
     }
 }
