@@ -1,8 +1,9 @@
 //! Clients in other languages against a live server, run as their users
 //! would run them: the Python package's examples (blocking and asyncio) on
 //! every provider, a stock `grpcio` channel over a Unix socket with no
-//! client option, and an agent's session with `paddock mcp` through the
-//! official MCP Python SDK.
+//! client option, an agent's session with `paddock mcp` through the
+//! official MCP Python SDK, and the TypeScript client's example over gRPC
+//! and gRPC-Web.
 //!
 //! The interpreter comes from `PADDOCK_TEST_PYTHON` (scripts/test makes a
 //! virtual environment with the client's dependencies in .tools/); without
@@ -13,6 +14,7 @@ mod common;
 
 mod mcp;
 mod python;
+mod typescript;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
