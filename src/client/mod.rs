@@ -13,6 +13,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 pub mod commands;
 pub mod mcp;
+mod session;
 mod terminal;
 
 /// How the client reaches the server; every client command takes these.
