@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use paddock::client::ClientArgs;
 use paddock::client::commands::{ExecArgs, SandboxCommand};
 use paddock::config::{ServeArgs, ServerConfig};
@@ -49,6 +49,55 @@ enum Command {
         client: ClientArgs,
         #[command(flatten)]
         exec: ExecArgs,
+    },
+    /// Create a sandbox and run one command in it, this terminal attached,
+    /// as `paddock run --rm -it -- sh`.
+    ///
+    /// Exits with the command's exit code, as `paddock exec` does. The
+    /// sandbox stays (its id is printed on stderr) unless --rm.
+    Run {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        run: paddock::client::run::RunArgs,
+    },
+    /// Copy files or directories between this machine and a sandbox, as
+    /// `paddock cp ./src dev:/work` or `paddock cp dev:/work/out .`.
+    Cp {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        cp: paddock::client::cp::CpArgs,
+    },
+    /// Print a command's output (replayed from its log); with -f, follow it
+    /// to its end and exit with its exit code.
+    Logs {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        logs: paddock::client::logs::LogsArgs,
+    },
+    /// Attach this terminal to a running command: its output replayed and
+    /// followed, Ctrl-C (and with -i, stdin) passed to it.
+    Attach {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        attach: paddock::client::logs::AttachArgs,
+    },
+    /// Print sandbox lifecycle events as they happen (the retained ones
+    /// first).
+    Watch {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        watch: paddock::client::watch::WatchArgs,
+    },
+    /// Print a shell completion script: `paddock completions bash >
+    /// /etc/bash_completion.d/paddock` (or zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Serve the Model Context Protocol for AI agents: sandboxes, commands
     /// and files as tools, on stdin/stdout or with --http over streamable
@@ -125,6 +174,30 @@ fn main() -> ExitCode {
         ),
         Command::Exec { client, exec } => {
             run_client("exec", paddock::client::commands::exec(&client, exec))
+        }
+        Command::Run { client, run } => run_client("run", paddock::client::run::run(&client, run)),
+        Command::Cp { client, cp } => run_client("cp", paddock::client::cp::cp(&client, cp)),
+        Command::Logs { client, logs } => {
+            run_client("logs", paddock::client::logs::logs(&client, logs))
+        }
+        Command::Attach { client, attach } => run_client(
+            "attach",
+            paddock::client::logs::attach_command(&client, attach),
+        ),
+        Command::Watch { client, watch } => {
+            run_client("watch", paddock::client::watch::watch(&client, watch))
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "paddock", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("paddock completions: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Mcp { client, mcp } => run_client("mcp", async move {
             paddock::client::mcp::serve(&client, mcp).await?;
@@ -221,6 +294,15 @@ fn run_client(
     runtime.shutdown_background();
     match outcome {
         Ok(code) => code,
+        // A reader that stopped reading (`paddock watch | head`) is no
+        // failure.
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             match error.downcast_ref::<tonic::Status>() {
                 Some(status) => eprintln!(

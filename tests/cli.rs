@@ -1,7 +1,8 @@
 //! The command line: `paddock serve --help` documents every setting, bad
 //! settings stop the server with a sentence before it binds anything,
 //! commands take a sandbox's name or id, and `paddock exec -t` gives a real
-//! terminal.
+//! terminal. The client's other commands (cp, logs, run, watch, -o json,
+//! completions) are in `cli_client.rs`.
 
 mod common;
 
@@ -16,6 +17,10 @@ fn paddock(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_paddock"))
         .args(args)
         .env_remove("PADDOCK_LISTEN")
+        .env_remove("PADDOCK_ADDR")
+        .env_remove("PADDOCK_API_KEY")
+        // No developer's client config file.
+        .env("XDG_CONFIG_HOME", "/nonexistent")
         .output()
         .expect("run paddock")
 }

@@ -166,7 +166,8 @@ async fn cli(args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_paddock"))
         .args(args)
         .env_remove("PADDOCK_API_KEY")
-        .env_remove("PADDOCK_SERVER")
+        .env_remove("PADDOCK_ADDR")
+        .env("XDG_CONFIG_HOME", "/nonexistent")
         .output()
         .await
         .expect("run paddock");

@@ -11,11 +11,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ClientArgs;
-use super::session::{exit_status, forward_resizes, forward_signals, forward_stdin, send};
+use super::output::{Format, json_array, json_pretty};
+use super::session::{
+    exit_status, forward_resizes, forward_signals, forward_stdin, print_until_exit, send,
+};
 use super::terminal::{RawMode, size};
 use crate::pb;
 use crate::pb::exec_request::Request as Req;
-use crate::pb::exec_response::Response as Resp;
 use crate::pb::exec_service_client::ExecServiceClient;
 use crate::pb::sandbox_service_client::SandboxServiceClient;
 
@@ -48,12 +50,18 @@ pub enum SandboxCommand {
         /// Only those whose labels match, such as "team=ml,!scratch".
         #[arg(long, default_value = "")]
         selector: String,
+        /// How to print: text, or json (protobuf's JSON mapping).
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Show one sandbox.
     Get {
         /// The sandbox's name or id.
         #[arg(value_name = "SANDBOX")]
         id: String,
+        /// How to print: text, or json (protobuf's JSON mapping).
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
     },
     /// Stop a sandbox, keeping its filesystem.
     Stop {
@@ -74,12 +82,17 @@ pub enum SandboxCommand {
         id: String,
     },
     /// List the server's providers and whether they are available.
-    Providers,
+    Providers {
+        /// How to print: text, or json (protobuf's JSON mapping).
+        #[arg(short, long, value_enum, default_value_t)]
+        output: Format,
+    },
 }
 
-/// `paddock exec`.
-#[derive(Debug, clap::Args)]
-pub struct ExecArgs {
+/// How a command runs from this terminal; `paddock exec` and `paddock run`
+/// take these.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommandArgs {
     /// Pass this terminal's standard input to the command.
     #[arg(short, long)]
     pub interactive: bool,
@@ -87,21 +100,32 @@ pub struct ExecArgs {
     /// here: Ctrl-C goes to the command).
     #[arg(short, long)]
     pub tty: bool,
-    /// An environment variable KEY=VALUE for the command; repeat for more.
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
     /// The working directory in the sandbox.
     #[arg(short, long)]
     pub workdir: Option<String>,
     /// End the command after this long, such as 30s.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
-    /// The sandbox's name or id.
-    #[arg(value_name = "SANDBOX")]
-    pub sandbox: String,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// `paddock exec`.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// Start the command detached: print its id and return; it runs on,
+    /// and `paddock logs -f SANDBOX ID` follows it.
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
+    pub detach: bool,
+    /// An environment variable KEY=VALUE for the command; repeat for more.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// The sandbox's name or id.
+    #[arg(value_name = "SANDBOX")]
+    pub sandbox: String,
+    #[command(flatten)]
+    pub command: CommandArgs,
 }
 
 /// Runs a `paddock sandbox` command; the exit code is 0 or 1.
@@ -135,12 +159,8 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
             }
             writeln!(out, "{}", sandbox.id)?;
         }
-        SandboxCommand::List { selector } => {
-            writeln!(
-                out,
-                "{:<38} {:<20} {:<9} {:<8} IMAGE",
-                "ID", "NAME", "STATE", "PROVIDER"
-            )?;
+        SandboxCommand::List { selector, output } => {
+            let mut listed = Vec::new();
             let mut page_token = String::new();
             loop {
                 let page = sandboxes
@@ -152,24 +172,34 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
                     })
                     .await?
                     .into_inner();
-                for sandbox in &page.sandboxes {
-                    writeln!(
-                        out,
-                        "{:<38} {:<20} {:<9} {:<8} {}",
-                        sandbox.id,
-                        sandbox.name,
-                        state_name(sandbox.state()),
-                        sandbox.provider,
-                        sandbox.image
-                    )?;
-                }
+                listed.extend(page.sandboxes);
                 if page.next_page_token.is_empty() {
                     break;
                 }
                 page_token = page.next_page_token;
             }
+            if output == Format::Json {
+                writeln!(out, "{}", json_array(&listed, "paddock.v1.Sandbox")?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            writeln!(
+                out,
+                "{:<38} {:<20} {:<9} {:<8} IMAGE",
+                "ID", "NAME", "STATE", "PROVIDER"
+            )?;
+            for sandbox in &listed {
+                writeln!(
+                    out,
+                    "{:<38} {:<20} {:<9} {:<8} {}",
+                    sandbox.id,
+                    sandbox.name,
+                    state_name(sandbox.state()),
+                    sandbox.provider,
+                    sandbox.image
+                )?;
+            }
         }
-        SandboxCommand::Get { id } => {
+        SandboxCommand::Get { id, output } => {
             let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
             let sandbox = sandboxes
                 .get_sandbox(pb::GetSandboxRequest { sandbox_id })
@@ -177,7 +207,10 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
                 .into_inner()
                 .sandbox
                 .unwrap_or_default();
-            show(&mut out, &sandbox)?;
+            match output {
+                Format::Json => writeln!(out, "{}", json_pretty(&sandbox, "paddock.v1.Sandbox")?)?,
+                Format::Text => show(&mut out, &sandbox)?,
+            }
         }
         SandboxCommand::Stop { id } => {
             let sandbox_id = sandbox_id_of(&mut sandboxes, &id).await?;
@@ -209,12 +242,16 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
                 .unwrap_or_default();
             writeln!(out, "{} {}", deleted.id, state_name(deleted.state()))?;
         }
-        SandboxCommand::Providers => {
+        SandboxCommand::Providers { output } => {
             let providers = sandboxes
                 .list_providers(pb::ListProvidersRequest {})
                 .await?
                 .into_inner()
                 .providers;
+            if output == Format::Json {
+                writeln!(out, "{}", json_array(&providers, "paddock.v1.Provider")?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for provider in providers {
                 writeln!(
                     out,
@@ -240,7 +277,8 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
 
 /// Runs a command in a sandbox through an Exec stream and returns its exit
 /// code (128 + the signal number when a signal ended it, 124 when its
-/// timeout did, as `timeout(1)` does).
+/// timeout did, as `timeout(1)` does); with `--detach`, starts it and
+/// prints its id.
 pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let connection = client.connect().await?;
     let sandbox_id = sandbox_id_of(
@@ -248,6 +286,35 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
         &args.sandbox,
     )
     .await?;
+    let env = pairs("--env", &args.env)?;
+    if args.detach {
+        let started = ExecServiceClient::new(connection)
+            .start_command(pb::StartCommandRequest {
+                sandbox_id,
+                spec: Some(pb::CommandSpec {
+                    command: args.command.command,
+                    env,
+                    workdir: args.command.workdir.unwrap_or_default(),
+                    timeout: args.command.timeout.map(proto_duration).transpose()?,
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        println!("{}", started.command.unwrap_or_default().id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_attached(connection, sandbox_id, env, &args.command).await
+}
+
+/// Runs `args` in the sandbox, this terminal attached, and returns its
+/// shell-style exit status.
+pub async fn run_attached(
+    connection: super::Connection,
+    sandbox_id: String,
+    env: std::collections::HashMap<String, String>,
+    args: &CommandArgs,
+) -> anyhow::Result<ExitCode> {
     let mut exec = ExecServiceClient::new(connection);
     let stdin_fd = std::io::stdin();
     let (rows, cols) = if args.tty {
@@ -262,7 +329,7 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
                 sandbox_id,
                 spec: Some(pb::CommandSpec {
                     command: args.command.clone(),
-                    env: pairs("--env", &args.env)?,
+                    env,
                     workdir: args.workdir.clone().unwrap_or_default(),
                     tty: args.tty,
                     rows,
@@ -291,34 +358,7 @@ pub async fn exec(client: &ClientArgs, args: ExecArgs) -> anyhow::Result<ExitCod
         None
     };
 
-    let mut stdout = std::io::stdout();
-    let mut stderr = std::io::stderr();
-    let exited = loop {
-        match responses.message().await? {
-            Some(pb::ExecResponse {
-                response: Some(Resp::Output(output)),
-            }) => {
-                let sink: &mut dyn Write = if output.stream() == pb::OutputStream::Stderr {
-                    &mut stderr
-                } else {
-                    &mut stdout
-                };
-                sink.write_all(&output.data)?;
-                sink.flush()?;
-            }
-            Some(pb::ExecResponse {
-                response: Some(Resp::OutputLost(lost)),
-            }) => eprintln!(
-                "paddock: output chunks {} to {} are no longer kept",
-                lost.first_seq, lost.last_seq
-            ),
-            Some(pb::ExecResponse {
-                response: Some(Resp::Exited(exited)),
-            }) => break exited,
-            Some(_) => {}
-            None => anyhow::bail!("the server ended the stream before the command ended"),
-        }
-    };
+    let exited = print_until_exit(&mut responses).await?;
     drop(raw);
     Ok(ExitCode::from(exit_status(&exited)))
 }
@@ -353,7 +393,7 @@ pub async fn sandbox_id_of(
     }
 }
 
-fn pairs(
+pub fn pairs(
     flag: &str,
     items: &[String],
 ) -> anyhow::Result<std::collections::HashMap<String, String>> {
@@ -367,7 +407,7 @@ fn pairs(
         .collect()
 }
 
-fn proto_duration(duration: Duration) -> anyhow::Result<prost_types::Duration> {
+pub fn proto_duration(duration: Duration) -> anyhow::Result<prost_types::Duration> {
     prost_types::Duration::try_from(duration).context("the duration is too long")
 }
 

@@ -12,23 +12,37 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 pub mod commands;
+pub mod cp;
+pub mod logs;
 pub mod mcp;
+pub mod output;
+pub mod run;
 mod session;
 mod terminal;
+pub mod watch;
 
 /// How the client reaches the server; every client command takes these.
-#[derive(Clone, Default, clap::Args)]
+#[derive(Clone, Default, clap::Args, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClientArgs {
     /// The server: http://HOST:PORT, https://HOST:PORT (TLS), HOST:PORT
-    /// (TLS when a --tls-* file is given, else plaintext) or unix:PATH.
+    /// (TLS when a --tls-* file is given, else plaintext) or unix:PATH
+    /// [default: the config file's `server`, else http://127.0.0.1:50051].
+    #[arg(long, env = "PADDOCK_ADDR", value_name = "URL", global = true)]
+    pub server: Option<String>,
+
+    /// Read unset client settings from this TOML file: its keys are the
+    /// flags' names with '_' for '-' (server, api_key, tls_ca, ...)
+    /// [default: $XDG_CONFIG_HOME/paddock/client.toml, else
+    /// ~/.config/paddock/client.toml, when it exists].
     #[arg(
         long,
-        env = "PADDOCK_SERVER",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:50051",
+        env = "PADDOCK_CLIENT_CONFIG",
+        value_name = "FILE",
         global = true
     )]
-    pub server: String,
+    #[serde(skip)]
+    pub client_config: Option<PathBuf>,
 
     /// The API key, sent as `authorization: Bearer <key>`.
     #[arg(
@@ -80,6 +94,7 @@ impl std::fmt::Debug for ClientArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientArgs")
             .field("server", &self.server)
+            .field("client_config", &self.client_config)
             .field("api_key", &self.api_key.as_ref().map(|_| "<hidden>"))
             .field("tls_ca", &self.tls_ca)
             .field("tls_client_cert", &self.tls_client_cert)
@@ -115,8 +130,46 @@ impl ClientArgs {
         self.tls_ca.is_some() || self.tls_client_cert.is_some() || self.tls_client_key.is_some()
     }
 
+    /// These settings, each unset one taken from the client config file.
+    fn with_config_file(&self) -> anyhow::Result<Self> {
+        let (path, named) = match &self.client_config {
+            Some(path) => (path.clone(), true),
+            None => match default_client_config() {
+                Some(path) => (path, false),
+                None => return Ok(self.clone()),
+            },
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => {
+                return Ok(self.clone());
+            }
+            Err(e) => bail!("cannot read the client config {}: {e}", path.display()),
+        };
+        let file: Self = toml::from_str(&text)
+            .with_context(|| format!("the client config {} is not valid", path.display()))?;
+        Ok(Self {
+            server: self.server.clone().or(file.server),
+            client_config: Some(path),
+            api_key: self.api_key.clone().or(file.api_key),
+            tls_ca: self.tls_ca.clone().or(file.tls_ca),
+            tls_client_cert: self.tls_client_cert.clone().or(file.tls_client_cert),
+            tls_client_key: self.tls_client_key.clone().or(file.tls_client_key),
+            tls_server_name: self.tls_server_name.clone().or(file.tls_server_name),
+        })
+    }
+
+    /// The server address, as given or the default.
+    fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_SERVER)
+    }
+
     /// Connects to the server, or says why not.
     pub async fn connect(&self) -> anyhow::Result<Connection> {
+        self.with_config_file()?.connect_as_given().await
+    }
+
+    async fn connect_as_given(&self) -> anyhow::Result<Connection> {
         let key = self
             .api_key
             .as_deref()
@@ -126,7 +179,7 @@ impl ClientArgs {
                     .context("the API key holds characters a header cannot carry")
             })
             .transpose()?;
-        let channel = if let Some(path) = self.server.strip_prefix("unix:") {
+        let channel = if let Some(path) = self.server().strip_prefix("unix:") {
             if self.uses_tls_files() {
                 bail!("TLS is for TCP servers; unix:{path} needs no --tls-* files");
             }
@@ -138,15 +191,16 @@ impl ClientArgs {
     }
 
     async fn tcp_channel(&self) -> anyhow::Result<Channel> {
-        let url = if self.server.contains("://") {
-            self.server.clone()
+        let server = self.server();
+        let url = if server.contains("://") {
+            server.to_owned()
         } else if self.uses_tls_files() {
-            format!("https://{}", self.server)
+            format!("https://{server}")
         } else {
-            format!("http://{}", self.server)
+            format!("http://{server}")
         };
         let mut endpoint = Endpoint::from_shared(url.clone())
-            .with_context(|| format!("{:?} is not a server address", self.server))?
+            .with_context(|| format!("{server:?} is not a server address"))?
             .connect_timeout(Duration::from_secs(10));
         match endpoint.uri().scheme_str() {
             Some("https") => endpoint = endpoint.tls_config(self.tls_config()?)?,
@@ -186,6 +240,18 @@ impl ClientArgs {
         }
         Ok(tls)
     }
+}
+
+/// Where a client connects when nothing says otherwise.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// The client config file read when none is named.
+fn default_client_config() -> Option<PathBuf> {
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|path| path.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(config_home.join("paddock/client.toml"))
 }
 
 async fn unix_channel(path: PathBuf) -> anyhow::Result<Channel> {

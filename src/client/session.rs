@@ -1,6 +1,8 @@
-//! The terminal's side of an Exec stream: stdin, window sizes and signals
-//! passed to the remote command, and its end as a shell exit status.
+//! The terminal's side of an Exec stream: output printed as it comes,
+//! stdin, window sizes and signals passed to the remote command, and its end
+//! as a shell exit status.
 
+use std::io::Write;
 use std::os::fd::AsFd;
 
 use bytes::Bytes;
@@ -11,6 +13,61 @@ use tokio::sync::mpsc;
 use super::terminal::size;
 use crate::pb;
 use crate::pb::exec_request::Request as Req;
+use crate::pb::exec_response::Response as Resp;
+
+/// Prints an Exec stream's output (stdout and stderr to ours) until the
+/// command ends, and returns how it ended.
+pub async fn print_until_exit(
+    responses: &mut tonic::Streaming<pb::ExecResponse>,
+) -> anyhow::Result<pb::ExecExited> {
+    print_output(responses, None)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the stream ended before the command did"))
+}
+
+/// Prints an Exec stream's output until the command ends, and returns how
+/// it ended. With `until_seq`, stops early, returning `None`, once the chunk
+/// of that number has been printed (the output there was when `paddock
+/// logs` began) and the command is still running.
+pub async fn print_output(
+    responses: &mut tonic::Streaming<pb::ExecResponse>,
+    until_seq: Option<i64>,
+) -> anyhow::Result<Option<pb::ExecExited>> {
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    if until_seq == Some(0) {
+        return Ok(None);
+    }
+    loop {
+        match responses.message().await? {
+            Some(pb::ExecResponse {
+                response: Some(Resp::Output(output)),
+            }) => {
+                let sink: &mut dyn Write = if output.stream() == pb::OutputStream::Stderr {
+                    &mut stderr
+                } else {
+                    &mut stdout
+                };
+                sink.write_all(&output.data)?;
+                sink.flush()?;
+                if until_seq.is_some_and(|last| output.seq >= last) {
+                    return Ok(None);
+                }
+            }
+            Some(pb::ExecResponse {
+                response: Some(Resp::OutputLost(lost)),
+            }) => eprintln!(
+                "paddock: output chunks {} to {} are no longer kept",
+                lost.first_seq, lost.last_seq
+            ),
+            Some(pb::ExecResponse {
+                response: Some(Resp::Exited(exited)),
+            }) => return Ok(Some(exited)),
+            Some(_) => {}
+            None => anyhow::bail!("the server ended the stream before the command ended"),
+        }
+    }
+}
 
 /// The shell-style exit status of a command that ended so.
 pub fn exit_status(exited: &pb::ExecExited) -> u8 {
