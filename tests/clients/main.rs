@@ -2,8 +2,8 @@
 //! would run them: the Python package's examples (blocking and asyncio) on
 //! every provider, a stock `grpcio` channel over a Unix socket with no
 //! client option, an agent's session with `paddock mcp` through the
-//! official MCP Python SDK, and the TypeScript client's example over gRPC
-//! and gRPC-Web.
+//! official MCP Python SDK, the TypeScript client's example over gRPC and
+//! gRPC-Web, and the Go client's example.
 //!
 //! The interpreter comes from `PADDOCK_TEST_PYTHON` (scripts/test makes a
 //! virtual environment with the client's dependencies in .tools/); without
@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod go;
 mod mcp;
 mod python;
 mod typescript;

@@ -1,0 +1,35 @@
+//! The Go client's example (generated code built with Debian's Go and
+//! grpc-go) on every provider.
+
+use tokio::process::Command;
+
+use crate::common::{self, Provider, TestServer};
+use crate::run_ok;
+
+crate::on_every_provider!(the_go_example_runs_green);
+
+async fn the_go_example_runs_green(provider: Provider) {
+    let Some(example) = std::env::var_os("PADDOCK_TEST_GO_EXAMPLE") else {
+        let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        assert!(
+            !in_ci,
+            "PADDOCK_TEST_GO_EXAMPLE is not set; CI=true forbids skipping. scripts/test builds it"
+        );
+        eprintln!("SKIPPED: Go client test; PADDOCK_TEST_GO_EXAMPLE is not set");
+        return;
+    };
+    let server = TestServer::for_provider(provider).await;
+    let said = run_ok(
+        "the Go example",
+        Command::new(example)
+            .env("PADDOCK_ADDR", server.addr.to_string())
+            .env_remove("PADDOCK_API_KEY")
+            .env_remove("PADDOCK_IMAGE"),
+    )
+    .await;
+    assert_eq!(
+        said.lines().last(),
+        Some("quickstart (go): every step passed"),
+        "{said}"
+    );
+}
