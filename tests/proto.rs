@@ -5,23 +5,10 @@
 //! buf comes from `PADDOCK_TEST_BUF` (scripts/test installs it in .tools/);
 //! without it the test skips, and fails under CI=true.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn buf() -> Option<PathBuf> {
-    match std::env::var_os("PADDOCK_TEST_BUF") {
-        Some(path) => Some(path.into()),
-        None => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !in_ci,
-                "PADDOCK_TEST_BUF is not set; CI=true forbids skipping"
-            );
-            eprintln!("SKIPPED: PADDOCK_TEST_BUF is not set");
-            None
-        }
-    }
-}
 
 /// A copy of the checkout's buf workspace (buf.yaml and proto/) in `to`.
 fn copy_workspace(to: &Path) {
@@ -57,7 +44,9 @@ fn breaking(buf: &Path, changed: &Path, against: &Path) -> (bool, String) {
 
 #[test]
 fn buf_breaking_refuses_a_renumbered_field_and_passes_the_api_as_it_is() {
-    let Some(buf) = buf() else { return };
+    let Some(buf) = common::program_from("PADDOCK_TEST_BUF") else {
+        return;
+    };
     let base = tempfile::tempdir().unwrap();
     let changed = tempfile::tempdir().unwrap();
     copy_workspace(base.path());

@@ -20,22 +20,9 @@ mod typescript;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-/// The Python interpreter that has the client's dependencies, or `None`
-/// (outside CI) when none is set up.
+/// The Python interpreter that has the client's dependencies.
 fn python() -> Option<PathBuf> {
-    match std::env::var_os("PADDOCK_TEST_PYTHON") {
-        Some(path) => Some(path.into()),
-        None => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !in_ci,
-                "PADDOCK_TEST_PYTHON is not set; CI=true forbids skipping the client tests. \
-                 scripts/test makes the interpreter"
-            );
-            eprintln!("SKIPPED: client test; PADDOCK_TEST_PYTHON is not set");
-            None
-        }
-    }
+    common::program_from("PADDOCK_TEST_PYTHON")
 }
 
 /// The checkout's `clients/` directory.

@@ -9,26 +9,9 @@ use crate::run_ok;
 
 crate::on_every_provider!(the_typescript_example_runs_over_grpc_and_grpc_web);
 
-/// The compiled client (scripts/test builds it with tsc), or `None`
-/// outside CI when it is not built.
-fn compiled_client() -> Option<std::path::PathBuf> {
-    match std::env::var_os("PADDOCK_TEST_TYPESCRIPT") {
-        Some(dist) => Some(dist.into()),
-        None => {
-            let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(
-                !in_ci,
-                "PADDOCK_TEST_TYPESCRIPT is not set; CI=true forbids skipping the TypeScript \
-                 client's test. scripts/test builds the client"
-            );
-            eprintln!("SKIPPED: TypeScript client test; PADDOCK_TEST_TYPESCRIPT is not set");
-            None
-        }
-    }
-}
-
 async fn the_typescript_example_runs_over_grpc_and_grpc_web(provider: Provider) {
-    let Some(dist) = compiled_client() else {
+    // The client as tsc compiled it (scripts/test builds it).
+    let Some(dist) = common::program_from("PADDOCK_TEST_TYPESCRIPT") else {
         return;
     };
     let origin = "https://ide.example.com";

@@ -312,6 +312,23 @@ impl Drop for TestServer {
     }
 }
 
+/// The program the environment variable `variable` names (scripts/test
+/// sets it: an interpreter, a built client, a tool it installed); `None`,
+/// so that the test skips, when it is unset outside CI. Under CI=true an
+/// unset variable fails the test: CI never skips.
+pub fn program_from(variable: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(variable) {
+        return Some(path.into());
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    assert!(
+        !in_ci,
+        "{variable} is not set; CI=true forbids skipping. scripts/test sets it"
+    );
+    eprintln!("SKIPPED: {variable} is not set (scripts/test sets it)");
+    None
+}
+
 /// Kills the agents of every process sandbox under `data_dir`: agents
 /// outlive their server by design, but not a test.
 pub fn kill_agents(data_dir: &Path) {
