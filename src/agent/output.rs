@@ -2,9 +2,11 @@
 //! byte budget, read by any number of readers that replay and then follow.
 //!
 //! The log is a few segment files of records `[seq: i64][stream: u8]
-//! [len: u32][data]`. When the newest segment passes half the budget a new
-//! one begins; the oldest segments are deleted while the total exceeds the
-//! budget. Readers that keep a segment open can finish it after deletion.
+//! [len: u32][data]`. When the newest segment passes an eighth of the
+//! budget a new one begins; the oldest segment is deleted only when the
+//! others still hold the whole budget. So a log keeps at least its budget's
+//! newest bytes (records included) and at most an eighth more on disk.
+//! Readers that keep a segment open can finish it after deletion.
 //!
 //! Flow control: a reader that registers as a *follower* holds the writer
 //! back while it is more than [`FOLLOW_WINDOW`] chunks behind, so a slow
@@ -28,6 +30,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, watch};
+
+/// How many segments hold the budget: each new segment begins when the
+/// newest passes `budget / SEGMENTS_PER_BUDGET`, which is also how far past
+/// the budget the disk use may go.
+const SEGMENTS_PER_BUDGET: u64 = 8;
 
 /// How far (in chunks) a follower may fall behind before the writer waits.
 pub const FOLLOW_WINDOW: i64 = 32;
@@ -133,7 +140,8 @@ pub struct OutputLog {
 }
 
 impl OutputLog {
-    /// A new, empty log in `dir` (created) keeping about `budget` bytes.
+    /// A new, empty log in `dir` (created) keeping at least the newest
+    /// `budget` bytes of records, and at most an eighth more.
     pub fn create(dir: &Path, budget: u64) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(dir)?;
         let file = open_segment(dir, 0)?;
@@ -288,7 +296,7 @@ impl OutputLog {
         writer.forget_sent(slowest);
         let current = writer.segments.back_mut().expect("a current segment");
         current.bytes += record_bytes;
-        if current.bytes >= self.budget / 2 {
+        if current.bytes >= self.budget / SEGMENTS_PER_BUDGET {
             let index = current.index + 1;
             writer.file = Some(open_segment(&self.dir, index)?);
             let next_seq = writer.next_seq;
@@ -298,10 +306,11 @@ impl OutputLog {
                 bytes: 0,
             });
         }
-        while writer.segments.len() > 1
-            && writer.segments.iter().map(|s| s.bytes).sum::<u64>() > self.budget
-        {
+        // The oldest segment goes only when the rest still hold the budget.
+        let mut total: u64 = writer.segments.iter().map(|s| s.bytes).sum();
+        while writer.segments.len() > 1 && total - writer.segments[0].bytes >= self.budget {
             let oldest = writer.segments.pop_front().expect("a segment");
+            total -= oldest.bytes;
             let _ = std::fs::remove_file(segment_path(&self.dir, oldest.index));
         }
         Ok(seq)
@@ -575,6 +584,43 @@ mod tests {
             })
         ));
         assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    /// At the default budget (64 MiB, `paddock agent --output-budget`), a
+    /// command that printed 80 MB keeps at least its newest 64 MiB, and the
+    /// disk holds at most an eighth more.
+    #[tokio::test]
+    async fn a_log_keeps_its_whole_budget_at_the_default_size() {
+        let budget: u64 = 64 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let log = OutputLog::create(dir.path(), budget).unwrap();
+        let chunk = Bytes::from(vec![b'x'; 64 << 10]);
+        let chunks = 80_000_000 / chunk.len();
+        for _ in 0..chunks {
+            log.append(Stream::Stdout, chunk.clone()).await.unwrap();
+        }
+        log.complete();
+
+        let mut reader = log.reader(0, false);
+        let mut kept = 0u64;
+        while let Some(item) = reader.next().await.unwrap() {
+            if let Item::Chunk { data, .. } = item {
+                kept += data.len() as u64;
+            }
+        }
+        assert!(
+            kept >= budget - chunk.len() as u64,
+            "kept {kept} bytes of a {budget} budget"
+        );
+        let on_disk: u64 = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(on_disk >= budget, "{on_disk} bytes on disk");
+        assert!(
+            on_disk <= budget + budget / 8 + (64 << 10) + 64,
+            "{on_disk} bytes on disk"
+        );
     }
 
     #[tokio::test]

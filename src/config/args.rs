@@ -279,7 +279,8 @@ pub struct ServeArgs {
     pub max_commands: Option<usize>,
 
     /// The output each command keeps in its log on the sandbox's disk, such
-    /// as 64MiB; older output is dropped past it [default: 64MiB].
+    /// as 64MiB: at least its newest that many bytes (the disk may hold an
+    /// eighth more); older output is dropped [default: 64MiB].
     #[arg(long, env = "PADDOCK_COMMAND_OUTPUT_BUDGET", value_name = "BYTES")]
     pub command_output_budget: Option<String>,
 }
