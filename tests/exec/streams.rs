@@ -297,6 +297,12 @@ async fn attach_says_when_asked_output_is_no_longer_kept(provider: Provider) {
     let (rest, exited) = log.finish().await;
     assert!(rest.ends_with(b"\ntail\n"));
     assert_eq!(exited.exit_code, Some(0));
+    // The whole budget is kept, less the records' headers.
+    let kept = first.data.len() + rest.len();
+    assert!(
+        kept >= (8 << 20) - (64 << 10),
+        "kept {kept} bytes of an 8 MiB budget"
+    );
 }
 
 on_every_provider!(
