@@ -92,7 +92,16 @@ impl Command {
         launch: Launch,
     ) -> std::io::Result<Arc<Self>> {
         let log = OutputLog::create(&dir, output_budget)?;
-        let mut process = std::process::Command::new(&launch.argv[0]);
+        let as_user = launch.identity.as_ref().map(|id| (id.uid, id.gid));
+        let path = launch.env.get("PATH").map_or("", String::as_str);
+        let mut process = match super::program::find(&launch.argv[0], path, &launch.cwd, as_user) {
+            Some(program) => {
+                let mut process = std::process::Command::new(program);
+                process.arg0(&launch.argv[0]);
+                process
+            }
+            None => std::process::Command::new(&launch.argv[0]),
+        };
         process
             .args(&launch.argv[1..])
             .env_clear()

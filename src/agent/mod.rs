@@ -4,7 +4,7 @@
 //! on a Unix socket that its provider hands to the control plane.
 //!
 //! This file only names the parts: the agent's state (state.rs) runs
-//! commands (command.rs, output.rs, reaper.rs); the services (service.rs,
+//! commands (command.rs, program.rs, output.rs, reaper.rs); the services (service.rs,
 //! files/) act on that state; serve.rs wires them to the socket.
 
 mod args;
@@ -13,6 +13,7 @@ mod command;
 mod files;
 mod output;
 mod peers;
+mod program;
 mod reaper;
 mod serve;
 mod service;
