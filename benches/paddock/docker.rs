@@ -8,7 +8,7 @@ use crate::engine::{self, IMAGE, settle};
 use crate::ops::{Clients, StdinFeed, stdout_command};
 use crate::report::{Goal, Measured, Row, Stats};
 use crate::server::ServerProcess;
-use crate::{Plan, side_by_side, timed};
+use crate::{Plan, after_idle, side_by_side, timed};
 
 const SECTION: &str = "Docker provider (floor: the Docker Engine API through bollard, same engine, image and container)";
 
@@ -221,6 +221,38 @@ async fn exec(
         Goal::FasterBy(10.0),
     ));
 
+    // As agents call: a pause before each call, so that what sleeps
+    // between calls has to wake.
+    let idle_run = || {
+        let (mut c, id) = (clients.clone(), id.to_owned());
+        after_idle(async move {
+            c.run(&id, &["true"]).await;
+        })
+    };
+    let idle_raw = || after_idle(engine::exec(docker, container, &["true"], None));
+    let (ours, theirs) = side_by_side(plan.rounds, 3, idle_run, idle_raw, settle).await;
+    rows.push(latency(
+        "`RunCommand` of `true` after 50 ms idle",
+        &ours,
+        "exec after 50 ms idle",
+        &theirs,
+        Goal::FasterBy(10.0),
+    ));
+    let idle_exec = || {
+        let (mut c, id) = (clients.clone(), id.to_owned());
+        after_idle(async move {
+            c.exec(&id, &["true"], None).await;
+        })
+    };
+    let (ours, theirs) = side_by_side(plan.rounds, 3, idle_exec, idle_raw, settle).await;
+    rows.push(latency(
+        "`Exec` of `true` after 50 ms idle",
+        &ours,
+        "exec after 50 ms idle",
+        &theirs,
+        Goal::FasterBy(10.0),
+    ));
+
     let n = plan.concurrent;
     let batch = || {
         let calls: Vec<_> = (0..n)
@@ -345,6 +377,33 @@ async fn files(
         format!("`WriteFile` of {} bytes", SMALL_FILE.len()),
         &ours,
         "`PUT …/archive` of a tar of it",
+        &theirs,
+        Goal::FasterBy(10.0),
+    ));
+
+    // An agent's edit: write 4 KiB, read it back.
+    let page = vec![b'p'; 4096];
+    let pair = || {
+        let (mut c, id, page) = (clients.clone(), id.to_owned(), page.clone());
+        async move {
+            c.write_file(&id, "/tmp/page.txt", &page).await;
+            assert_eq!(c.read_file(&id, "/tmp/page.txt").await.len(), page.len());
+        }
+    };
+    let page_tar = engine::tar_of_one_file("page-raw.txt", page.len() as u64);
+    let raw_pair = || {
+        let page_tar = page_tar.clone();
+        async move {
+            engine::put_archive(docker, container, "/tmp", page_tar).await;
+            let tar = engine::get_archive(docker, container, "/tmp/page-raw.txt").await;
+            assert_eq!(engine::untar_one(&tar).len(), 4096);
+        }
+    };
+    let (ours, theirs) = side_by_side(plan.rounds, 3, pair, raw_pair, settle).await;
+    rows.push(latency(
+        "4 KiB `WriteFile` then `ReadFile`",
+        &ours,
+        "`PUT …/archive` then `GET …/archive`",
         &theirs,
         Goal::FasterBy(10.0),
     ));

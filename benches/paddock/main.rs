@@ -178,6 +178,16 @@ where
 /// Nothing to wait for after a floor sample.
 pub async fn no_pause() {}
 
+/// How long a caller was quiet before an "after idle" sample: an agent's
+/// pace between tool calls, long enough for the machine's threads to sleep.
+pub const IDLE: Duration = Duration::from_millis(50);
+
+/// `work` after [`IDLE`] of quiet, timing only `work`.
+pub async fn after_idle<F: Future>(work: F) -> Duration {
+    tokio::time::sleep(IDLE).await;
+    timed(work).await.0
+}
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

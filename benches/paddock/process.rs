@@ -9,7 +9,7 @@ use paddock::pb;
 use crate::ops::{Clients, StdinFeed, stdout_command};
 use crate::report::{Goal, Measured, Row, Stats};
 use crate::server::ServerProcess;
-use crate::{Plan, no_pause, side_by_side, timed};
+use crate::{Plan, after_idle, no_pause, side_by_side, timed};
 
 const SECTION: &str = "Process provider (floor: fork/exec and pipes from one process)";
 
@@ -188,6 +188,30 @@ pub async fn run(plan: &Plan) -> Vec<Row> {
         Measured::Latency(Stats::of(&bidi)),
         Some((
             "fork/exec of `true`".into(),
+            Measured::Latency(Stats::of(&floor)),
+        )),
+    ));
+
+    // As agents call: a pause before each call.
+    let idle_run = || {
+        let (mut c, id) = (clients.clone(), id.clone());
+        after_idle(async move {
+            c.run(&id, &["true"]).await;
+        })
+    };
+    let (run, floor) = side_by_side(
+        plan.rounds,
+        5,
+        idle_run,
+        || after_idle(async { fork_exec(&["true"]) }),
+        no_pause,
+    )
+    .await;
+    rows.push(row(
+        "`RunCommand` of `true` after 50 ms idle".into(),
+        Measured::Latency(Stats::of(&run)),
+        Some((
+            "fork/exec of `true` after 50 ms idle".into(),
             Measured::Latency(Stats::of(&floor)),
         )),
     ));
