@@ -411,7 +411,8 @@ pub fn proto_duration(duration: Duration) -> anyhow::Result<prost_types::Duratio
     prost_types::Duration::try_from(duration).context("the duration is too long")
 }
 
-fn state_name(state: pb::SandboxState) -> &'static str {
+/// A sandbox state as people read it: RUNNING, not SANDBOX_STATE_RUNNING.
+pub fn state_name(state: pb::SandboxState) -> &'static str {
     state
         .as_str_name()
         .strip_prefix("SANDBOX_STATE_")

@@ -7,17 +7,15 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ClientArgs;
 use super::commands::sandbox_id_of;
+use super::transfer::{CHUNK, PROGRESS_FROM, Progress, download_file, upload_file};
 use crate::pb;
 use crate::pb::file_service_client::FileServiceClient;
 use crate::pb::sandbox_service_client::SandboxServiceClient;
@@ -38,11 +36,6 @@ pub struct CpArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
-
-/// The bytes of one upload message; the server takes at most 1 MiB.
-const CHUNK: usize = 1 << 20;
-/// Transfers smaller than this show no progress.
-const PROGRESS_FROM: u64 = 8 << 20;
 
 /// One side of a copy.
 #[derive(Debug, PartialEq, Eq)]
@@ -146,66 +139,19 @@ impl Copy {
         if meta.is_dir() {
             self.upload_tree(local, &target).await
         } else {
-            self.upload_file(local, &target, meta.len()).await
+            self.upload_file(local, &target).await
         }
     }
 
-    async fn upload_file(&self, local: &Path, target: &str, size: u64) -> anyhow::Result<()> {
-        let mut file = tokio::fs::File::open(local)
-            .await
-            .with_context(|| format!("cannot open {}", local.display()))?;
-        let (sender, requests) = mpsc::channel(4);
-        let header = pb::UploadRequest {
-            request: Some(pb::upload_request::Request::Header(pb::UploadHeader {
-                sandbox_id: self.sandbox_id.clone(),
-                path: target.to_owned(),
-                overwrite: true,
-                ..Default::default()
-            })),
-        };
-        let shown = local.display().to_string();
-        let progress = Progress::new(self.progress && size >= PROGRESS_FROM, size);
-        let reader = tokio::spawn(async move {
-            let mut digest = Sha256::new();
-            if sender.send(header).await.is_err() {
-                return Ok(digest);
-            }
-            let mut progress = progress;
-            loop {
-                let mut chunk = vec![0; CHUNK];
-                let n = file
-                    .read(&mut chunk)
-                    .await
-                    .with_context(|| format!("cannot read {shown}"))?;
-                if n == 0 {
-                    progress.done();
-                    return Ok::<_, anyhow::Error>(digest);
-                }
-                chunk.truncate(n);
-                digest.update(&chunk);
-                progress.add(n as u64);
-                let message = pb::UploadRequest {
-                    request: Some(pb::upload_request::Request::Chunk(chunk.into())),
-                };
-                if sender.send(message).await.is_err() {
-                    return Ok(digest);
-                }
-            }
-        });
-        let answer = self
-            .files
-            .clone()
-            .upload(ReceiverStream::new(requests))
-            .await;
-        let digest = reader.await??;
-        let answer = answer?.into_inner();
-        let sent = hex(&digest.finalize());
-        if answer.sha256 != sent {
-            bail!(
-                "{target}: the sandbox wrote sha256 {}, but {sent} was sent",
-                answer.sha256
-            );
-        }
+    async fn upload_file(&self, local: &Path, target: &str) -> anyhow::Result<()> {
+        let answer = upload_file(
+            self.files.clone(),
+            &self.sandbox_id,
+            local,
+            target,
+            self.progress,
+        )
+        .await?;
         let info = answer.info.unwrap_or_default();
         println!("{} -> {}: {} bytes", local.display(), info.path, info.size);
         Ok(())
@@ -281,34 +227,14 @@ impl Copy {
     }
 
     async fn download_file(&self, info: &pb::FileInfo, target: &Path) -> anyhow::Result<()> {
-        let mut stream = self
-            .files
-            .clone()
-            .download(pb::DownloadRequest {
-                sandbox_id: self.sandbox_id.clone(),
-                path: info.path.clone(),
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        let size = u64::try_from(info.size).unwrap_or(0);
-        let mut progress = Progress::new(self.progress && size >= PROGRESS_FROM, size);
-        let mut file = tokio::fs::File::create(target)
-            .await
-            .with_context(|| format!("cannot create {}", target.display()))?;
-        let mut received = 0u64;
-        while let Some(message) = stream.message().await? {
-            if let Some(pb::download_response::Response::Chunk(chunk)) = message.response {
-                file.write_all(&chunk).await?;
-                received += chunk.len() as u64;
-                progress.add(chunk.len() as u64);
-            }
-        }
-        file.flush().await?;
-        progress.done();
-        if received != size {
-            bail!("{}: {received} bytes arrived of {size}", info.path);
-        }
+        let (_, received) = download_file(
+            self.files.clone(),
+            &self.sandbox_id,
+            &info.path,
+            target,
+            self.progress,
+        )
+        .await?;
         println!("{} -> {}: {received} bytes", info.path, target.display());
         Ok(())
     }
@@ -382,10 +308,6 @@ fn tree_size(root: &Path) -> u64 {
     total
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The tar stream, cut into UploadArchive chunks.
 struct ChunkWriter {
     sender: mpsc::Sender<pb::UploadArchiveRequest>,
@@ -438,64 +360,6 @@ impl Read for ChunkReader {
         let n = into.len().min(self.current.len());
         into[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
-    }
-}
-
-/// A progress line on stderr for large transfers: bytes moved, of how
-/// many when known, and the rate.
-struct Progress {
-    shown: bool,
-    total: u64,
-    moved: u64,
-    started: Instant,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(shown: bool, total: u64) -> Self {
-        let now = Instant::now();
-        Self {
-            shown,
-            total,
-            moved: 0,
-            started: now,
-            last: now,
-        }
-    }
-
-    fn add(&mut self, bytes: u64) {
-        self.moved += bytes;
-        if self.shown && self.last.elapsed() >= Duration::from_millis(200) {
-            self.last = Instant::now();
-            self.print();
-        }
-    }
-
-    fn print(&self) {
-        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
-        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-        let of = if self.total > 0 {
-            format!(
-                " of {:.1} MiB ({:.0}%)",
-                mib(self.total),
-                100.0 * self.moved as f64 / self.total as f64
-            )
-        } else {
-            String::new()
-        };
-        eprint!(
-            "\r{:.1} MiB{of}, {:.1} MiB/s  ",
-            mib(self.moved),
-            mib(self.moved) / seconds
-        );
-    }
-
-    fn done(&mut self) {
-        if self.shown {
-            self.print();
-            eprintln!();
-            self.shown = false;
-        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod output;
 pub mod run;
 mod session;
 mod terminal;
+pub mod transfer;
 pub mod watch;
 
 /// How the client reaches the server; every client command takes these.

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::ClientArgs;
-use super::commands::sandbox_id_of;
+use super::commands::{sandbox_id_of, state_name};
 use super::output::{Format, json_line};
 use crate::pb;
 use crate::pb::sandbox_service_client::SandboxServiceClient;
@@ -63,10 +63,7 @@ pub async fn watch(client: &ClientArgs, args: WatchArgs) -> anyhow::Result<ExitC
                     } else {
                         &sandbox.name
                     },
-                    sandbox
-                        .state()
-                        .as_str_name()
-                        .trim_start_matches("SANDBOX_STATE_"),
+                    state_name(sandbox.state()),
                     if sandbox.state_reason.is_empty() {
                         String::new()
                     } else {

@@ -51,10 +51,6 @@ pub fn named(name: &str) -> String {
     }
 }
 
-pub fn state_name(state: pb::SandboxState) -> &'static str {
-    state.as_str_name().trim_start_matches("SANDBOX_STATE_")
-}
-
 /// How a command ran, as `run_command` tells it.
 pub fn run_report(ran: &pb::RunCommandResponse, timeout_seconds: f64) -> String {
     let mut text = match (ran.exit_code, ran.timed_out, ran.signal.as_str()) {

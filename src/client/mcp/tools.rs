@@ -4,15 +4,16 @@
 use std::fmt::Write as _;
 
 use rmcp::handler::server::wrapper::Parameters;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::PaddockMcp;
-use super::answers::{Answer, MAX_RUN_OUTPUT, answer, named, run_report, state_name};
+use super::answers::{Answer, MAX_RUN_OUTPUT, answer, named, run_report};
 use super::args::{
     CreateSandboxArgs, DownloadFileArgs, EditFileArgs, FindFilesArgs, GrepArgs, ListFilesArgs,
     ReadFileArgs, RunCommandArgs, SandboxArgs, UploadFileArgs, WriteFileArgs,
 };
 use crate::client::Connection;
+use crate::client::commands::{proto_duration, state_name};
+use crate::client::transfer;
 use crate::pb;
 use crate::pb::exec_service_client::ExecServiceClient;
 use crate::pb::file_service_client::FileServiceClient;
@@ -24,8 +25,6 @@ const DEFAULT_RUN_TIMEOUT_SECONDS: f64 = 120.0;
 const DEFAULT_READ_LINES: i64 = 2000;
 /// The most bytes of one `read_file` answer.
 const MAX_READ_BYTES: i64 = 256 << 10;
-/// The size of upload chunks; the server takes at most 1 MiB.
-const CHUNK: usize = 1 << 20;
 
 #[rmcp::tool_router]
 impl PaddockMcp {
@@ -153,10 +152,7 @@ impl PaddockMcp {
                     spec: Some(pb::CommandSpec {
                         shell: args.command,
                         workdir: args.workdir.unwrap_or_default(),
-                        timeout: Some(prost_types::Duration {
-                            seconds: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-                            nanos: i32::try_from(timeout.subsec_nanos()).unwrap_or(0),
-                        }),
+                        timeout: Some(proto_duration(timeout)?),
                         ..Default::default()
                     }),
                     max_output_bytes: MAX_RUN_OUTPUT,
@@ -367,46 +363,9 @@ impl PaddockMcp {
     async fn upload_file(&self, Parameters(args): Parameters<UploadFileArgs>) -> Answer {
         answer(async {
             let sandbox_id = self.id_of(&args.sandbox).await?;
-            let mut file = tokio::fs::File::open(&args.local_path)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.local_path))?;
-            let header = pb::UploadRequest {
-                request: Some(pb::upload_request::Request::Header(pb::UploadHeader {
-                    sandbox_id,
-                    path: args.path,
-                    overwrite: true,
-                    ..Default::default()
-                })),
-            };
-            let (sender, chunks) = tokio::sync::mpsc::channel(2);
-            let local_path = args.local_path.clone();
-            let reader = tokio::spawn(async move {
-                if sender.send(header).await.is_err() {
-                    return Ok(());
-                }
-                loop {
-                    let mut chunk = Vec::with_capacity(CHUNK);
-                    let read = (&mut file).take(CHUNK as u64).read_to_end(&mut chunk).await;
-                    match read {
-                        Ok(0) => return Ok(()),
-                        Ok(_) => {
-                            let message = pb::UploadRequest {
-                                request: Some(pb::upload_request::Request::Chunk(chunk.into())),
-                            };
-                            if sender.send(message).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) => return Err(anyhow::anyhow!("cannot read {local_path}: {e}")),
-                    }
-                }
-            });
-            let uploaded = self
-                .files()
-                .upload(tokio_stream::wrappers::ReceiverStream::new(chunks))
-                .await;
-            reader.await??;
-            let uploaded = uploaded?.into_inner();
+            let local = std::path::Path::new(&args.local_path);
+            let uploaded =
+                transfer::upload_file(self.files(), &sandbox_id, local, &args.path, false).await?;
             let info = uploaded.info.unwrap_or_default();
             Ok(format!(
                 "uploaded {} bytes to {} (sha256 {})",
@@ -420,26 +379,10 @@ impl PaddockMcp {
     async fn download_file(&self, Parameters(args): Parameters<DownloadFileArgs>) -> Answer {
         answer(async {
             let sandbox_id = self.id_of(&args.sandbox).await?;
-            let mut stream = self
-                .files()
-                .download(pb::DownloadRequest {
-                    sandbox_id,
-                    path: args.path.clone(),
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            let mut file = tokio::fs::File::create(&args.local_path)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", args.local_path))?;
-            let mut received = 0u64;
-            while let Some(message) = stream.message().await? {
-                if let Some(pb::download_response::Response::Chunk(chunk)) = message.response {
-                    file.write_all(&chunk).await?;
-                    received += chunk.len() as u64;
-                }
-            }
-            file.flush().await?;
+            let local = std::path::Path::new(&args.local_path);
+            let (_, received) =
+                transfer::download_file(self.files(), &sandbox_id, &args.path, local, false)
+                    .await?;
             Ok(format!(
                 "downloaded {} ({received} bytes) to {}",
                 args.path, args.local_path
