@@ -46,4 +46,10 @@ pub struct AgentArgs {
     /// The bytes of output kept per command.
     #[arg(long, default_value_t = 64 << 20)]
     pub output_budget: u64,
+    /// How long a command whose caller waits for it (RunCommand, an Exec
+    /// stream that started it) runs with its record and output held in
+    /// memory before they are written to the state directory. Its output
+    /// passing 1 MiB, or its caller going away, writes them sooner.
+    #[arg(long, value_name = "MILLISECONDS", default_value_t = 100)]
+    pub held_grace_ms: u64,
 }

@@ -43,6 +43,9 @@ const PIPE_BYTES: libc::c_int = 1 << 20;
 /// The pumps' "last output" mark while a chunk is being appended (perhaps
 /// waiting for a slow reader): never quiet.
 const BUSY: i64 = i64::MAX;
+/// The most output bytes a command whose caller waits for it holds in
+/// memory; past it its output log goes to disk.
+pub const HELD_OUTPUT_BYTES: u64 = 1 << 20;
 
 /// What to run, as the agent sees it.
 pub struct Launch {
@@ -58,6 +61,11 @@ pub struct Launch {
     pub timeout: Option<Duration>,
     /// Who it runs as; `None`: the agent's own user.
     pub identity: Option<super::users::Identity>,
+    /// When a caller waits for it: how long its record and output may stay
+    /// in memory only, unless its output passes [`HELD_OUTPUT_BYTES`] or the
+    /// caller goes sooner (see [`Command::hold`]). `None`: they are written
+    /// to disk as it starts.
+    pub held_for: Option<Duration>,
 }
 
 /// Where a command's stdin goes.
@@ -74,6 +82,9 @@ pub struct Command {
     pub log: Arc<OutputLog>,
     dir: PathBuf,
     record: Mutex<pb::Command>,
+    /// Where the record and output are; locked while the record is written,
+    /// so that the record written is always the newest.
+    storage: Mutex<Storage>,
     pgid: i32,
     input: tokio::sync::Mutex<Option<Input>>,
     pty: Option<Arc<AsyncFd<OwnedFd>>>,
@@ -91,7 +102,11 @@ impl Command {
         record: pb::Command,
         launch: Launch,
     ) -> std::io::Result<Arc<Self>> {
-        let log = OutputLog::create(&dir, output_budget)?;
+        let log = if launch.held_for.is_some() {
+            OutputLog::held(&dir, output_budget, HELD_OUTPUT_BYTES)
+        } else {
+            OutputLog::create(&dir, output_budget)?
+        };
         let as_user = launch.identity.as_ref().map(|id| (id.uid, id.gid));
         let path = launch.env.get("PATH").map_or("", String::as_str);
         let mut process = match super::program::find(&launch.argv[0], path, &launch.cwd, as_user) {
@@ -200,12 +215,15 @@ impl Command {
             log,
             dir,
             record: Mutex::new(record),
+            storage: Mutex::new(Storage::Held),
             pgid: pid,
             input: tokio::sync::Mutex::new(input),
             pty,
             ended: watch::channel(false).0,
         });
-        command.persist();
+        if launch.held_for.is_none() {
+            command.write_to_disk();
+        }
         tokio::spawn(command.clone().supervise(
             exited,
             Pumps {
@@ -215,6 +233,7 @@ impl Command {
                 started,
             },
             launch.timeout,
+            launch.held_for.unwrap_or_default(),
         ));
         Ok(command)
     }
@@ -235,6 +254,7 @@ impl Command {
             log: OutputLog::reopen(dir)?,
             dir: dir.to_path_buf(),
             record: Mutex::new(record),
+            storage: Mutex::new(Storage::OnDisk),
             pgid: 0,
             input: tokio::sync::Mutex::new(None),
             pty: None,
@@ -250,6 +270,50 @@ impl Command {
         record.first_retained_seq = self.log.first_retained_seq();
         record.last_seq = self.log.position().last_seq;
         record
+    }
+
+    /// Whether the command's record and output are on disk, or held in
+    /// memory while its caller waits.
+    pub fn is_on_disk(&self) -> bool {
+        *self.storage.lock().expect("command storage") == Storage::OnDisk
+    }
+
+    /// Writes the command's output and record to disk, and keeps them there
+    /// from now on; does nothing when they already are. Failures are logged:
+    /// the command goes on, held in memory.
+    pub fn write_to_disk(&self) {
+        let mut storage = self.storage.lock().expect("command storage");
+        if *storage != Storage::Held {
+            return;
+        }
+        match self.log.write_to_disk() {
+            Ok(()) => {
+                self.persist();
+                *storage = Storage::OnDisk;
+            }
+            Err(error) => {
+                warn!(command_id = %self.id, %error, "cannot write the command's output log")
+            }
+        }
+    }
+
+    /// Removes the command's record and output from disk, and keeps them
+    /// off it: the agent no longer knows the command.
+    pub fn forget(&self) {
+        let mut storage = self.storage.lock().expect("command storage");
+        if *storage == Storage::OnDisk {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        *storage = Storage::Forgotten;
+    }
+
+    /// A guard for the caller waiting for this command: unless
+    /// [`Hold::delivered`] is called, dropping it (the caller went away)
+    /// writes the command to disk, so a reattaching caller finds it all.
+    pub fn hold(self: &Arc<Self>) -> Hold {
+        Hold {
+            command: Some(self.clone()),
+        }
     }
 
     /// Whether the command is still running.
@@ -318,6 +382,7 @@ impl Command {
         exited: tokio::sync::oneshot::Receiver<ExitStatus>,
         pumps: Pumps,
         timeout: Option<Duration>,
+        held_for: Duration,
     ) {
         let mut timed_out = false;
         let deadline = async {
@@ -327,15 +392,40 @@ impl Command {
             }
         };
         tokio::pin!(exited);
-        let status = tokio::select! {
-            status = &mut exited => status,
-            () = deadline => {
-                timed_out = true;
-                let _ = self.signal(libc::SIGKILL);
-                exited.await
+        tokio::pin!(deadline);
+        // A held command goes to disk once it outlives its grace or its
+        // output its memory bound (or its caller: see Hold).
+        let grace = tokio::time::sleep(held_for);
+        tokio::pin!(grace);
+        let mut held = !self.is_on_disk();
+        let status = loop {
+            tokio::select! {
+                status = &mut exited => break status,
+                () = &mut deadline => {
+                    timed_out = true;
+                    let _ = self.signal(libc::SIGKILL);
+                    break exited.await;
+                }
+                () = &mut grace, if held => {}
+                () = self.log.went_to_disk(), if held => {}
             }
+            self.write_to_disk();
+            held = false;
         };
         pumps.drain().await;
+        self.record_end(status, timed_out);
+        *self.input.lock().await = None;
+        self.ended.send_replace(true);
+    }
+
+    /// Records how the command ended (on disk too, unless it is held) and
+    /// completes its log.
+    fn record_end(
+        &self,
+        status: Result<ExitStatus, tokio::sync::oneshot::error::RecvError>,
+        timed_out: bool,
+    ) {
+        let storage = self.storage.lock().expect("command storage");
         {
             let mut record = self.record.lock().expect("command record");
             record.state = pb::CommandState::Exited as i32;
@@ -351,10 +441,10 @@ impl Command {
                 }
             }
         }
-        *self.input.lock().await = None;
-        self.persist();
+        if *storage == Storage::OnDisk {
+            self.persist();
+        }
         self.log.complete();
-        self.ended.send_replace(true);
     }
 
     fn persist(&self) {
@@ -364,6 +454,37 @@ impl Command {
             .and_then(|()| std::fs::rename(&temp, self.dir.join("command.pb")));
         if let Err(error) = written {
             warn!(command_id = %self.id, %error, "cannot record the command's state");
+        }
+    }
+}
+
+/// Where a command's record and output are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// In memory only, while its caller waits or after it had everything.
+    Held,
+    /// On the sandbox's disk, in the command's directory.
+    OnDisk,
+    /// Nowhere: the agent forgot the command.
+    Forgotten,
+}
+
+/// The caller waiting for a command; see [`Command::hold`].
+pub struct Hold {
+    command: Option<Arc<Command>>,
+}
+
+impl Hold {
+    /// The caller has had everything: the command may stay in memory.
+    pub fn delivered(mut self) {
+        self.command = None;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(command) = self.command.take() {
+            command.write_to_disk();
         }
     }
 }

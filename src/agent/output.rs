@@ -16,6 +16,12 @@
 //! (at most the flow-control window of them), so a follower keeping up
 //! gets each chunk without reading it back from disk.
 //!
+//! A log may begin *held*: its chunks kept in memory only, and nothing on
+//! disk, not even its directory, until [`OutputLog::write_to_disk`] is called
+//! or the held bytes would pass the log's memory bound, which writes every
+//! held chunk out and goes on from there as a log on disk. This is how a
+//! short command whose caller waits for it leaves no trace on the disk.
+//!
 //! It is one file, past 500 lines with its tests, because the writer, the
 //! segments and the readers share one lock and one numbering: the
 //! invariants that no chunk is lost or read twice hold only when they are
@@ -106,6 +112,23 @@ struct Writer {
     /// The newest chunks, in order without gaps, that some follower has not
     /// read yet.
     unsent: VecDeque<(i64, Stream, Bytes)>,
+    /// While the log is held in memory: every chunk, in order without gaps.
+    /// `None` once the log is on disk.
+    held: Option<Held>,
+}
+
+/// The chunks of a log held in memory, and their bytes.
+#[derive(Default)]
+struct Held {
+    chunks: VecDeque<(i64, Stream, Bytes)>,
+    bytes: u64,
+}
+
+/// Chunk `seq` of `chunks`, a run of chunks in order without gaps.
+fn chunk_at(chunks: &VecDeque<(i64, Stream, Bytes)>, seq: i64) -> Option<(Stream, Bytes)> {
+    let (first, _, _) = chunks.front()?;
+    let (_, stream, data) = chunks.get(usize::try_from(seq - first).ok()?)?;
+    Some((*stream, data.clone()))
 }
 
 impl Writer {
@@ -132,6 +155,10 @@ pub struct Position {
 pub struct OutputLog {
     dir: PathBuf,
     budget: u64,
+    /// The most bytes of chunks held in memory before the log goes to disk.
+    memory_bound: u64,
+    /// Whether the log is on disk (it may begin held in memory).
+    on_disk: watch::Sender<bool>,
     writer: Mutex<Writer>,
     position: watch::Sender<Position>,
     followers: Mutex<HashMap<u64, i64>>,
@@ -143,26 +170,80 @@ impl OutputLog {
     /// A new, empty log in `dir` (created) keeping at least the newest
     /// `budget` bytes of records, and at most an eighth more.
     pub fn create(dir: &Path, budget: u64) -> std::io::Result<Arc<Self>> {
-        std::fs::create_dir_all(dir)?;
-        let file = open_segment(dir, 0)?;
-        Ok(Arc::new(Self {
+        let log = Self::held(dir, budget, 0);
+        log.write_to_disk()?;
+        Ok(log)
+    }
+
+    /// A new, empty log held in memory: nothing is written until
+    /// [`OutputLog::write_to_disk`], or until its chunks would hold more than
+    /// `memory_bound` bytes, when it goes to `dir` as [`OutputLog::create`]
+    /// would have made it.
+    pub fn held(dir: &Path, budget: u64, memory_bound: u64) -> Arc<Self> {
+        Arc::new(Self {
             dir: dir.to_path_buf(),
             budget,
+            memory_bound: memory_bound.min(budget),
+            on_disk: watch::channel(false).0,
             writer: Mutex::new(Writer {
                 segments: VecDeque::from([Segment {
                     index: 0,
                     first_seq: 1,
                     bytes: 0,
                 }]),
-                file: Some(file),
+                file: None,
                 next_seq: 1,
                 unsent: VecDeque::new(),
+                held: Some(Held::default()),
             }),
             position: watch::channel(Position::default()).0,
             followers: Mutex::new(HashMap::new()),
             follower_moved: Notify::new(),
             next_follower: AtomicU64::new(1),
-        }))
+        })
+    }
+
+    /// Writes a held log's chunks to disk, in `dir`, and every later chunk
+    /// after them; does nothing to a log already on disk. A complete log's
+    /// file is closed again once written.
+    pub fn write_to_disk(&self) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().expect("log writer");
+        self.move_to_disk(&mut writer)
+    }
+
+    fn move_to_disk(&self, writer: &mut Writer) -> std::io::Result<()> {
+        let Some(held) = writer.held.as_ref() else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let first_seq = held.chunks.front().map_or(writer.next_seq, |c| c.0);
+        writer.file = Some(open_segment(&self.dir, 0)?);
+        writer.segments = VecDeque::from([Segment {
+            index: 0,
+            first_seq,
+            bytes: 0,
+        }]);
+        let held = writer.held.take().expect("held chunks");
+        for (seq, stream, data) in &held.chunks {
+            self.store_on_disk(writer, *seq, *stream, data)?;
+        }
+        if self.position().complete {
+            writer.file = None;
+        }
+        self.on_disk.send_replace(true);
+        Ok(())
+    }
+
+    /// Resolves once the log is on disk.
+    pub async fn went_to_disk(&self) {
+        let mut on_disk = self.on_disk.subscribe();
+        let _ = on_disk.wait_for(|on_disk| *on_disk).await;
+    }
+
+    /// The bytes of chunks held in memory (0 once the log is on disk).
+    pub fn held_bytes(&self) -> u64 {
+        let writer = self.writer.lock().expect("log writer");
+        writer.held.as_ref().map_or(0, |held| held.bytes)
     }
 
     /// Reopens a log written by an earlier agent, complete: its chunks can be
@@ -193,11 +274,14 @@ impl OutputLog {
         let log = Arc::new(Self {
             dir: dir.to_path_buf(),
             budget: u64::MAX,
+            memory_bound: 0,
+            on_disk: watch::channel(true).0,
             writer: Mutex::new(Writer {
                 segments,
                 file: None,
                 next_seq: last_seq + 1,
                 unsent: VecDeque::new(),
+                held: None,
             }),
             position: watch::channel(Position {
                 last_seq,
@@ -251,12 +335,11 @@ impl OutputLog {
         self.writer.lock().expect("log writer").forget_sent(slowest);
     }
 
-    /// Chunk `seq`, if it is still in memory.
-    fn unsent(&self, seq: i64) -> Option<(Stream, Bytes)> {
+    /// Chunk `seq`, if it is in memory: held, or not yet read by a
+    /// follower.
+    fn in_memory(&self, seq: i64) -> Option<(Stream, Bytes)> {
         let writer = self.writer.lock().expect("log writer");
-        let (first, _, _) = writer.unsent.front()?;
-        let (_, stream, data) = writer.unsent.get(usize::try_from(seq - first).ok()?)?;
-        Some((*stream, data.clone()))
+        chunk_at(&writer.unsent, seq).or_else(|| chunk_at(&writer.held.as_ref()?.chunks, seq))
     }
 
     /// Tells readers that chunk `seq` is written. Pumps of stdout and
@@ -268,9 +351,9 @@ impl OutputLog {
             .send_modify(|p| p.last_seq = p.last_seq.max(seq));
     }
 
-    /// Writes chunk `data` as the next record and keeps it in memory for
-    /// followers that have not read it, `slowest` being the last chunk
-    /// every follower has read (`None`: no follower).
+    /// Writes chunk `data` as the next record (or holds it) and keeps it in
+    /// memory for followers that have not read it, `slowest` being the last
+    /// chunk every follower has read (`None`: no follower).
     fn write_record(
         &self,
         stream: Stream,
@@ -278,7 +361,43 @@ impl OutputLog {
         slowest: Option<i64>,
     ) -> std::io::Result<i64> {
         let mut writer = self.writer.lock().expect("log writer");
+        if self.position().complete {
+            return Err(std::io::Error::other("the output log is complete"));
+        }
         let seq = writer.next_seq;
+        let record_bytes = (HEADER_BYTES + data.len()) as u64;
+        if writer
+            .held
+            .as_ref()
+            .is_some_and(|held| held.bytes + record_bytes > self.memory_bound)
+        {
+            self.move_to_disk(&mut writer)?;
+        }
+        match writer.held.as_mut() {
+            Some(held) => {
+                held.bytes += record_bytes;
+                held.chunks.push_back((seq, stream, data.clone()));
+                writer.segments.back_mut().expect("a segment").bytes += record_bytes;
+            }
+            None => self.store_on_disk(&mut writer, seq, stream, &data)?,
+        }
+        writer.next_seq += 1;
+        if slowest.is_some() {
+            writer.unsent.push_back((seq, stream, data));
+        }
+        writer.forget_sent(slowest);
+        Ok(seq)
+    }
+
+    /// Appends record `seq` to the newest segment file, begins a new segment
+    /// when it is full and deletes the oldest when the rest hold the budget.
+    fn store_on_disk(
+        &self,
+        writer: &mut Writer,
+        seq: i64,
+        stream: Stream,
+        data: &[u8],
+    ) -> std::io::Result<()> {
         let mut header = [0u8; HEADER_BYTES];
         header[..8].copy_from_slice(&seq.to_le_bytes());
         header[8] = stream.code();
@@ -287,22 +406,16 @@ impl OutputLog {
             .file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the output log is complete"))?;
-        write_all_vectored(file, &mut [IoSlice::new(&header), IoSlice::new(&data)])?;
-        writer.next_seq += 1;
+        write_all_vectored(file, &mut [IoSlice::new(&header), IoSlice::new(data)])?;
         let record_bytes = (HEADER_BYTES + data.len()) as u64;
-        if slowest.is_some() {
-            writer.unsent.push_back((seq, stream, data));
-        }
-        writer.forget_sent(slowest);
         let current = writer.segments.back_mut().expect("a current segment");
         current.bytes += record_bytes;
         if current.bytes >= self.budget / SEGMENTS_PER_BUDGET {
             let index = current.index + 1;
             writer.file = Some(open_segment(&self.dir, index)?);
-            let next_seq = writer.next_seq;
             writer.segments.push_back(Segment {
                 index,
-                first_seq: next_seq,
+                first_seq: seq + 1,
                 bytes: 0,
             });
         }
@@ -313,19 +426,15 @@ impl OutputLog {
             total -= oldest.bytes;
             let _ = std::fs::remove_file(segment_path(&self.dir, oldest.index));
         }
-        Ok(seq)
+        Ok(())
     }
 
     /// Marks the log complete: readers end after the last chunk. Its file
     /// is closed, so that ended commands hold no descriptors.
     pub fn complete(&self) {
-        self.writer.lock().expect("log writer").file = None;
+        let mut writer = self.writer.lock().expect("log writer");
+        writer.file = None;
         self.position.send_modify(|p| p.complete = true);
-    }
-
-    /// Removes the log's files.
-    pub fn remove(&self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 
     /// A reader of every retained chunk after `after_seq`. A follower holds
@@ -436,7 +545,7 @@ impl LogReader {
     }
 
     fn read_next(&mut self) -> std::io::Result<Item> {
-        if let Some((stream, data)) = self.log.unsent(self.next_seq) {
+        if let Some((stream, data)) = self.log.in_memory(self.next_seq) {
             let seq = self.next_seq;
             self.next_seq += 1;
             self.acknowledge(seq);
@@ -658,6 +767,102 @@ mod tests {
         assert_eq!(unsent(&log), 2);
         drop(slow);
         assert_eq!(unsent(&log), 0, "every remaining follower has read them");
+    }
+
+    /// Every chunk of `log` from the start, as (stream, bytes).
+    async fn read_all(log: &Arc<OutputLog>) -> Vec<(Stream, Bytes)> {
+        let mut reader = log.reader(0, false);
+        let mut chunks = Vec::new();
+        while let Some(item) = reader.next().await.unwrap() {
+            let Item::Chunk { stream, data, .. } = item else {
+                panic!("nothing is lost: {item:?}")
+            };
+            chunks.push((stream, data));
+        }
+        chunks
+    }
+
+    #[tokio::test]
+    async fn a_held_log_touches_no_disk_until_written_out_and_then_reads_the_same() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("cmd");
+        let log = OutputLog::held(&dir, 1 << 20, 1024);
+        log.append(Stream::Stdout, Bytes::from_static(b"out"))
+            .await
+            .unwrap();
+        log.append(Stream::Stderr, Bytes::from_static(b"err"))
+            .await
+            .unwrap();
+        assert!(!dir.exists(), "held: not even the directory exists");
+        assert_eq!(log.held_bytes(), 2 * (HEADER_BYTES as u64 + 3));
+        let mut follower = log.reader(0, true);
+        assert!(matches!(
+            follower.next().await.unwrap(),
+            Some(Item::Chunk { seq: 1, .. })
+        ));
+
+        log.write_to_disk().unwrap();
+        assert!(segment_path(&dir, 0).exists());
+        assert_eq!(log.held_bytes(), 0);
+        log.append(Stream::Stdout, Bytes::from_static(b"later"))
+            .await
+            .unwrap();
+        log.complete();
+        let expected = vec![
+            (Stream::Stdout, Bytes::from_static(b"out")),
+            (Stream::Stderr, Bytes::from_static(b"err")),
+            (Stream::Stdout, Bytes::from_static(b"later")),
+        ];
+        assert_eq!(read_all(&log).await, expected);
+        assert_eq!(read_all(&OutputLog::reopen(&dir).unwrap()).await, expected);
+        let Some(Item::Chunk { seq: 2, .. }) = follower.next().await.unwrap() else {
+            panic!("the follower goes on where it was")
+        };
+    }
+
+    #[tokio::test]
+    async fn a_held_log_goes_to_disk_by_itself_past_its_memory_bound() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("cmd");
+        let log = OutputLog::held(&dir, 1 << 20, 1000);
+        let chunk = Bytes::from(vec![b'x'; 400]);
+        log.append(Stream::Stdout, chunk.clone()).await.unwrap();
+        log.append(Stream::Stdout, chunk.clone()).await.unwrap();
+        assert!(!dir.exists());
+        let on_disk = log.went_to_disk();
+        tokio::pin!(on_disk);
+        assert!(futures::poll!(on_disk.as_mut()).is_pending());
+        log.append(Stream::Stdout, chunk.clone()).await.unwrap();
+        on_disk.await;
+        log.complete();
+        let reopened = OutputLog::reopen(&dir).unwrap();
+        assert_eq!(read_all(&reopened).await.len(), 3, "all three on disk");
+    }
+
+    #[tokio::test]
+    async fn a_complete_held_log_written_out_later_is_whole_and_closed() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("cmd");
+        let log = OutputLog::held(&dir, 1 << 20, 1 << 20);
+        log.append(Stream::Pty, Bytes::from_static(b"done"))
+            .await
+            .unwrap();
+        log.complete();
+        log.write_to_disk().unwrap();
+        assert!(
+            log.writer.lock().unwrap().file.is_none(),
+            "no descriptor kept"
+        );
+        assert_eq!(
+            read_all(&OutputLog::reopen(&dir).unwrap()).await,
+            vec![(Stream::Pty, Bytes::from_static(b"done"))]
+        );
+        assert!(
+            log.append(Stream::Pty, Bytes::from_static(b"x"))
+                .await
+                .is_err(),
+            "a complete log takes nothing more"
+        );
     }
 
     #[tokio::test]

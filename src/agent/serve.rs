@@ -95,10 +95,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         )
         .await
         .context("the agent's gRPC server failed")?;
-    // Let the killed commands record how they ended.
+    // Let the killed commands record how they ended, and write those held in
+    // memory to disk, for the next agent.
     for command in agent.commands() {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), command.ended()).await;
     }
+    agent.write_all_to_disk();
     Ok(())
 }
 

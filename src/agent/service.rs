@@ -107,7 +107,9 @@ impl ExecService for AgentExec {
             .await?
             .and_then(|m| m.request)
             .ok_or_else(|| Status::invalid_argument("the first message must be start or attach"))?;
-        let (command, after_seq, kill_on_disconnect) = match first {
+        // A started command is held in memory while this stream follows it
+        // (see Command::hold); an attached one stays where it is.
+        let (command, hold, after_seq, kill_on_disconnect) = match first {
             R::Start(pb::ExecStart {
                 sandbox_id: _,
                 spec,
@@ -115,14 +117,16 @@ impl ExecService for AgentExec {
             }) => {
                 let spec =
                     spec.ok_or_else(|| Status::invalid_argument("start.spec: is required"))?;
-                let command = self.agent.launch(spec)?;
-                (command, 0, on_disconnect == pb::OnDisconnect::Kill as i32)
+                let command = self.agent.launch(spec, true)?;
+                let hold = command.hold();
+                let kill = on_disconnect == pb::OnDisconnect::Kill as i32;
+                (command, Some(hold), 0, kill)
             }
             R::Attach(pb::ExecAttach {
                 sandbox_id: _,
                 command_id,
                 after_seq,
-            }) => (self.agent.command(&command_id)?, after_seq, false),
+            }) => (self.agent.command(&command_id)?, None, after_seq, false),
             _ => {
                 return Err(Status::invalid_argument(
                     "the first message must be start or attach",
@@ -144,6 +148,7 @@ impl ExecService for AgentExec {
                 }
             });
         }
+        let agent = self.agent.clone();
         tokio::spawn(async move {
             let started = pb::ExecResponse {
                 response: Some(pb::exec_response::Response::Started(pb::ExecStarted {
@@ -202,7 +207,11 @@ impl ExecService for AgentExec {
                     &command.record(),
                 ))),
             };
-            let _ = tx.send(Ok(exited)).await;
+            if tx.send(Ok(exited)).await.is_ok()
+                && let Some(hold) = hold
+            {
+                agent.delivered(&command, hold);
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -227,13 +236,17 @@ impl ExecService for AgentExec {
             n if n <= 0 => DEFAULT_MAX_OUTPUT_BYTES,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
-        let command = self.agent.launch(spec)?;
-        {
+        let command = self.agent.launch(spec, true)?;
+        // Held in memory while this call waits (see Command::hold).
+        let hold = command.hold();
+        if stdin.is_empty() {
+            let _ = command.close_stdin().await;
+        } else {
+            // Written beside the output's reading: a command may answer
+            // before it has read everything.
             let command = command.clone();
             tokio::spawn(async move {
-                if !stdin.is_empty() {
-                    let _ = command.write_stdin(&stdin).await;
-                }
+                let _ = command.write_stdin(&stdin).await;
                 let _ = command.close_stdin().await;
             });
         }
@@ -266,6 +279,7 @@ impl ExecService for AgentExec {
         response.signal = ended.signal;
         response.timed_out = ended.timed_out;
         response.duration = ended.duration;
+        self.agent.delivered(&command, hold);
         Ok(Response::new(response))
     }
 
@@ -278,7 +292,7 @@ impl ExecService for AgentExec {
             spec,
         } = request.into_inner();
         let spec = spec.ok_or_else(|| Status::invalid_argument("spec: is required"))?;
-        let command = self.agent.launch(spec)?;
+        let command = self.agent.launch(spec, false)?;
         Ok(Response::new(pb::StartCommandResponse {
             command: Some(command.record()),
         }))

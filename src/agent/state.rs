@@ -2,7 +2,7 @@
 //! environment and working directory, reloaded from an earlier agent's
 //! records, forgotten past a count, and every process signalled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +10,7 @@ use tonic::Status;
 use tracing::warn;
 
 use super::args::AgentArgs;
-use super::command::{Command, Launch};
+use super::command::{Command, Hold, Launch};
 use super::peers;
 use super::reaper::Reaper;
 use super::users::{self, Identity};
@@ -25,6 +25,8 @@ pub struct Agent {
     env: BTreeMap<String, String>,
     reaper: Reaper,
     commands: Mutex<BTreeMap<String, Arc<Command>>>,
+    /// Ended commands whose caller had all of them, held in memory.
+    held: Mutex<HeldCommands>,
     /// The processes connected to the agent, spared by KillProcesses.
     peers: peers::Peers,
     /// Who commands run as when they name nobody; `None`: the agent's user.
@@ -49,6 +51,7 @@ impl Agent {
             env,
             reaper,
             commands: Mutex::new(BTreeMap::new()),
+            held: Mutex::new(HeldCommands::default()),
             peers: peers::Peers::default(),
             default_user,
             can_switch_users: holds_setuid_and_setgid(),
@@ -112,10 +115,15 @@ impl Agent {
         Ok(identity)
     }
 
-    /// Starts a command. RESOURCE_EXHAUSTED at the running-command limit;
-    /// FAILED_PRECONDITION when the program cannot be started.
-    pub fn launch(&self, spec: pb::CommandSpec) -> Result<Arc<Command>, Status> {
-        let running = self.commands().iter().filter(|c| c.is_running()).count();
+    /// Starts a command; `awaited`: a caller waits for it, so it may be held
+    /// in memory (see [`Command::hold`]). RESOURCE_EXHAUSTED at the
+    /// running-command limit; FAILED_PRECONDITION when the program cannot
+    /// be started.
+    pub fn launch(&self, spec: pb::CommandSpec, awaited: bool) -> Result<Arc<Command>, Status> {
+        let running = {
+            let commands = self.commands.lock().expect("commands");
+            commands.values().filter(|c| c.is_running()).count()
+        };
         if running >= self.args.max_commands {
             return Err(Status::resource_exhausted(format!(
                 "{running} commands are running in this sandbox, its limit; wait for one to end"
@@ -183,6 +191,7 @@ impl Agent {
             tty,
             timeout,
             identity,
+            held_for: awaited.then(|| std::time::Duration::from_millis(self.args.held_grace_ms)),
         };
         let command = Command::spawn(
             &self.reaper,
@@ -199,6 +208,41 @@ impl Agent {
         commands.insert(id, command.clone());
         forget_oldest_ended(&mut commands);
         Ok(command)
+    }
+
+    /// Notes that `command`'s caller has had all of it, which may then stay
+    /// held in memory; the oldest commands so held go to disk when their
+    /// output passes [`ENDED_HELD_BYTES`] altogether.
+    pub fn delivered(&self, command: &Arc<Command>, hold: Hold) {
+        hold.delivered();
+        if command.is_on_disk() {
+            return;
+        }
+        let over = {
+            let mut held = self.held.lock().expect("held commands");
+            held.bytes += command.log.held_bytes();
+            held.commands.push_back(command.clone());
+            let mut over = Vec::new();
+            while held.bytes > ENDED_HELD_BYTES || held.commands.len() > ENDED_COMMANDS_KEPT {
+                let Some(oldest) = held.commands.pop_front() else {
+                    break;
+                };
+                held.bytes = held.bytes.saturating_sub(oldest.log.held_bytes());
+                over.push(oldest);
+            }
+            over
+        };
+        for command in over {
+            command.write_to_disk();
+        }
+    }
+
+    /// Writes every command held in memory to disk: before the agent stops,
+    /// so that the next agent knows them.
+    pub fn write_all_to_disk(&self) {
+        for command in self.commands() {
+            command.write_to_disk();
+        }
     }
 
     /// Loads the commands an earlier agent recorded in the state directory.
@@ -281,17 +325,33 @@ pub const ENDED_COMMANDS_KEPT: usize = 1000;
 /// Forgets the oldest ended commands past [`ENDED_COMMANDS_KEPT`]. Ids sort by
 /// time, so the map's order is the commands' age.
 fn forget_oldest_ended(commands: &mut BTreeMap<String, Arc<Command>>) {
-    let ended: Vec<String> = commands
+    if commands.len() <= ENDED_COMMANDS_KEPT {
+        return;
+    }
+    let ended = commands.values().filter(|c| !c.is_running()).count();
+    let excess = ended.saturating_sub(ENDED_COMMANDS_KEPT);
+    let oldest: Vec<String> = commands
         .values()
         .filter(|c| !c.is_running())
+        .take(excess)
         .map(|c| c.id.clone())
         .collect();
-    let excess = ended.len().saturating_sub(ENDED_COMMANDS_KEPT);
-    for id in ended.into_iter().take(excess) {
+    for id in oldest {
         if let Some(command) = commands.remove(&id) {
-            command.log.remove();
+            command.forget();
         }
     }
+}
+
+/// The most output bytes that ended commands hold in memory altogether;
+/// past it the oldest go to disk.
+pub const ENDED_HELD_BYTES: u64 = 8 << 20;
+
+/// Ended commands held in memory, oldest first, and their output bytes.
+#[derive(Default)]
+struct HeldCommands {
+    commands: VecDeque<Arc<Command>>,
+    bytes: u64,
 }
 
 /// `path` (absolute, in the sandbox) in the agent's view of the filesystem.

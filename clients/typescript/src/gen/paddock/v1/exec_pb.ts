@@ -1099,6 +1099,20 @@ export const CommandStateSchema: GenEnum<CommandState> = /*@__PURE__*/
  * within a byte budget. A client that drops can reattach and replay every
  * output chunk still retained, then follow live.
  *
+ * Durability. A command started by StartCommand is written to the sandbox's
+ * disk (record and output log) as it starts. A command whose caller waits
+ * for it (RunCommand, or an Exec stream that started it) is held in the
+ * agent's memory while the caller waits, and is written to disk as soon as
+ * it runs for 100 ms, its output passes 1 MiB, or its caller goes away
+ * before it has everything (a cancelled call, a dropped connection, an Exec
+ * stream closed early). A command that ends within those bounds while its
+ * caller waits touches no disk; it is listed and its output replayable as
+ * any other, until the agent stops. A stopping agent (the sandbox stopped,
+ * or its agent asked to end) writes every held command to disk first, so
+ * the next agent lists it. Only when the agent dies abruptly (killed, out of
+ * memory) are the commands it held lost: each had run for under 100 ms, and
+ * its caller's call failed with UNAVAILABLE.
+ *
  * Errors common to every RPC:
  *   INVALID_ARGUMENT     a field breaks a rule; the message names it.
  *   NOT_FOUND            no such sandbox, or no such command in it.
