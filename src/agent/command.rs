@@ -26,6 +26,7 @@ use tracing::warn;
 
 use super::output::{OutputLog, Stream};
 use super::reaper::{ExitStatus, Reaper};
+use super::spawn::{Spawned, spawn_piped};
 use crate::pb;
 use crate::signals;
 
@@ -107,59 +108,8 @@ impl Command {
         } else {
             OutputLog::create(&dir, output_budget)?
         };
-        let as_user = launch.identity.as_ref().map(|id| (id.uid, id.gid));
-        let path = launch.env.get("PATH").map_or("", String::as_str);
-        let mut process = match super::program::find(&launch.argv[0], path, &launch.cwd, as_user) {
-            Some(program) => {
-                let mut process = std::process::Command::new(program);
-                process.arg0(&launch.argv[0]);
-                process
-            }
-            None => std::process::Command::new(&launch.argv[0]),
-        };
-        process
-            .args(&launch.argv[1..])
-            .env_clear()
-            .envs(&launch.env)
-            .current_dir(&launch.cwd);
-        if let Some(identity) = &launch.identity {
-            // Supplementary groups are dropped with the switch.
-            process.uid(identity.uid).gid(identity.gid);
-        }
-        let mut pty_master = None;
-        match launch.tty {
-            Some((rows, cols)) => {
-                let (master, slave) = open_pty(rows, cols)?;
-                process
-                    .stdin(Stdio::from(slave.try_clone()?))
-                    .stdout(Stdio::from(slave.try_clone()?))
-                    .stderr(Stdio::from(slave));
-                // SAFETY: setsid and ioctl are async-signal-safe.
-                unsafe {
-                    process.pre_exec(|| {
-                        if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
-                pty_master = Some(master);
-            }
-            None => {
-                // A process group of its own, set by posix_spawn: cheaper
-                // than fork with a pre-exec hook.
-                process
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .process_group(0);
-            }
-        }
-        let (mut child, exited) = reaper.spawn(|| process.spawn())?;
-        // The parent's copies of the terminal's slave side must close, or the
-        // master never sees the end of output.
-        drop(process);
-        let pid = child.id() as i32;
+        let (started, exited) = start(reaper, &launch)?;
+        let pid = started.pid();
 
         let mut record = record;
         record.state = pb::CommandState::Running as i32;
@@ -167,11 +117,11 @@ impl Command {
         record.start_time = Some(SystemTime::now().into());
 
         let last_output = Arc::new(AtomicI64::new(0));
-        let started = Instant::now();
+        let started_at = Instant::now();
         let mut pumps = Vec::new();
         let mut probes = Vec::new();
-        let (input, pty) = match pty_master {
-            Some(master) => {
+        let (input, pty) = match started {
+            Started::Terminal { master, .. } => {
                 probes.push(master.try_clone()?);
                 // SAFETY: the master fd is owned here and stays open for as
                 // long as the AsyncFd lives; nothing else registers it.
@@ -181,14 +131,16 @@ impl Command {
                     master.clone(),
                     log.clone(),
                     last_output.clone(),
-                    started,
+                    started_at,
                 )));
                 (Some(Input::Pty(master.clone())), Some(master))
             }
-            None => {
-                let stdout: OwnedFd = child.stdout.take().expect("piped").into();
-                let stderr: OwnedFd = child.stderr.take().expect("piped").into();
-                let stdin: OwnedFd = child.stdin.take().expect("piped").into();
+            Started::Piped(Spawned {
+                stdin,
+                stdout,
+                stderr,
+                ..
+            }) => {
                 for fd in [&stdout, &stderr, &stdin] {
                     grow_pipe(fd);
                 }
@@ -203,7 +155,7 @@ impl Command {
                         stream,
                         log.clone(),
                         last_output.clone(),
-                        started,
+                        started_at,
                     )));
                 }
                 (Some(Input::Pipe(stdin)), None)
@@ -230,7 +182,7 @@ impl Command {
                 tasks: pumps,
                 probes,
                 last_output,
-                started,
+                started: started_at,
             },
             launch.timeout,
             launch.held_for.unwrap_or_default(),
@@ -485,6 +437,103 @@ impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(command) = self.command.take() {
             command.write_to_disk();
+        }
+    }
+}
+
+/// A command's process just started: on pipes, or on a terminal.
+enum Started {
+    Piped(Spawned),
+    Terminal { pid: i32, master: OwnedFd },
+}
+
+impl Started {
+    fn pid(&self) -> i32 {
+        match self {
+            Self::Piped(spawned) => spawned.pid,
+            Self::Terminal { pid, .. } => *pid,
+        }
+    }
+}
+
+/// Starts `launch`'s process in a new process group (a new session, for a
+/// terminal) and registers it with `reaper`. A command on pipes as the
+/// agent's user, whose program is found, starts through `posix_spawn`;
+/// others (a terminal, another user, a program to report missing) through
+/// the standard library, which forks.
+fn start(
+    reaper: &Reaper,
+    launch: &Launch,
+) -> std::io::Result<(Started, tokio::sync::oneshot::Receiver<ExitStatus>)> {
+    let as_user = launch.identity.as_ref().map(|id| (id.uid, id.gid));
+    let path = launch.env.get("PATH").map_or("", String::as_str);
+    let found = super::program::find(&launch.argv[0], path, &launch.cwd, as_user);
+    if let (None, None, Some(program)) = (launch.tty, &launch.identity, &found) {
+        return reaper.spawn(|| {
+            let spawned = spawn_piped(program, &launch.argv, &launch.env, &launch.cwd)?;
+            let pid = spawned.pid;
+            Ok((Started::Piped(spawned), pid))
+        });
+    }
+    let mut process = match found {
+        Some(program) => {
+            let mut process = std::process::Command::new(program);
+            process.arg0(&launch.argv[0]);
+            process
+        }
+        None => std::process::Command::new(&launch.argv[0]),
+    };
+    process
+        .args(&launch.argv[1..])
+        .env_clear()
+        .envs(&launch.env)
+        .current_dir(&launch.cwd);
+    if let Some(identity) = &launch.identity {
+        // Supplementary groups are dropped with the switch.
+        process.uid(identity.uid).gid(identity.gid);
+    }
+    match launch.tty {
+        Some((rows, cols)) => {
+            let (master, slave) = open_pty(rows, cols)?;
+            process
+                .stdin(Stdio::from(slave.try_clone()?))
+                .stdout(Stdio::from(slave.try_clone()?))
+                .stderr(Stdio::from(slave));
+            // SAFETY: setsid and ioctl are async-signal-safe.
+            unsafe {
+                process.pre_exec(|| {
+                    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            // The closure takes the command, so that the parent's copies of
+            // the terminal's slave side close once it has spawned: until
+            // they do, the master never sees the end of output.
+            reaper.spawn(move || {
+                let child = process.spawn()?;
+                let pid = child.id() as i32;
+                Ok((Started::Terminal { pid, master }, pid))
+            })
+        }
+        None => {
+            process
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0);
+            reaper.spawn(move || {
+                let mut child = process.spawn()?;
+                let pid = child.id() as i32;
+                let spawned = Spawned {
+                    pid,
+                    stdin: child.stdin.take().expect("piped").into(),
+                    stdout: child.stdout.take().expect("piped").into(),
+                    stderr: child.stderr.take().expect("piped").into(),
+                };
+                Ok((Started::Piped(spawned), pid))
+            })
         }
     }
 }

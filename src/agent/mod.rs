@@ -1,10 +1,11 @@
 //! The in-sandbox agent: the sandbox's init (or subreaper), which runs
-//! commands with fork/exec, owns their process groups and terminals, keeps
-//! their output logs on the sandbox's disk, and serves `paddock.v1.ExecService`
+//! commands (posix_spawn, or fork/exec), owns their process groups and
+//! terminals, keeps their output logs (in memory while a caller waits, else
+//! on the sandbox's disk), and serves `paddock.v1.ExecService`
 //! on a Unix socket that its provider hands to the control plane.
 //!
 //! This file only names the parts: the agent's state (state.rs) runs
-//! commands (command.rs, program.rs, output.rs, reaper.rs); the services (service.rs,
+//! commands (command.rs, spawn.rs, program.rs, output.rs, reaper.rs); the services (service.rs,
 //! files/) act on that state; serve.rs wires them to the socket.
 
 mod args;
@@ -17,6 +18,7 @@ mod program;
 mod reaper;
 mod serve;
 mod service;
+mod spawn;
 mod state;
 mod users;
 

@@ -47,17 +47,18 @@ impl Reaper {
         Ok(reaper)
     }
 
-    /// Spawns a child with `spawn` and returns it with a receiver of its
-    /// exit status. The table stays locked across the spawn, so the child's
-    /// end cannot be reaped before its waiter is registered.
-    pub fn spawn(
+    /// Starts a child with `spawn`, which returns it with its pid, and
+    /// returns it with a receiver of its exit status. The table stays locked
+    /// across the spawn, so the child's end cannot be reaped before its
+    /// waiter is registered.
+    pub fn spawn<T>(
         &self,
-        spawn: impl FnOnce() -> std::io::Result<std::process::Child>,
-    ) -> std::io::Result<(std::process::Child, oneshot::Receiver<ExitStatus>)> {
+        spawn: impl FnOnce() -> std::io::Result<(T, i32)>,
+    ) -> std::io::Result<(T, oneshot::Receiver<ExitStatus>)> {
         let mut table = self.table.lock().expect("reaper table");
-        let child = spawn()?;
+        let (child, pid) = spawn()?;
         let (tx, rx) = oneshot::channel();
-        table.insert(child.id() as i32, tx);
+        table.insert(pid, tx);
         Ok((child, rx))
     }
 }
