@@ -24,7 +24,14 @@ impl Manager {
     }
 
     /// Like [`Manager::agent`], without noting activity (for looking in).
+    /// A sandbox found RUNNING is trusted to be for a second without asking
+    /// the store again (see [`super::agent_cache::RUNNING_TRUST`]).
     pub async fn running_agent(&self, tenant: &str, id: &str) -> Result<AgentClient> {
+        let agents = self.agent_clients();
+        if let Some(agent) = agents.trusted(id, tenant) {
+            return Ok(agent);
+        }
+        let forgotten = agents.forgotten();
         let sandbox = self.get(tenant, id).await?;
         if sandbox.state != SandboxState::Running {
             return Err(Error::failed_precondition(format!(
@@ -39,12 +46,12 @@ impl Manager {
                 sandbox.provider
             )));
         }
-        let agents = self.agent_clients();
-        if let Some(agent) = agents.get(id) {
-            return Ok(agent);
-        }
-        let channel = self.call(provider.connect(id)).await?;
-        Ok(agents.remember(id, channel))
+        let agent = match agents.get(id) {
+            Some(agent) => agent,
+            None => agents.remember(id, self.call(provider.connect(id)).await?),
+        };
+        agents.trust(id, tenant, forgotten);
+        Ok(agent)
     }
 
     /// Notes that the sandbox `id` is in use (an open exec stream moved data),
