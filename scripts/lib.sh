@@ -90,3 +90,21 @@ ensure_buf() {
   log "installing buf $BUF_VERSION from npm into .tools/"
   npm install --silent --no-fund --no-audit --prefix "$TOOLS/node" "@bufbuild/buf@$BUF_VERSION" >/dev/null
 }
+
+# The Python the client tests and the benchmark run: the client package's
+# dependencies at the versions its generated code was made for, the official
+# MCP SDK (an agent for `paddock mcp`), mypy to check the client's types, and
+# the `docker` package (the benchmark's floor for a Python caller).
+ensure_client_python() {
+  CLIENT_PYTHON="${TOOLS:?}/client-venv/bin/python"
+  local stamp="${TOOLS:?}/client-venv/.versions"
+  local want="grpcio==1.85.3 protobuf==7.36.2 mcp==2.3.0 mypy==2.4.1 types-grpcio==1.85.0.20261028 types-protobuf==7.35.1.20260906 docker==7.2.0"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  log "installing $want from PyPI into .tools/"
+  rm -rf "${TOOLS:?}/client-venv"
+  python3 -m venv "${TOOLS:?}/client-venv"
+  # shellcheck disable=SC2086
+  "${TOOLS:?}/client-venv/bin/pip" install --quiet $want
+  echo "$want" >"$stamp"
+}

@@ -27,6 +27,7 @@ mod engine;
 mod gvisor;
 mod ops;
 mod process;
+mod python;
 mod report;
 mod server;
 
@@ -262,6 +263,11 @@ async fn main() {
         && wants("docker")
     {
         rows.extend(docker::run(&plan, docker).await);
+    }
+    if let Some(docker) = &docker
+        && chosen.iter().any(|c| c == "docker-commands")
+    {
+        rows.extend(docker::commands(&plan, docker).await);
     }
     if let Some(docker) = &docker
         && wants("gvisor")
