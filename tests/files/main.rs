@@ -12,7 +12,7 @@ mod small;
 mod transfers;
 
 use common::spawned::ServerProcess;
-use common::{Provider, TestServer};
+use common::{Provider, TestServer, eventually};
 use paddock::pb;
 use paddock::pb::file_service_client::FileServiceClient;
 use sha2::{Digest, Sha256};

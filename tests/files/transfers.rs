@@ -87,7 +87,46 @@ async fn uploads_verify_and_downloads_stream(provider: Provider) {
         .into_inner();
     let names: Vec<&str> = listed.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["blob"], "no partial file is left");
-    assert_eq!(download(&mut files, request).await.1, sha, "unchanged");
+    assert_eq!(
+        download(&mut files, request.clone()).await.1,
+        sha,
+        "unchanged"
+    );
+
+    // Replacing it: the new content, and the old file's hidden second name
+    // (freed after the answer) gone soon after.
+    let replacement = pattern_sha256(2 << 20);
+    let replaced = upload(
+        &mut files,
+        pb::UploadHeader {
+            overwrite: true,
+            ..header("data/blob", &replacement)
+        },
+        pattern(2 << 20, 1 << 20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(replaced.sha256, replacement);
+    assert_eq!(download(&mut files, request).await.1, replacement);
+    eventually(Duration::from_secs(5), "only the new file left", || {
+        let mut files = files.clone();
+        let id = id.clone();
+        async move {
+            let listed = files
+                .list_dir(pb::ListDirRequest {
+                    sandbox_id: id,
+                    path: "data".into(),
+                    depth: 1,
+                    limit: 0,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let names: Vec<String> = listed.entries.into_iter().map(|e| e.name).collect();
+            (names == ["blob"]).then_some(())
+        }
+    })
+    .await;
     code_and_says(
         upload(&mut files, header("data", ""), pattern(10, 10)).await,
         Code::FailedPrecondition,

@@ -143,12 +143,14 @@ impl FileService for AgentFiles {
             )));
         }
         let overwrite = header.overwrite;
-        let info = self
+        let (info, replaced) = self
             .blocking(move |r| {
-                staged.commit(&path, overwrite)?;
-                stat_info(r, &path)
+                let replaced = staged.commit(&path, overwrite)?;
+                Ok((stat_info(r, &path)?, replaced))
             })
             .await?;
+        // The replaced file is freed after the answer, not before it.
+        tokio::task::spawn_blocking(move || drop(replaced));
         Ok(Response::new(pb::UploadResponse {
             info: Some(info),
             sha256,

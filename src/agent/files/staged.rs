@@ -46,16 +46,34 @@ impl Staged {
     }
 
     /// Puts the file at `destination`: replacing what is there with
-    /// `overwrite`, otherwise only if nothing is (ALREADY_EXISTS).
-    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<(), Status> {
+    /// `overwrite`, otherwise only if nothing is (ALREADY_EXISTS). A file it
+    /// replaced may live on under a second, hidden name in the returned
+    /// [`Replaced`], removed when that is dropped: freeing a large file's
+    /// blocks happens when its last name goes, which would otherwise be
+    /// inside the rename (31 ms for 256 MiB here), so a caller may answer
+    /// first and drop it after.
+    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<Replaced, Status> {
+        let mut replaced = Replaced {
+            root: self.root.clone(),
+            path: None,
+        };
         if overwrite {
-            if let Ok(meta) = self.root.stat(destination)
-                && meta.kind == Kind::Dir
-            {
-                return Err(Status::failed_precondition(format!(
-                    "{} is a directory, not a file",
-                    destination.display()
-                )));
+            if let Ok(meta) = self.root.stat(destination) {
+                if meta.kind == Kind::Dir {
+                    return Err(Status::failed_precondition(format!(
+                        "{} is a directory, not a file",
+                        destination.display()
+                    )));
+                }
+                if meta.kind == Kind::File {
+                    let second = self.temp.with_file_name(format!(
+                        ".paddock-replaced-{}",
+                        uuid::Uuid::now_v7().simple()
+                    ));
+                    if self.root.hard_link(destination, &second).is_ok() {
+                        replaced.path = Some(second);
+                    }
+                }
             }
             self.root
                 .rename(&self.temp, destination)
@@ -69,7 +87,22 @@ impl Staged {
             let _ = self.root.remove_file(&self.temp);
         }
         self.committed = true;
-        Ok(())
+        Ok(replaced)
+    }
+}
+
+/// The file a commit replaced, under a hidden second name; removed when
+/// dropped.
+pub struct Replaced {
+    root: Arc<Root>,
+    path: Option<PathBuf>,
+}
+
+impl Drop for Replaced {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = self.root.remove_file(&path);
+        }
     }
 }
 
