@@ -149,8 +149,10 @@ impl FileService for AgentFiles {
                 Ok((stat_info(r, &path)?, replaced))
             })
             .await?;
-        // The replaced file is freed after the answer, not before it.
-        tokio::task::spawn_blocking(move || drop(replaced));
+        // A replaced file is freed after the answer, not before it.
+        if let Some(replaced) = replaced {
+            tokio::task::spawn_blocking(move || drop(replaced));
+        }
         Ok(Response::new(pb::UploadResponse {
             info: Some(info),
             sha256,

@@ -52,11 +52,12 @@ impl Staged {
     /// blocks happens when its last name goes, which would otherwise be
     /// inside the rename (31 ms for 256 MiB here), so a caller may answer
     /// first and drop it after.
-    pub fn commit(mut self, destination: &Path, overwrite: bool) -> Result<Replaced, Status> {
-        let mut replaced = Replaced {
-            root: self.root.clone(),
-            path: None,
-        };
+    pub fn commit(
+        mut self,
+        destination: &Path,
+        overwrite: bool,
+    ) -> Result<Option<Replaced>, Status> {
+        let mut replaced = None;
         if overwrite {
             if let Ok(meta) = self.root.stat(destination) {
                 if meta.kind == Kind::Dir {
@@ -71,7 +72,10 @@ impl Staged {
                         uuid::Uuid::now_v7().simple()
                     ));
                     if self.root.hard_link(destination, &second).is_ok() {
-                        replaced.path = Some(second);
+                        replaced = Some(Replaced {
+                            root: self.root.clone(),
+                            path: second,
+                        });
                     }
                 }
             }
@@ -95,14 +99,12 @@ impl Staged {
 /// dropped.
 pub struct Replaced {
     root: Arc<Root>,
-    path: Option<PathBuf>,
+    path: PathBuf,
 }
 
 impl Drop for Replaced {
     fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            let _ = self.root.remove_file(&path);
-        }
+        let _ = self.root.remove_file(&self.path);
     }
 }
 
