@@ -4,6 +4,21 @@
 
 use super::*;
 
+/// The names in the sandbox's directory `path`, one level deep.
+async fn names_in(files: &mut Files, id: &str, path: &str) -> Vec<String> {
+    let listed = files
+        .list_dir(pb::ListDirRequest {
+            sandbox_id: id.into(),
+            path: path.into(),
+            depth: 1,
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    listed.entries.into_iter().map(|e| e.name).collect()
+}
+
 async fn uploads_verify_and_downloads_stream(provider: Provider) {
     let (_server, id, mut files) = setup(provider).await;
     const SIZE: u64 = 8 << 20;
@@ -75,17 +90,7 @@ async fn uploads_verify_and_downloads_stream(provider: Provider) {
         Code::AlreadyExists,
         "/workspace/data/blob",
     );
-    let listed = files
-        .list_dir(pb::ListDirRequest {
-            sandbox_id: id.clone(),
-            path: "data".into(),
-            depth: 1,
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let names: Vec<&str> = listed.entries.iter().map(|e| e.name.as_str()).collect();
+    let names = names_in(&mut files, &id, "data").await;
     assert_eq!(names, ["blob"], "no partial file is left");
     assert_eq!(
         download(&mut files, request.clone()).await.1,
@@ -111,20 +116,7 @@ async fn uploads_verify_and_downloads_stream(provider: Provider) {
     eventually(Duration::from_secs(5), "only the new file left", || {
         let mut files = files.clone();
         let id = id.clone();
-        async move {
-            let listed = files
-                .list_dir(pb::ListDirRequest {
-                    sandbox_id: id,
-                    path: "data".into(),
-                    depth: 1,
-                    limit: 0,
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            let names: Vec<String> = listed.entries.into_iter().map(|e| e.name).collect();
-            (names == ["blob"]).then_some(())
-        }
+        async move { (names_in(&mut files, &id, "data").await == ["blob"]).then_some(()) }
     })
     .await;
     code_and_says(
