@@ -220,14 +220,17 @@ impl Agent {
         }
         let over = {
             let mut held = self.held.lock().expect("held commands");
-            held.bytes += command.log.held_bytes();
-            held.commands.push_back(command.clone());
+            // Counted as they were when delivered: one written out since
+            // (an agent stopping) still leaves by its count.
+            let bytes = command.log.held_bytes();
+            held.bytes += bytes;
+            held.commands.push_back((command.clone(), bytes));
             let mut over = Vec::new();
             while held.bytes > ENDED_HELD_BYTES || held.commands.len() > ENDED_COMMANDS_KEPT {
-                let Some(oldest) = held.commands.pop_front() else {
+                let Some((oldest, bytes)) = held.commands.pop_front() else {
                     break;
                 };
-                held.bytes = held.bytes.saturating_sub(oldest.log.held_bytes());
+                held.bytes -= bytes;
                 over.push(oldest);
             }
             over
@@ -347,10 +350,11 @@ fn forget_oldest_ended(commands: &mut BTreeMap<String, Arc<Command>>) {
 /// past it the oldest go to disk.
 pub const ENDED_HELD_BYTES: u64 = 8 << 20;
 
-/// Ended commands held in memory, oldest first, and their output bytes.
+/// Ended commands held in memory, oldest first, each with its output
+/// bytes, and their sum.
 #[derive(Default)]
 struct HeldCommands {
-    commands: VecDeque<Arc<Command>>,
+    commands: VecDeque<(Arc<Command>, u64)>,
     bytes: u64,
 }
 
