@@ -4,6 +4,8 @@ use tonic::{Code, Status};
 
 use crate::error::{Error, ErrorKind};
 
+pub use crate::telemetry::code_name;
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let code = match error.kind() {
@@ -20,28 +22,5 @@ impl From<Error> for Status {
             ErrorKind::Internal => Code::Internal,
         };
         Status::new(code, error.message())
-    }
-}
-
-/// The canonical name of a gRPC status code, as in the gRPC documentation.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }

@@ -1,5 +1,4 @@
-//! Logging through `tracing`. A leaf: it names the targets it treats
-//! specially, and the layers that write to them use its names.
+//! Logging through `tracing`: the subscriber, its format and filter.
 
 use std::io::IsTerminal;
 
