@@ -4,13 +4,9 @@
 //! it.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -20,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
 use crate::api::{ExecApi, FileApi, SandboxApi};
-use crate::config::{CorsOrigins, GrpcWeb, ListenAddr, ProviderChoice, ServerConfig};
+use crate::config::{CorsOrigins, GrpcWeb, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
@@ -33,29 +29,10 @@ use crate::store::{SqlStore, Store};
 use crate::tls::ReloadingTls;
 use crate::wire::authority::MendAuthority;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
+pub use listen::BoundAddr;
+use listen::{Listener, bind, refusal};
 
-/// Where a started server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BoundAddr {
-    /// A TCP socket.
-    Tcp(SocketAddr),
-    /// A Unix socket.
-    Unix(PathBuf),
-}
-
-impl std::fmt::Display for BoundAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Tcp(addr) => write!(f, "{addr}"),
-            Self::Unix(path) => write!(f, "unix:{}", path.display()),
-        }
-    }
-}
-
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
-}
+mod listen;
 
 /// A server that has opened its state, reconciled it, and bound its
 /// listener, ready to serve.
@@ -366,68 +343,4 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
     }
     let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process), docker];
     Ok(Providers::new(all, default)?)
-}
-
-/// Why a server without authentication will not listen on `addr`.
-fn refusal(addr: &str) -> String {
-    format!(
-        "refusing to listen on {addr} without authentication: anyone who can reach it could \
-         run code in sandboxes. Use --auth keys (and make keys with `paddock keys create \
-         --tenant NAME`), or listen on loopback (127.0.0.1) or a Unix socket"
-    )
-}
-
-async fn bind(listen: &ListenAddr) -> anyhow::Result<(Listener, BoundAddr)> {
-    match listen {
-        ListenAddr::Tcp(host_port) => {
-            let addr = tokio::net::lookup_host(host_port.as_str())
-                .await
-                .with_context(|| format!("cannot resolve the listen address {host_port}"))?
-                .next()
-                .with_context(|| format!("the listen address {host_port} resolves to nothing"))?;
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr}; is another server using it? pick another with --listen")
-            })?;
-            let bound = listener.local_addr()?;
-            Ok((Listener::Tcp(listener), BoundAddr::Tcp(bound)))
-        }
-        ListenAddr::Unix(path) => {
-            remove_stale_socket(path).await?;
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| {
-                    format!("cannot create the socket directory {}", parent.display())
-                })?;
-            }
-            let listener = UnixListener::bind(path)
-                .with_context(|| format!("cannot listen on unix:{}", path.display()))?;
-            // Only the server's user may connect: the socket is the API.
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            Ok((
-                Listener::Unix(listener, path.clone()),
-                BoundAddr::Unix(path.clone()),
-            ))
-        }
-    }
-}
-
-/// Removes a socket file left by a server that is gone; refuses to touch a
-/// live socket or anything that is not a socket.
-async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        bail!(
-            "{} exists and is not a socket; refusing to replace it",
-            path.display()
-        );
-    }
-    if tokio::net::UnixStream::connect(path).await.is_ok() {
-        bail!(
-            "another server is listening on unix:{}; stop it or pick another path",
-            path.display()
-        );
-    }
-    std::fs::remove_file(path)
-        .with_context(|| format!("cannot remove the stale socket {}", path.display()))
 }
