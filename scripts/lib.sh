@@ -98,7 +98,7 @@ ensure_buf() {
 ensure_client_python() {
   CLIENT_PYTHON="${TOOLS:?}/client-venv/bin/python"
   local stamp="${TOOLS:?}/client-venv/.versions"
-  local want="grpcio==1.85.3 protobuf==7.36.2 mcp==2.3.0 mypy==2.4.1 types-grpcio==1.85.0.20261028 types-protobuf==7.35.1.20260906 docker==7.2.0"
+  local want="grpcio==1.85.3 protobuf==7.36.2 mcp==2.3.0 mypy==2.4.1 types-grpcio==1.85.0.20261028 types-protobuf==7.35.1.20260906 docker==7.2.0 prometheus-client==0.26.0"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
   python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
   log "installing $want from PyPI into .tools/"

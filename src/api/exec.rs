@@ -3,6 +3,7 @@
 //! bounds what the agent sends), which runs the command.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -16,6 +17,7 @@ use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;
 use crate::sandbox::{CommandAdmission, Manager};
+use crate::telemetry::{CommandKind, Direction, Metrics};
 
 /// How long an Exec stream may take to send its first message.
 const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -53,6 +55,14 @@ struct ExecRelay {
 /// A malformed caller message: the error, and the request stream it came on.
 type Refusal = (Status, Streaming<pb::ExecRequest>);
 
+/// What forwards an Exec stream's follow-up messages: the caller's stream,
+/// where a refusal goes, and where the stdin bytes are counted.
+type FollowUps = (
+    Streaming<pb::ExecRequest>,
+    oneshot::Sender<Refusal>,
+    Arc<Metrics>,
+);
+
 async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, Status>, ExecRelay)> {
     if relay.ended {
         return None;
@@ -78,6 +88,17 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
     };
     match next {
         Some(Ok(message)) => {
+            if let Some(pb::exec_response::Response::Output(output)) = &message.response {
+                let direction = if output.stream == pb::OutputStream::Stderr as i32 {
+                    Direction::Stderr
+                } else {
+                    Direction::Stdout
+                };
+                relay
+                    .manager
+                    .metrics()
+                    .bytes_moved(direction, output.data.len() as u64);
+            }
             // An open stream that moves data keeps its sandbox from idling out.
             if let Err(error) = relay.manager.note_activity(&relay.sandbox_id).await {
                 tracing::warn!(sandbox_id = %relay.sandbox_id, %error, "cannot note activity");
@@ -97,14 +118,16 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
 /// `refuse`, so that the caller's stream ends with the reason instead of
 /// waiting on a command that will never hear from it again.
 async fn next_follow_up(
-    (mut inbound, refuse): (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
-) -> Option<(
-    pb::ExecRequest,
-    (Streaming<pb::ExecRequest>, oneshot::Sender<Refusal>),
-)> {
+    (mut inbound, refuse, metrics): FollowUps,
+) -> Option<(pb::ExecRequest, FollowUps)> {
     let refusal = match inbound.message().await {
         Ok(Some(message)) => match rules::exec_follow_up(&message) {
-            Ok(()) => return Some((message, (inbound, refuse))),
+            Ok(()) => {
+                if let Some(pb::exec_request::Request::Stdin(bytes)) = &message.request {
+                    metrics.bytes_moved(Direction::Stdin, bytes.len() as u64);
+                }
+                return Some((message, (inbound, refuse, metrics)));
+            }
             Err(error) => error.into(),
         },
         Ok(None) => return None,
@@ -139,9 +162,14 @@ impl ExecService for ExecApi {
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
 
             let (refuse, refused) = oneshot::channel::<Refusal>();
-            let follow_ups = futures::stream::unfold((inbound, refuse), next_follow_up);
+            let starts = matches!(first.request, Some(pb::exec_request::Request::Start(_)));
+            let metrics = self.manager.metrics().clone();
+            let follow_ups = futures::stream::unfold((inbound, refuse, metrics), next_follow_up);
             let outbound = futures::stream::iter([first]).chain(follow_ups);
             let responses = agent.exec(outbound).await?;
+            if starts {
+                self.manager.metrics().command_started(CommandKind::Exec);
+            }
             let relay = ExecRelay {
                 manager: self.manager.clone(),
                 sandbox_id,
@@ -166,7 +194,12 @@ impl ExecService for ExecApi {
             let sandbox_id = rules::run_request(&request)?;
             let _admission = self.manager.admit_command(&caller.tenant)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            agent.run_command(request).await
+            let metrics = self.manager.metrics();
+            metrics.command_started(CommandKind::Run);
+            let answer = agent.run_command(request).await?;
+            metrics.bytes_moved(Direction::Stdout, answer.stdout.len() as u64);
+            metrics.bytes_moved(Direction::Stderr, answer.stderr.len() as u64);
+            Ok(answer)
         })
         .await
     }
@@ -178,7 +211,11 @@ impl ExecService for ExecApi {
         audited(request, async |caller, request| {
             let sandbox_id = rules::start_command(&request)?;
             let agent = self.manager.agent(&caller.tenant, &sandbox_id).await?;
-            agent.start_command(request).await
+            let started = agent.start_command(request).await?;
+            self.manager
+                .metrics()
+                .command_started(CommandKind::Detached);
+            Ok(started)
         })
         .await
     }

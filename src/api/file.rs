@@ -5,6 +5,7 @@
 //! flow control makes a slow side slow the other down.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
@@ -17,6 +18,7 @@ use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::file_service_server::FileService;
 use crate::sandbox::Manager;
+use crate::telemetry::{Direction, Metrics};
 
 /// The file service.
 #[derive(Clone)]
@@ -41,46 +43,60 @@ fn forward<M: Send + 'static>(
     first: M,
     rest: Streaming<M>,
     chunk_len: fn(&M) -> Option<usize>,
+    metrics: Arc<Metrics>,
 ) -> (
     impl Stream<Item = M> + Send + 'static,
     oneshot::Receiver<Status>,
 ) {
     let (failed, failure) = oneshot::channel::<Status>();
     let state = (Some(first), rest, Some(failed));
-    let stream = futures::stream::unfold(state, move |(first, mut rest, mut failed)| async move {
-        if let Some(first) = first {
-            return Some((first, (None, rest, failed)));
+    let stream = futures::stream::unfold(state, move |(first, mut rest, mut failed)| {
+        let metrics = metrics.clone();
+        async move {
+            if let Some(first) = first {
+                return Some((first, (None, rest, failed)));
+            }
+            let refusal = match rest.message().await {
+                Ok(Some(message)) => match chunk_len(&message).map_or(Ok(()), convert::chunk) {
+                    Ok(()) => {
+                        let bytes = chunk_len(&message).unwrap_or(0);
+                        metrics.bytes_moved(Direction::Upload, bytes as u64);
+                        return Some((message, (None, rest, failed)));
+                    }
+                    Err(error) => error.into(),
+                },
+                Ok(None) => return None,
+                Err(status) => status,
+            };
+            if let Some(failed) = failed.take() {
+                let _ = failed.send(refusal);
+            }
+            std::future::pending::<Option<(M, _)>>().await
         }
-        let refusal = match rest.message().await {
-            Ok(Some(message)) => match chunk_len(&message).map_or(Ok(()), convert::chunk) {
-                Ok(()) => return Some((message, (None, rest, failed))),
-                Err(error) => error.into(),
-            },
-            Ok(None) => return None,
-            Err(status) => status,
-        };
-        if let Some(failed) = failed.take() {
-            let _ = failed.send(refusal);
-        }
-        std::future::pending::<Option<(M, _)>>().await
     });
     (stream, failure)
 }
 
 type Relayed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// Passes an agent's answer stream on, noting activity on the sandbox as
-/// chunks flow.
+/// Passes an agent's answer stream on, noting activity on the sandbox and
+/// counting the bytes of content (`chunk_len`) as chunks flow.
 fn relay_download<T: Send + 'static>(
     manager: Manager,
     sandbox_id: String,
     answers: AgentStream<T>,
+    chunk_len: fn(&T) -> usize,
 ) -> Relayed<T> {
     Box::pin(answers.then(move |item| {
         let manager = manager.clone();
         let sandbox_id = sandbox_id.clone();
         async move {
             let _ = manager.note_activity(&sandbox_id).await;
+            if let Ok(answer) = &item {
+                manager
+                    .metrics()
+                    .bytes_moved(Direction::Download, chunk_len(answer) as u64);
+            }
             item.map_err(Status::from)
         }
     }))
@@ -104,10 +120,16 @@ impl FileService for FileApi {
             let first = pb::UploadRequest {
                 request: Some(R::Header(header)),
             };
-            let (stream, failure) = forward(first, inbound, |m| match &m.request {
-                Some(R::Chunk(chunk)) => Some(chunk.len()),
-                _ => None,
-            });
+            let metrics = self.manager.metrics().clone();
+            let (stream, failure) = forward(
+                first,
+                inbound,
+                |m| match &m.request {
+                    Some(R::Chunk(chunk)) => Some(chunk.len()),
+                    _ => None,
+                },
+                metrics,
+            );
             tokio::select! {
                 answer = agent.upload(stream) => Ok(Response::new(answer?)),
                 Ok(status) = failure => Err(status),
@@ -127,7 +149,15 @@ impl FileService for FileApi {
             let id = convert::download(&request)?;
             let agent = self.manager.agent(&tenant, &id).await?;
             let answers = agent.download(request).await?;
-            Ok(relay_download(self.manager.clone(), id, answers))
+            Ok(relay_download(
+                self.manager.clone(),
+                id,
+                answers,
+                |answer| match &answer.response {
+                    Some(pb::download_response::Response::Chunk(chunk)) => chunk.len(),
+                    _ => 0,
+                },
+            ))
         })
         .await
     }
@@ -148,10 +178,16 @@ impl FileService for FileApi {
             let first = pb::UploadArchiveRequest {
                 request: Some(R::Header(header)),
             };
-            let (stream, failure) = forward(first, inbound, |m| match &m.request {
-                Some(R::Chunk(chunk)) => Some(chunk.len()),
-                _ => None,
-            });
+            let metrics = self.manager.metrics().clone();
+            let (stream, failure) = forward(
+                first,
+                inbound,
+                |m| match &m.request {
+                    Some(R::Chunk(chunk)) => Some(chunk.len()),
+                    _ => None,
+                },
+                metrics,
+            );
             tokio::select! {
                 answer = agent.upload_archive(stream) => Ok(Response::new(answer?)),
                 Ok(status) = failure => Err(status),
@@ -171,7 +207,12 @@ impl FileService for FileApi {
             let id = convert::download_archive(&request)?;
             let agent = self.manager.agent(&tenant, &id).await?;
             let answers = agent.download_archive(request).await?;
-            Ok(relay_download(self.manager.clone(), id, answers))
+            Ok(relay_download(
+                self.manager.clone(),
+                id,
+                answers,
+                |answer| answer.chunk.len(),
+            ))
         })
         .await
     }
@@ -244,11 +285,12 @@ impl FileService for FileApi {
     ) -> Result<Response<pb::ReadFileResponse>, Status> {
         unaudited(request, async |tenant, request| {
             let id = convert::read_file(&request)?;
+            let agent = self.manager.agent(&tenant, &id).await?;
+            let answer = agent.read_file(request).await?;
             self.manager
-                .agent(&tenant, &id)
-                .await?
-                .read_file(request)
-                .await
+                .metrics()
+                .bytes_moved(Direction::Download, answer.content.len() as u64);
+            Ok(answer)
         })
         .await
     }
@@ -260,7 +302,10 @@ impl FileService for FileApi {
         audited(request, async |caller, request| {
             let id = convert::write_file(&request)?;
             let agent = self.manager.agent(&caller.tenant, &id).await?;
-            agent.write_file(request).await
+            let bytes = request.content.len() as u64;
+            let answer = agent.write_file(request).await?;
+            self.manager.metrics().bytes_moved(Direction::Upload, bytes);
+            Ok(answer)
         })
         .await
     }

@@ -85,6 +85,13 @@ pub struct ServeArgs {
     )]
     pub grpc_web_origins: Option<Vec<String>>,
 
+    /// Serve Prometheus metrics (OpenMetrics text) over plain HTTP at
+    /// http://ADDR/metrics, on a listener of their own: HOST:PORT, such as
+    /// 0.0.0.0:9090. Anyone who reaches it reads them, with no API key
+    /// [default: off].
+    #[arg(long, env = "PADDOCK_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+
     /// The most calls one API key may start per second (Exec and other
     /// streams count once, when they open); calls over it are
     /// RESOURCE_EXHAUSTED. Up to this many may come at once after a quiet

@@ -79,6 +79,8 @@ pub struct ServerConfig {
     pub open_reflection: bool,
     /// gRPC-Web for browsers, when it is on.
     pub grpc_web: Option<GrpcWeb>,
+    /// Where to serve Prometheus metrics (HOST:PORT); `None`: nowhere.
+    pub metrics_listen: Option<String>,
     /// Calls per second per API key; `None` for unlimited.
     pub key_rate_limit: Option<std::num::NonZeroU32>,
     /// The TLS files, when serving TLS.
@@ -116,6 +118,7 @@ impl ServerConfig {
             open_reflection,
             grpc_web: grpc_web_enabled,
             grpc_web_origins,
+            metrics_listen,
             key_rate_limit,
             tls_cert,
             tls_key,
@@ -264,6 +267,7 @@ impl ServerConfig {
             auth,
             open_reflection: open_reflection.unwrap_or(false),
             grpc_web: grpc_web(grpc_web_enabled, grpc_web_origins)?,
+            metrics_listen,
             key_rate_limit: std::num::NonZeroU32::new(key_rate_limit.unwrap_or(1000)),
             tls,
             tls_reload_interval: duration(

@@ -48,7 +48,13 @@ impl Manager {
         }
         let agent = match agents.get(id) {
             Some(agent) => agent,
-            None => agents.remember(id, self.call(provider.connect(id)).await?),
+            None => match self.call(provider.connect(id)).await {
+                Ok(agent) => agents.remember(id, agent),
+                Err(error) => {
+                    self.metrics().agent_connection_failed(&sandbox.provider);
+                    return Err(error);
+                }
+            },
         };
         agents.trust(id, tenant, forgotten);
         Ok(agent)

@@ -18,6 +18,7 @@ impl Manager {
     /// `IfExists::ReturnExisting`).
     #[instrument(name = "sandbox.create", skip_all, fields(tenant = %tenant, sandbox_id))]
     pub async fn create(&self, tenant: &str, request: CreateSandbox) -> Result<(Sandbox, bool)> {
+        let began = std::time::Instant::now();
         let provider_name = request
             .provider
             .clone()
@@ -105,6 +106,10 @@ impl Manager {
 
         let manager = self.clone();
         let sandbox = detached(async move { manager.provision(inserted).await }).await?;
+        if sandbox.state == SandboxState::Running {
+            self.metrics()
+                .sandbox_created(&sandbox.provider, began.elapsed());
+        }
         Ok((sandbox, true))
     }
 

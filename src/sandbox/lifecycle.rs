@@ -115,6 +115,7 @@ impl Manager {
     /// Starts a STOPPED sandbox again.
     #[instrument(name = "sandbox.start", skip(self))]
     pub async fn start(&self, tenant: &str, id: &str) -> Result<Sandbox> {
+        let began = std::time::Instant::now();
         let current = self.get(tenant, id).await?;
         match current.state.plan_start() {
             Err(rule) => return Err(state_error(&current, rule)),
@@ -127,7 +128,12 @@ impl Manager {
             .await?;
         drop(counted);
         let manager = self.clone();
-        detached(async move { manager.finish_start(starting).await }).await
+        let started = detached(async move { manager.finish_start(starting).await }).await?;
+        if started.state == SandboxState::Running {
+            self.metrics()
+                .sandbox_started(&started.provider, began.elapsed());
+        }
+        Ok(started)
     }
 
     /// Takes a STARTING sandbox whose object exists to RUNNING, or to FAILED.

@@ -23,6 +23,7 @@ use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::provider::{Provider, Providers};
 use crate::store::{SandboxQuery, Store};
+use crate::telemetry::Metrics;
 
 /// How many times a read-decide-write cycle is retried when concurrent writers
 /// keep winning the compare-and-set.
@@ -91,14 +92,17 @@ struct Inner {
     /// One lock per tenant, held while its running sandboxes are counted
     /// and one more is admitted.
     tenant_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// What the server counts for its operators.
+    metrics: Arc<Metrics>,
 }
 
 impl Manager {
-    /// A manager over `store` and `providers`.
+    /// A manager over `store` and `providers`, counting in `metrics`.
     pub async fn new(
         store: Arc<dyn Store>,
         providers: Providers,
         config: LifecycleConfig,
+        metrics: Arc<Metrics>,
     ) -> Result<Self> {
         let latest = store.latest_revision().await?;
         let commands = super::quota::CommandSlots::new(config.max_commands);
@@ -111,12 +115,30 @@ impl Manager {
                 agents: Default::default(),
                 commands,
                 tenant_locks: Default::default(),
+                metrics,
             }),
         })
     }
 
     pub(super) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// What this server counts for its operators.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Commands in flight through this server: RunCommand calls and Exec
+    /// streams.
+    pub fn commands_in_flight(&self) -> usize {
+        self.inner.commands.in_flight()
+    }
+
+    /// How many sandboxes each provider holds in each state, every
+    /// replica's (DELETED left out).
+    pub async fn census(&self) -> Result<Vec<(String, SandboxState, u64)>> {
+        self.store().census().await
     }
 
     pub(super) fn providers(&self) -> &Providers {

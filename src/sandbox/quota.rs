@@ -164,6 +164,11 @@ impl CommandSlots {
         }
     }
 
+    /// Commands holding a place now.
+    pub(super) fn in_flight(&self) -> usize {
+        self.limit - self.server.available_permits()
+    }
+
     /// A place for one more command of `tenant`, whose quota allows `quota`
     /// at once (`None`: no quota), or RESOURCE_EXHAUSTED naming the limit.
     pub(super) fn admit(&self, tenant: &str, quota: Option<u64>) -> Result<CommandAdmission> {

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use super::{Manager, Sandbox, SandboxState};
 use crate::clock;
 use crate::error::Result;
+use crate::telemetry::ReapCause;
 
 /// The most sandboxes handled in one pass.
 const BATCH: usize = 100;
@@ -35,6 +36,7 @@ impl Manager {
         let count = due.len();
         for sandbox in due {
             let outcome = if sandbox.expires_at.is_some_and(|at| at <= now) {
+                self.metrics().reaped(ReapCause::Lifetime);
                 info!(sandbox_id = %sandbox.id, "lifetime ran out; deleting");
                 self.delete(
                     &sandbox.tenant,
@@ -44,10 +46,12 @@ impl Manager {
                 .await
             } else if self.is_busy(&sandbox.tenant, &sandbox.id).await {
                 // Work under way counts as activity.
+                self.metrics().reaped(ReapCause::Busy);
                 self.record_activity(&sandbox.id)
                     .await
                     .map(|()| sandbox.clone())
             } else {
+                self.metrics().reaped(ReapCause::Idle);
                 info!(sandbox_id = %sandbox.id, "idle timeout reached; stopping");
                 self.stop(&sandbox.tenant, &sandbox.id, &idle_reason(&sandbox))
                     .await

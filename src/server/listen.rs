@@ -98,3 +98,18 @@ async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
     std::fs::remove_file(path)
         .with_context(|| format!("cannot remove the stale socket {}", path.display()))
 }
+
+/// The metrics listener on `host_port`.
+pub(super) async fn bind_metrics(host_port: &str) -> anyhow::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("cannot resolve the metrics address {host_port}"))?
+        .next()
+        .with_context(|| format!("the metrics address {host_port} resolves to nothing"))?;
+    TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot serve metrics on {addr}; is another server using it? pick another with \
+             --metrics-listen"
+        )
+    })
+}

@@ -4,9 +4,11 @@
 //! it.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -25,14 +27,17 @@ use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, ProcessProvider, Provider, Providers,
 };
 use crate::sandbox::{Manager, spawn_reaper};
-use crate::store::{SqlStore, Store};
+use crate::store::{ObservedStore, SqlStore, Store};
+use crate::telemetry::{self, Metrics, ObserveLayer};
 use crate::tls::ReloadingTls;
 use crate::wire::authority::MendAuthority;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
 pub use listen::BoundAddr;
-use listen::{Listener, bind, refusal};
+use listen::{Listener, bind, bind_metrics, refusal};
+use metrics::{known_methods, render_metrics};
 
 mod listen;
+mod metrics;
 
 /// A server that has opened its state, reconciled it, and bound its
 /// listener, ready to serve.
@@ -44,6 +49,9 @@ pub struct Server {
     tls: Option<ReloadingTls>,
     addr: BoundAddr,
     store_id: String,
+    metrics: Arc<Metrics>,
+    /// The metrics listener, when `--metrics-listen` asks for one.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -59,11 +67,15 @@ impl Server {
                 config.data_dir.display()
             )
         })?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqlStore::connect(&config.effective_database_url())
-                .await
-                .context("cannot open the state store")?,
-        );
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn Store> = Arc::new(ObservedStore::new(
+            Arc::new(
+                SqlStore::connect(&config.effective_database_url())
+                    .await
+                    .context("cannot open the state store")?,
+            ),
+            metrics.clone(),
+        ));
         let store_id = store
             .store_id()
             .await
@@ -73,7 +85,13 @@ impl Server {
             default_provider = providers.default_name(),
             "providers ready"
         );
-        let manager = Manager::new(store.clone(), providers, config.lifecycle.clone()).await?;
+        let manager = Manager::new(
+            store.clone(),
+            providers,
+            config.lifecycle.clone(),
+            metrics.clone(),
+        )
+        .await?;
         manager
             .reconcile()
             .await
@@ -86,6 +104,10 @@ impl Server {
             .map(|files| ReloadingTls::load(files, config.tls_reload_interval))
             .transpose()?;
         let (listener, addr) = bind(&config.listen).await?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(host_port) => Some(bind_metrics(host_port).await?),
+            None => None,
+        };
         if let BoundAddr::Tcp(bound) = &addr
             && config.auth == AuthMode::None
             && !bound.ip().is_loopback()
@@ -100,7 +122,16 @@ impl Server {
             tls,
             addr,
             store_id,
+            metrics,
+            metrics_listener,
         })
+    }
+
+    /// Where the metrics are served, when they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The store's identity, which labels this server's provider objects.
@@ -129,6 +160,8 @@ impl Server {
             tls,
             addr,
             store_id: _,
+            metrics,
+            metrics_listener,
         } = self;
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -154,7 +187,22 @@ impl Server {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
+        let exposition = metrics_listener.map(|listener| {
+            if let Ok(metrics_addr) = listener.local_addr() {
+                info!(%metrics_addr, "serving metrics at /metrics");
+            }
+            let mut stopping = stopping_rx.clone();
+            tokio::spawn(telemetry::exposition::serve(
+                listener,
+                render_metrics(manager.clone()),
+                async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                },
+            ))
+        });
         let reaper = spawn_reaper(manager.clone(), config.reap_interval);
+        // Every server runs its reaper until replicas share one under a lease.
+        manager.metrics().set_lease_held(true);
         let observers = manager.spawn_observers();
         let auth = AuthLayer::new(
             store.clone(),
@@ -184,6 +232,7 @@ impl Server {
                     ),
                 ),
             })
+            .layer(ObserveLayer::new(metrics, known_methods()?))
             .layer(auth)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -263,6 +312,9 @@ impl Server {
             }
         };
         reaper.abort();
+        if let Some(exposition) = exposition {
+            exposition.abort();
+        }
         for observer in observers {
             observer.abort();
         }

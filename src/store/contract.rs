@@ -120,6 +120,10 @@ pub trait Store: Send + Sync + 'static {
     /// Events matching `query`, in revision order.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<SandboxEvent>>;
 
+    /// How many sandboxes each provider holds in each state, DELETED left
+    /// out: `(provider, state, count)`, every tenant's together.
+    async fn census(&self) -> Result<Vec<(String, SandboxState, u64)>>;
+
     /// The greatest revision written so far (0 when none).
     async fn latest_revision(&self) -> Result<i64>;
 }

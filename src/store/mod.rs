@@ -2,10 +2,13 @@
 //!
 //! [`Store`] is the contract; [`SqlStore`] implements it on SQLite (the
 //! embedded default) and on Postgres (shared by several replicas), with
-//! migrations embedded in the binary.
+//! migrations embedded in the binary. [`ObservedStore`] wraps either, tracing
+//! and counting what it does.
 
 mod contract;
+mod observed;
 mod sql;
 
 pub use contract::{ApiKey, EventQuery, SandboxQuery, Store};
+pub use observed::ObservedStore;
 pub use sql::SqlStore;

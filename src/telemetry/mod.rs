@@ -1,9 +1,16 @@
-//! What the server tells its operators: logs through `tracing`. A leaf: it
-//! names the targets it treats specially, and the layers that write to them
-//! use its names.
+//! What the server tells its operators: logs through `tracing`, and
+//! Prometheus metrics (counted in [`Metrics`] by the layers above, served by
+//! [`exposition`], with every gRPC call observed by [`ObserveLayer`]). A
+//! leaf: it names the targets it treats specially, and the layers that
+//! write to them use its names.
 
 mod codes;
+pub mod exposition;
 mod logs;
+mod metrics;
+mod rpc;
 
 pub use codes::code_name;
 pub use logs::{AUDIT_TARGET, LogFormat, init};
+pub use metrics::{CensusEntry, CommandKind, Direction, Metrics, ReapCause};
+pub use rpc::{KnownMethods, ObserveLayer};

@@ -140,6 +140,8 @@ pub struct TestServer {
     pub database_url: Option<String>,
     /// The store's identity: the `io.paddock.scope` label of its containers.
     pub scope: String,
+    /// Where it serves metrics, when `metrics_listen` asked for them.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     _temp: Option<TempDir>,
     /// The settings it was started with, for a restart.
     args: ServeArgs,
@@ -226,6 +228,7 @@ impl TestServer {
         let server = Server::start(config).await.expect("server starts");
         let addr = server.local_addr().clone();
         let scope = server.store_id().to_owned();
+        let metrics_addr = server.metrics_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stop.await;
@@ -235,6 +238,7 @@ impl TestServer {
             data_dir,
             database_url,
             scope,
+            metrics_addr,
             _temp: None,
             args,
             handed_over: false,

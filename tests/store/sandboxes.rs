@@ -303,6 +303,36 @@ async fn activity_only_moves_forward(store: Arc<dyn Store>) {
     assert_eq!(read.revision, sandbox.revision, "activity writes no event");
 }
 
+async fn the_census_counts_live_sandboxes_by_provider_and_state(store: Arc<dyn Store>) {
+    assert_eq!(store.census().await.unwrap(), vec![]);
+    let mut docker = record("other-tenant", None);
+    docker.provider = "docker".into();
+    store.insert_sandbox(&docker).await.unwrap();
+    let first = store
+        .insert_sandbox(&record(DEFAULT_TENANT, None))
+        .await
+        .unwrap();
+    store
+        .insert_sandbox(&record(DEFAULT_TENANT, None))
+        .await
+        .unwrap();
+    let mut deleted = first.clone();
+    deleted.state = SandboxState::Deleted;
+    store
+        .update_sandbox(&deleted, first.revision, EventType::StateChanged)
+        .await
+        .unwrap()
+        .expect("the update applies");
+    assert_eq!(
+        store.census().await.unwrap(),
+        vec![
+            ("docker".to_owned(), SandboxState::Pending, 1),
+            ("process".to_owned(), SandboxState::Pending, 1),
+        ],
+        "every tenant's, DELETED left out"
+    );
+}
+
 async fn concurrent_writers_never_lose_an_update(store: Arc<dyn Store>) {
     let sandbox = store
         .insert_sandbox(&record(DEFAULT_TENANT, None))
@@ -362,5 +392,6 @@ store_suite!(
     lists_filter_by_tenant_state_and_labels_and_page,
     due_sandboxes_are_expired_or_idle,
     activity_only_moves_forward,
+    the_census_counts_live_sandboxes_by_provider_and_state,
     concurrent_writers_never_lose_an_update,
 );

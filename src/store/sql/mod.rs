@@ -17,7 +17,7 @@ use super::contract::{ApiKey, EventQuery, SandboxQuery, Store};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::sandbox::selector::Requirement;
-use crate::sandbox::{EventType, Sandbox, SandboxEvent};
+use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState};
 use errors::db_error;
 use query::{Bind, QueryText, insert_event, limit_value, replace_labels};
 use rows::{Snapshot, api_key_from_row, from_json, idle_timeout_millis, sandbox_from_row, to_json};
@@ -342,6 +342,28 @@ impl Store for SqlStore {
                 .await
                 .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn census(&self) -> Result<Vec<(String, SandboxState, u64)>> {
+        let rows = sqlx::query(
+            "SELECT provider, state, COUNT(*) FROM sandboxes WHERE state <> 'DELETED' \
+             GROUP BY provider, state ORDER BY provider, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let provider: String = row.try_get(0).map_err(db_error)?;
+                let state: String = row.try_get(1).map_err(db_error)?;
+                let count: i64 = row.try_get(2).map_err(db_error)?;
+                Ok((
+                    provider,
+                    rows::parse_state(&state)?,
+                    u64::try_from(count).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     async fn latest_revision(&self) -> Result<i64> {

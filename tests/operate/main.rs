@@ -1,0 +1,11 @@
+//! Operating the server: its Prometheus metrics read by a real parser.
+//!
+//! The metrics are parsed by the official Python client's OpenMetrics
+//! parser (`prometheus_client`, from `PADDOCK_TEST_PYTHON`; scripts/test
+//! makes the environment in .tools/); without it these tests skip, and
+//! fail under CI=true.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod metrics;
