@@ -222,10 +222,6 @@ fn run_server(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = paddock::telemetry::init(config.log_format, &config.log_filter) {
-        eprintln!("paddock serve: {error:#}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -233,10 +229,33 @@ fn run_server(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The trace exporter's channel lives on the runtime.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        paddock::telemetry::init_with_traces(
+            config.log_format,
+            &config.log_filter,
+            config.otlp_endpoint.as_deref(),
+        )
+    };
+    let telemetry = match telemetry {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("paddock serve: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(endpoint) = &config.otlp_endpoint {
+        tracing::info!(%endpoint, "exporting traces over OTLP");
+    }
     let outcome = runtime.block_on(async {
         let server = Server::start(config).await?;
         server.serve(shutdown_signal()).await
     });
+    // The exporter sends its last batch on its own thread, which may need
+    // the runtime: flush before the runtime goes.
+    let _runtime = runtime.enter();
+    telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -16,8 +16,8 @@
 //! is the static release build (`PADDOCK_STATIC_AGENT`) in its own process.
 //!
 //! Sections can be chosen by name after `--`: `process`, `docker`,
-//! `gvisor` (Docker sandboxes under runsc next to runc), `api`, `memory`
-//! (all by default). The Docker sections need an engine, the
+//! `gvisor` (Docker sandboxes under runsc next to runc), `api`, `memory`,
+//! `tracing` (the cost of exporting traces) (all by default). The Docker sections need an engine, the
 //! static agent and the image paddock-test/busybox; without them they say
 //! so and are skipped, except under CI=true, where that is an error.
 
@@ -30,6 +30,7 @@ mod process;
 mod python;
 mod report;
 mod server;
+mod tracing;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -276,6 +277,9 @@ async fn main() {
     }
     if wants("api") {
         rows.extend(api::rates(&plan, docker.as_ref()).await);
+    }
+    if wants("tracing") {
+        rows.extend(tracing::run(&plan).await);
     }
     if wants("memory") {
         rows.extend(api::memory(&plan, docker.is_some()).await);

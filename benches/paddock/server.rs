@@ -40,6 +40,16 @@ impl ServerProcess {
 
     /// Like [`ServerProcess::start`], with more flags for `paddock serve`.
     pub fn start_with(provider: &str, docker_transport: &str, flags: &[&str]) -> Self {
+        Self::start_with_env(provider, docker_transport, flags, &[])
+    }
+
+    /// Like [`ServerProcess::start_with`], with environment variables too.
+    pub fn start_with_env(
+        provider: &str,
+        docker_transport: &str,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let data = tempfile::tempdir().expect("data directory");
         let binary = binary();
         let mut child = Command::new(&binary)
@@ -54,6 +64,7 @@ impl ServerProcess {
             .args(flags)
             .env("PADDOCK_LOG", "warn,paddock::server=info")
             .env("PADDOCK_LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

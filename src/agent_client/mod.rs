@@ -13,6 +13,7 @@
 
 mod channel;
 mod errors;
+mod traced;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,7 @@ use crate::pb::exec_service_client::ExecServiceClient;
 use crate::pb::file_service_client::FileServiceClient;
 
 pub use channel::AgentChannel;
+use traced::Traced;
 
 /// The largest message read from or sent to an agent: a RunCommand answer
 /// with both capped outputs, or one output chunk, with room to spare.
@@ -42,8 +44,8 @@ pub type AgentStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
 /// Cheap to clone: clones share the agent's connection.
 #[derive(Clone)]
 pub struct AgentClient {
-    exec: ExecServiceClient<Channel>,
-    files: FileServiceClient<Channel>,
+    exec: ExecServiceClient<Traced<Channel>>,
+    files: FileServiceClient<Traced<Channel>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -67,7 +69,7 @@ macro_rules! bounded_calls {
 impl AgentClient {
     /// A client speaking through `channel`.
     pub fn new(channel: AgentChannel) -> Self {
-        let channel = channel.channel;
+        let channel = Traced::new(channel.channel);
         Self {
             exec: ExecServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

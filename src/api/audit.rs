@@ -46,6 +46,7 @@ pub struct Entry {
 impl Entry {
     /// The event of `caller` sending `request`.
     pub fn new(caller: &Caller, request: &impl Audited) -> Self {
+        name_in_span(&caller.tenant, request.sandbox_id());
         Self {
             caller: caller.clone(),
             action: request.action(),
@@ -57,6 +58,7 @@ impl Entry {
     /// Names the sandbox the call turned out to act on (a create's new
     /// sandbox), and the action it turned out to be.
     pub fn acted_on(&mut self, sandbox_id: &str, action: &'static str) {
+        name_in_span(&self.caller.tenant, sandbox_id);
         sandbox_id.clone_into(&mut self.sandbox_id);
         self.action = action;
     }
@@ -210,14 +212,65 @@ impl Audited for pb::ExecRequest {
     }
 }
 
+/// A request the audit trail leaves out, as its call's span names it: the
+/// sandbox it reads, if any.
+pub trait Reads {
+    /// The sandbox read, as the caller gave it; empty when the call names
+    /// none.
+    fn sandbox_id(&self) -> &str;
+}
+
+macro_rules! reads_a_sandbox {
+    ($($request:ty),* $(,)?) => {
+        $(
+            impl Reads for $request {
+                fn sandbox_id(&self) -> &str {
+                    &self.sandbox_id
+                }
+            }
+        )*
+    };
+}
+
+reads_a_sandbox!(
+    pb::GetSandboxRequest,
+    pb::GetCommandRequest,
+    pb::ListCommandsRequest,
+    pb::DownloadRequest,
+    pb::DownloadArchiveRequest,
+    pb::StatRequest,
+    pb::ListDirRequest,
+    pb::ReadFileRequest,
+    pb::FindFilesRequest,
+    pb::GrepRequest,
+);
+
+impl Reads for pb::ListSandboxesRequest {
+    fn sandbox_id(&self) -> &str {
+        ""
+    }
+}
+
+/// Names the caller's tenant and the sandbox acted on in the current span,
+/// the call's (see `telemetry::rpc`), so that its trace says who and what.
+fn name_in_span(tenant: &str, sandbox_id: &str) {
+    let span = tracing::Span::current();
+    span.record("tenant", tenant);
+    if !sandbox_id.is_empty() {
+        span.record("sandbox_id", shorten(sandbox_id).as_ref());
+    }
+}
+
 /// Runs `call`, which changes nothing, for the tenant of `request`: the
 /// counterpart of [`audited`] for calls the audit trail leaves out.
 pub async fn unaudited<R, T, F, Fut>(request: Request<R>, call: F) -> Result<Response<T>, Status>
 where
+    R: Reads,
     F: FnOnce(String, R) -> Fut,
     Fut: Future<Output = Result<T, Error>>,
 {
     let tenant = tenant_of(&request);
+    name_in_span(&tenant, request.get_ref().sandbox_id());
     call(tenant, request.into_inner())
         .await
         .map(Response::new)

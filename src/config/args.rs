@@ -92,6 +92,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
 
+    /// Export traces over OTLP/gRPC to this collector, such as
+    /// http://otel-collector:4317 [default: $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    /// else $OTEL_EXPORTER_OTLP_ENDPOINT, else no traces]. OTEL_SERVICE_NAME
+    /// and OTEL_RESOURCE_ATTRIBUTES name the service (default "paddock").
+    #[arg(long, env = "PADDOCK_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
     /// The most calls one API key may start per second (Exec and other
     /// streams count once, when they open); calls over it are
     /// RESOURCE_EXHAUSTED. Up to this many may come at once after a quiet

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub grpc_web: Option<GrpcWeb>,
     /// Where to serve Prometheus metrics (HOST:PORT); `None`: nowhere.
     pub metrics_listen: Option<String>,
+    /// Where spans are exported (OTLP over gRPC); `None`: nowhere.
+    pub otlp_endpoint: Option<String>,
     /// Calls per second per API key; `None` for unlimited.
     pub key_rate_limit: Option<std::num::NonZeroU32>,
     /// The TLS files, when serving TLS.
@@ -119,6 +121,7 @@ impl ServerConfig {
             grpc_web: grpc_web_enabled,
             grpc_web_origins,
             metrics_listen,
+            otlp_endpoint,
             key_rate_limit,
             tls_cert,
             tls_key,
@@ -268,6 +271,7 @@ impl ServerConfig {
             open_reflection: open_reflection.unwrap_or(false),
             grpc_web: grpc_web(grpc_web_enabled, grpc_web_origins)?,
             metrics_listen,
+            otlp_endpoint: crate::telemetry::traces::otlp_endpoint(otlp_endpoint.as_deref()),
             key_rate_limit: std::num::NonZeroU32::new(key_rate_limit.unwrap_or(1000)),
             tls,
             tls_reload_interval: duration(

@@ -48,7 +48,7 @@ impl Manager {
         }
         let agent = match agents.get(id) {
             Some(agent) => agent,
-            None => match self.call(provider.connect(id)).await {
+            None => match self.call("provider.connect", provider.connect(id)).await {
                 Ok(agent) => agents.remember(id, agent),
                 Err(error) => {
                     self.metrics().agent_connection_failed(&sandbox.provider);

@@ -1,7 +1,7 @@
 //! Creating a sandbox: idempotency by request id, get-or-create by name, the
 //! record written first, then provisioning by the provider.
 
-use tracing::{info, instrument, warn};
+use tracing::{Instrument, info, instrument, warn};
 
 use super::manager::{advance, detached, expect_state};
 use super::{
@@ -63,7 +63,13 @@ impl Manager {
         }
         // Not under the provider-call deadline: a pull may take longer, and
         // the provider bounds it with its own.
-        provider.prepare(&mut request.spec).await?;
+        provider
+            .prepare(&mut request.spec)
+            .instrument(tracing::info_span!(
+                "provider",
+                otel.name = "provider.prepare"
+            ))
+            .await?;
 
         let record = Sandbox {
             id: ids::new_sandbox_id(),
@@ -168,10 +174,14 @@ impl Manager {
             spec: &sandbox.spec,
         };
         let made = async {
-            let provider_ref = self.call(provider.create(request)).await?;
+            let provider_ref = self
+                .call("provider.create", provider.create(request))
+                .await?;
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::gate("created", &sandbox.id).await;
-            let agent = self.call(provider.start(&sandbox.id)).await?;
+            let agent = self
+                .call("provider.start", provider.start(&sandbox.id))
+                .await?;
             self.agent_clients().remember(&sandbox.id, agent);
             Ok::<_, Error>(provider_ref)
         }

@@ -89,7 +89,7 @@ impl Manager {
     /// cannot stop it.
     pub(super) async fn finish_stop(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
         let provider = self.providers().get(&sandbox.provider)?.clone();
-        match self.call(provider.stop(&sandbox.id)).await {
+        match self.call("provider.stop", provider.stop(&sandbox.id)).await {
             Ok(()) => {
                 self.transition(
                     &sandbox,
@@ -139,7 +139,10 @@ impl Manager {
     /// Takes a STARTING sandbox whose object exists to RUNNING, or to FAILED.
     pub(super) async fn finish_start(&self, sandbox: Sandbox) -> Result<Sandbox> {
         let provider = self.providers().get(&sandbox.provider)?.clone();
-        match self.call(provider.start(&sandbox.id)).await {
+        match self
+            .call("provider.start", provider.start(&sandbox.id))
+            .await
+        {
             Ok(agent) => {
                 self.agent_clients().remember(&sandbox.id, agent);
                 self.modify(&sandbox.tenant, &sandbox.id, |current| {
@@ -190,7 +193,8 @@ impl Manager {
     /// sandbox stays DELETING, so that a retry or the next start-up finishes.
     pub(super) async fn finish_delete(&self, sandbox: Sandbox, reason: &str) -> Result<Sandbox> {
         let provider = self.providers().get(&sandbox.provider)?.clone();
-        self.call(provider.delete(&sandbox.id)).await?;
+        self.call("provider.delete", provider.delete(&sandbox.id))
+            .await?;
         self.transition(
             &sandbox,
             SandboxState::Deleting,

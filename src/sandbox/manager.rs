@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
-use tracing::warn;
+use tracing::{Instrument, warn};
 
 use super::{EventType, Resources, Sandbox, SandboxState};
 use crate::clock;
@@ -278,9 +278,15 @@ impl Manager {
         });
     }
 
-    /// Runs one provider call under the configured deadline.
-    pub(super) async fn call<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+    /// Runs one provider call under the configured deadline, in a
+    /// `provider` span named `operation`.
+    pub(super) async fn call<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let deadline = self.config().provider_call_timeout;
+        let call = call.instrument(tracing::info_span!("provider", otel.name = operation));
         tokio::time::timeout(deadline, call).await.map_err(|_| {
             Error::new(
                 ErrorKind::DeadlineExceeded,
@@ -294,7 +300,10 @@ impl Manager {
 
     /// Removes a half-made provider object, logging instead of failing.
     pub(super) async fn remove_quietly(&self, provider: &dyn Provider, sandbox_id: &str) {
-        if let Err(error) = self.call(provider.delete(sandbox_id)).await {
+        if let Err(error) = self
+            .call("provider.delete", provider.delete(sandbox_id))
+            .await
+        {
             warn!(sandbox_id, error = %error, "cannot remove a half-made provider object");
         }
     }
@@ -330,7 +339,8 @@ impl Manager {
 pub(super) async fn detached<T: Send + 'static>(
     step: impl Future<Output = Result<T>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(step)
+    // In the caller's span, so that the step's work shows in its trace.
+    tokio::spawn(step.in_current_span())
         .await
         .map_err(|e| Error::internal("running a lifecycle step", e))?
 }

@@ -62,7 +62,7 @@ impl Manager {
             .map(|s| s.id)
             .collect();
         for provider in self.providers().all() {
-            let objects = match self.call(provider.list()).await {
+            let objects = match self.call("provider.list", provider.list()).await {
                 Ok(objects) => objects,
                 Err(error) => {
                     warn!(provider = provider.name(), error = %error, "cannot list provider objects");
@@ -218,7 +218,9 @@ impl Manager {
 
     async fn realign(&self, sandbox: &Sandbox) -> Result<Realigned> {
         let provider = self.providers().get(&sandbox.provider)?.clone();
-        let observed = self.call(provider.inspect(&sandbox.id)).await?;
+        let observed = self
+            .call("provider.inspect", provider.inspect(&sandbox.id))
+            .await?;
         let Some(observed) = observed else {
             self.transition(
                 sandbox,
@@ -234,11 +236,11 @@ impl Manager {
             return Ok(Realigned::AsExpected);
         }
         let aligned = if want_running {
-            self.call(provider.start(&sandbox.id))
+            self.call("provider.start", provider.start(&sandbox.id))
                 .await
                 .map(|agent| drop(self.agent_clients().remember(&sandbox.id, agent)))
         } else {
-            self.call(provider.stop(&sandbox.id)).await
+            self.call("provider.stop", provider.stop(&sandbox.id)).await
         };
         if let Err(error) = aligned {
             let reason = format!("its provider object could not be brought back in line: {error}");

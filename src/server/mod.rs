@@ -216,7 +216,6 @@ impl Server {
             .initial_stream_window_size(RECEIVE_STREAM_WINDOW)
             .initial_connection_window_size(RECEIVE_CONNECTION_WINDOW)
             .max_frame_size(Some(RECEIVE_MAX_FRAME))
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             // gRPC-Web comes over HTTP/1.1 from browsers; CORS answers their
             // preflights before the key is asked for, as browsers send none.
             .accept_http1(config.grpc_web.is_some())

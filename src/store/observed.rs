@@ -33,7 +33,10 @@ impl ObservedStore {
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let outcome = call
-            .instrument(tracing::info_span!("store", otel.name = operation))
+            .instrument(tracing::info_span!(
+                "store",
+                otel.name = format_args!("store.{operation}")
+            ))
             .await;
         if let Err(error) = &outcome
             && failed_in_the_database(error.kind())

@@ -1,6 +1,7 @@
-//! What the server tells its operators: logs through `tracing`, and
-//! Prometheus metrics (counted in [`Metrics`] by the layers above, served by
-//! [`exposition`], with every gRPC call observed by [`ObserveLayer`]). A
+//! What the server tells its operators: logs through `tracing`, traces
+//! exported over OTLP ([`traces`]), and Prometheus metrics (counted in
+//! [`Metrics`] by the layers above, served by [`exposition`]), with every
+//! gRPC call observed, in a span and in the metrics, by [`ObserveLayer`]. A
 //! leaf: it names the targets it treats specially, and the layers that
 //! write to them use its names.
 
@@ -9,8 +10,9 @@ pub mod exposition;
 mod logs;
 mod metrics;
 mod rpc;
+pub mod traces;
 
 pub use codes::code_name;
-pub use logs::{AUDIT_TARGET, LogFormat, init};
+pub use logs::{AUDIT_TARGET, LogFormat, Telemetry, init, init_with_traces};
 pub use metrics::{CensusEntry, CommandKind, Direction, Metrics, ReapCause};
 pub use rpc::{KnownMethods, ObserveLayer};

@@ -1,7 +1,8 @@
 //! Every gRPC call observed from outside the services: a tower layer that
-//! notes the method, and when the response ends (a unary answer, or the
-//! last frame of a stream) its status code and how long the whole call
-//! took, in [`Metrics`].
+//! opens the call's `grpc` span (continuing the caller's trace when its
+//! metadata carries a W3C `traceparent`), and when the response ends (a
+//! unary answer, or the last frame of a stream) records its status code in
+//! the span, and the call and how long it took in [`Metrics`].
 //!
 //! The status is read where gRPC puts it: the response headers of a
 //! trailers-only answer (an error before any message), else the trailers
@@ -18,9 +19,11 @@ use std::time::Instant;
 use http_body::{Body, Frame, SizeHint};
 use tonic::Code;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use super::codes::code_name;
 use super::metrics::Metrics;
+use super::traces;
 
 /// The label of any path the server does not serve, so that callers'
 /// made-up paths add no series.
@@ -77,41 +80,69 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = method_labels(&self.layer.known, request.uri().path());
+        let span = tracing::info_span!(
+            "grpc",
+            otel.name = format_args!("{service}/{method}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            tenant = tracing::field::Empty,
+            sandbox_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        if let Some(trace_id) = traces::continue_trace(&span, request.headers()) {
+            span.record("trace_id", trace_id);
+        }
         let call = Call {
             metrics: self.layer.metrics.clone(),
-            method: method_labels(&self.layer.known, request.uri().path()),
+            method: (service, method),
             began: Instant::now(),
+            span: span.clone(),
         };
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
-            let (parts, body) = response.into_parts();
-            // A trailers-only answer carries its status in the headers and
-            // an empty body.
-            let status = parts.headers.get("grpc-status").map(code_of);
-            let mut observed = Observed {
-                inner: body,
-                call: Some(call),
-            };
-            if let Some(code) = status {
-                observed.finish(code);
-            } else if parts.status != http::StatusCode::OK {
-                observed.finish(code_of_http(parts.status));
+        // The handler runs in the call's span, so what it does (store,
+        // provider and agent calls) are its children.
+        let answer = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let response = answer.await?;
+                let (parts, body) = response.into_parts();
+                // A trailers-only answer carries its status in the headers and
+                // an empty body.
+                let status = parts.headers.get("grpc-status").map(code_of);
+                let mut observed = Observed {
+                    inner: body,
+                    call: Some(call),
+                };
+                if let Some(code) = status {
+                    observed.finish(code);
+                } else if parts.status != http::StatusCode::OK {
+                    observed.finish(code_of_http(parts.status));
+                }
+                Ok(http::Response::from_parts(parts, observed))
             }
-            Ok(http::Response::from_parts(parts, observed))
-        })
+            .instrument(span),
+        )
     }
 }
 
-/// One call under way.
+/// One call under way; its span lasts as long as it does.
 struct Call {
     metrics: Arc<Metrics>,
     method: (String, String),
     began: Instant,
+    span: tracing::Span,
 }
 
 impl Call {
     fn finish(self, code: Code) {
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if is_server_error(code) {
+            self.span.record("otel.status_code", "error");
+        }
         let (service, method) = &self.method;
         self.metrics
             .rpc_finished(service, method, code_name(code), self.began.elapsed());
@@ -183,6 +214,21 @@ fn method_labels(known: &HashSet<String>, path: &str) -> (String, String) {
         return (service.to_owned(), method.to_owned());
     }
     (UNKNOWN.to_owned(), UNKNOWN.to_owned())
+}
+
+/// Whether a call ending with `code` failed on the server's side, as
+/// OpenTelemetry's conventions for gRPC servers count errors (a caller's
+/// mistake such as NOT_FOUND is not one).
+fn is_server_error(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unknown
+            | Code::DeadlineExceeded
+            | Code::Unimplemented
+            | Code::Internal
+            | Code::Unavailable
+            | Code::DataLoss
+    )
 }
 
 fn code_of(value: &http::HeaderValue) -> Code {

@@ -1,4 +1,5 @@
-//! Operating the server: its Prometheus metrics read by a real parser.
+//! Operating the server: its Prometheus metrics read by a real parser, and
+//! its traces received by a real OTLP collector service.
 //!
 //! The metrics are parsed by the official Python client's OpenMetrics
 //! parser (`prometheus_client`, from `PADDOCK_TEST_PYTHON`; scripts/test
@@ -9,3 +10,4 @@
 mod common;
 
 mod metrics;
+mod traces;
