@@ -72,7 +72,15 @@ where
         .build();
     let tracer = provider.tracer("paddock");
     let _ = PROPAGATOR.set(TraceContextPropagator::new());
-    Ok((provider, tracing_opentelemetry::layer().with_tracer(tracer)))
+    // Without the per-poll busy/idle clock readings and the source location
+    // and thread of every span: each costs time on every call and bytes in
+    // every batch, and a span's name says where it is.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false);
+    Ok((provider, layer))
 }
 
 /// Whether spans are exported (and trace context is worth carrying).
