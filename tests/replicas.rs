@@ -70,3 +70,130 @@ async fn replicas_share_state_and_events_through_postgres() {
     assert!(revisions.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(*revisions.last().unwrap(), made_on_a.revision);
 }
+
+/// The lease time the lease test runs with, and how soon after its
+/// holder's death another server must take the lease over: the lease time
+/// plus a renewal interval (a third of it), with a second of slack.
+const LEASE_TTL: &str = "2s";
+const TAKEOVER_WITHIN: Duration = Duration::from_millis(2000 + 667 + 1000);
+
+/// Whether `server`'s log says it holds the reaper's lease.
+fn holds_lease(server: &common::spawned::ServerProcess) -> bool {
+    server.log_lines().iter().any(|line| {
+        line["message"]
+            .as_str()
+            .is_some_and(|message| message.starts_with("holding the reaper's lease"))
+    })
+}
+
+/// How many times `server`'s reaper deleted `sandbox_id`.
+fn reaped_by(server: &common::spawned::ServerProcess, sandbox_id: &str) -> usize {
+    server
+        .log_lines()
+        .iter()
+        .filter(|line| line["message"] == "lifetime ran out; deleting")
+        .filter(|line| line["sandbox_id"] == sandbox_id)
+        .count()
+}
+
+async fn create_expiring(
+    client: &mut paddock::pb::sandbox_service_client::SandboxServiceClient<
+        tonic::transport::Channel,
+    >,
+    seconds: i64,
+) -> pb::Sandbox {
+    client
+        .create_sandbox(pb::CreateSandboxRequest {
+            timeout: Some(prost_types::Duration { seconds, nanos: 0 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sandbox
+        .unwrap()
+}
+
+/// The events of `sandbox_id` that made it DELETED, from the store itself.
+async fn deletions(url: &str, sandbox_id: &str) -> usize {
+    use paddock::store::{EventQuery, SqlStore, Store};
+    let store = SqlStore::connect(url).await.unwrap();
+    store
+        .list_events(&EventQuery {
+            sandbox_id: Some(sandbox_id.to_owned()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| event.sandbox.state == paddock::sandbox::SandboxState::Deleted)
+        .count()
+}
+
+#[tokio::test]
+async fn one_replica_reaps_and_another_takes_over_when_it_dies() {
+    let Some(url) = common::postgres::fresh_database().await else {
+        return;
+    };
+    // One data directory for both: process sandboxes live there, so either
+    // server can delete the other's.
+    let data = tempfile::tempdir().unwrap();
+    let env = [
+        ("PADDOCK_DATABASE_URL", url.as_str()),
+        ("PADDOCK_REAPER_LEASE_TTL", LEASE_TTL),
+        ("PADDOCK_REAP_INTERVAL", "100ms"),
+    ];
+    let mut a = common::spawned::ServerProcess::spawn_with(data.path(), &env);
+    common::eventually(Duration::from_secs(10), "A to take the lease", || {
+        let held = holds_lease(&a);
+        async move { held.then_some(()) }
+    })
+    .await;
+    let b = common::spawned::ServerProcess::spawn_with(data.path(), &env);
+
+    // While A lives, A reaps, B does not, even for sandboxes made through B.
+    let mut client_b = b.client().await;
+    let early = create_expiring(&mut client_b, 1).await;
+    common::eventually(Duration::from_secs(10), "the first sandbox reaped", || {
+        let reaped = reaped_by(&a, &early.id);
+        async move { (reaped > 0).then_some(()) }
+    })
+    .await;
+    assert!(!holds_lease(&b), "both servers hold the lease");
+
+    // A dies holding the lease, with a sandbox still to reap.
+    let late = create_expiring(&mut client_b, 2).await;
+    a.kill();
+    let killed = std::time::Instant::now();
+    common::eventually(TAKEOVER_WITHIN, "B to take the lease over", || {
+        let held = holds_lease(&b);
+        async move { held.then_some(()) }
+    })
+    .await;
+    let took_over = killed.elapsed();
+    assert!(
+        took_over <= TAKEOVER_WITHIN,
+        "took over after {took_over:?}"
+    );
+    common::eventually(Duration::from_secs(10), "the second sandbox reaped", || {
+        let reaped = reaped_by(&b, &late.id);
+        async move { (reaped > 0).then_some(()) }
+    })
+    .await;
+
+    assert_eq!(
+        reaped_by(&b, &early.id),
+        0,
+        "B reaped while A held the lease"
+    );
+    assert_eq!(reaped_by(&a, &late.id), 0);
+    for sandbox in [&early, &late] {
+        assert_eq!(
+            deletions(&url, &sandbox.id).await,
+            1,
+            "{} was deleted once",
+            sandbox.id
+        );
+    }
+}

@@ -2,17 +2,19 @@
 //! relays it to the sandbox's agent (through [`crate::agent_client`], which
 //! bounds what the agent sends), which runs the command.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::audit::{self, audited, unaudited};
 use super::auth::caller_of;
 use super::convert::exec as rules;
+use super::sandbox::shutdown_begun;
 use crate::agent_client::AgentStream;
 use crate::pb;
 use crate::pb::exec_service_server::ExecService;
@@ -26,12 +28,15 @@ const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ExecApi {
     manager: Manager,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl ExecApi {
-    /// A service relaying to the agents `manager` reaches.
-    pub fn new(manager: Manager) -> Self {
-        Self { manager }
+    /// A service relaying to the agents `manager` reaches. Open Exec
+    /// streams end with UNAVAILABLE when `shutdown` becomes true, naming
+    /// their command, which goes on running for a client to attach to again.
+    pub fn new(manager: Manager, shutdown: watch::Receiver<bool>) -> Self {
+        Self { manager, shutdown }
     }
 }
 
@@ -49,6 +54,13 @@ struct ExecRelay {
     /// reads the error.
     held_requests: Option<Streaming<pb::ExecRequest>>,
     ended: bool,
+    /// Completes when the server begins shutting down.
+    stopping: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The command the stream is bound to, once the agent said.
+    command_id: Option<String>,
+    /// Whether the command is killed when this stream ends (it was started
+    /// with `on_disconnect` KILL).
+    killed_on_leave: bool,
     _admission: CommandAdmission,
 }
 
@@ -67,27 +79,22 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
     if relay.ended {
         return None;
     }
-    let next = match relay.refused.as_mut() {
-        Some(refused) => tokio::select! {
-            biased;
-            refusal = refused => {
-                relay.refused = None;
-                match refusal {
-                    Ok((status, requests)) => {
-                        relay.ended = true;
-                        relay.held_requests = Some(requests);
-                        return Some((Err(status), relay));
-                    }
-                    // The client finished sending; keep relaying answers.
-                    Err(_) => relay.responses.next().await,
-                }
-            }
-            message = relay.responses.next() => message,
-        },
-        None => relay.responses.next().await,
+    let next = tokio::select! {
+        biased;
+        () = relay.stopping.as_mut() => {
+            Err(shutting_down(relay.command_id.as_deref(), relay.killed_on_leave))
+        }
+        next = next_answer(
+            &mut relay.refused,
+            &mut relay.held_requests,
+            &mut relay.responses,
+        ) => next,
     };
     match next {
-        Some(Ok(message)) => {
+        Ok(Some(Ok(message))) => {
+            if let Some(pb::exec_response::Response::Started(started)) = &message.response {
+                relay.command_id = Some(started.command_id.clone());
+            }
             if let Some(pb::exec_response::Response::Output(output)) = &message.response {
                 let direction = if output.stream == pb::OutputStream::Stderr as i32 {
                     Direction::Stderr
@@ -105,12 +112,62 @@ async fn relay_next(mut relay: ExecRelay) -> Option<(Result<pb::ExecResponse, St
             }
             Some((Ok(message), relay))
         }
-        None => None,
-        Some(Err(error)) => {
+        Ok(None) => None,
+        Ok(Some(Err(error))) => {
             relay.ended = true;
             Some((Err(error.into()), relay))
         }
+        Err(status) => {
+            relay.ended = true;
+            Some((Err(status), relay))
+        }
     }
+}
+
+/// The agent's next answer, or the refusal of a malformed caller message
+/// (whose request stream is then held in `held_requests`).
+async fn next_answer(
+    refused: &mut Option<oneshot::Receiver<Refusal>>,
+    held_requests: &mut Option<Streaming<pb::ExecRequest>>,
+    responses: &mut AgentStream<pb::ExecResponse>,
+) -> Result<Option<crate::error::Result<pb::ExecResponse>>, Status> {
+    let Some(refusal) = refused.as_mut() else {
+        return Ok(responses.next().await);
+    };
+    tokio::select! {
+        biased;
+        refusal = refusal => {
+            *refused = None;
+            match refusal {
+                Ok((status, requests)) => {
+                    *held_requests = Some(requests);
+                    Err(status)
+                }
+                // The client finished sending; keep relaying answers.
+                Err(_) => Ok(responses.next().await),
+            }
+        }
+        message = responses.next() => Ok(message),
+    }
+}
+
+/// Why an Exec stream ends at shutdown, and how to pick up its command
+/// (unless it was started to be killed when its caller goes).
+fn shutting_down(command_id: Option<&str>, killed_on_leave: bool) -> Status {
+    Status::unavailable(match command_id {
+        Some(id) if killed_on_leave => format!(
+            "the server is shutting down; command {id} was started with on_disconnect KILL, \
+             so it ends with this stream: run it again through another server, or this one \
+             once it is back"
+        ),
+        Some(id) => format!(
+            "the server is shutting down; command {id} goes on: attach to it again with an \
+             Exec attach of command_id {id} through another server, or this one once it is back"
+        ),
+        None => "the server is shutting down before the command started; try again through \
+                 another server, or this one once it is back"
+            .to_owned(),
+    })
 }
 
 /// The caller's next valid message for the agent. A malformed one, or one
@@ -163,6 +220,11 @@ impl ExecService for ExecApi {
 
             let (refuse, refused) = oneshot::channel::<Refusal>();
             let starts = matches!(first.request, Some(pb::exec_request::Request::Start(_)));
+            let killed_on_leave = matches!(
+                &first.request,
+                Some(pb::exec_request::Request::Start(start))
+                    if start.on_disconnect == pb::OnDisconnect::Kill as i32
+            );
             let metrics = self.manager.metrics().clone();
             let follow_ups = futures::stream::unfold((inbound, refuse, metrics), next_follow_up);
             let outbound = futures::stream::iter([first]).chain(follow_ups);
@@ -177,6 +239,9 @@ impl ExecService for ExecApi {
                 refused: Some(refused),
                 held_requests: None,
                 ended: false,
+                stopping: Box::pin(shutdown_begun(self.shutdown.clone())),
+                command_id: None,
+                killed_on_leave,
                 _admission: admission,
             };
             let stream: ExecStream = Box::pin(futures::stream::unfold(relay, relay_next));

@@ -1,6 +1,8 @@
 //! `paddock.v1.SandboxService`.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
@@ -21,8 +23,9 @@ pub struct SandboxApi {
 }
 
 impl SandboxApi {
-    /// A service over `manager`. Open watch streams end when `shutdown`
-    /// becomes true, so that a graceful shutdown does not wait on them.
+    /// A service over `manager`. Open watch streams end with UNAVAILABLE
+    /// when `shutdown` becomes true, so that a graceful shutdown does not
+    /// wait on them and their clients know to watch again elsewhere.
     pub fn new(manager: Manager, shutdown: watch::Receiver<bool>) -> Self {
         Self { manager, shutdown }
     }
@@ -174,18 +177,30 @@ impl SandboxService for SandboxApi {
             .manager
             .watch(&tenant, after_revision, sandbox_id)
             .await?;
-        let mut shutdown = self.shutdown.clone();
-        let stopped = async move {
-            // Ends when shutdown begins, or when the sender is gone.
-            let _ = shutdown.wait_for(|stopping| *stopping).await;
+        // At shutdown the stream ends with UNAVAILABLE saying where to pick
+        // up: the revision of the last event sent.
+        let last_sent = Arc::new(AtomicI64::new(after_revision));
+        let stopped = shutdown_begun(self.shutdown.clone());
+        let farewell = {
+            let last_sent = last_sent.clone();
+            let stopped = shutdown_begun(self.shutdown.clone());
+            futures::stream::once(async move {
+                stopped.await;
+                Err(Status::unavailable(format!(
+                    "the server is shutting down; watch again through another server, or this \
+                     one once it is back, with after_revision {} to miss nothing",
+                    last_sent.load(Ordering::Relaxed)
+                )))
+            })
         };
         let stream = events
-            .map(|event| {
-                event
-                    .map(|e| convert::event_to_pb(&e))
-                    .map_err(Status::from)
+            .map(move |event| {
+                let event = event.map_err(Status::from)?;
+                last_sent.store(event.revision, Ordering::Relaxed);
+                Ok(convert::event_to_pb(&event))
             })
-            .take_until(stopped);
+            .take_until(stopped)
+            .chain(farewell);
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -201,4 +216,9 @@ impl SandboxService for SandboxApi {
                 .collect(),
         }))
     }
+}
+
+/// Completes when shutdown begins (or the server is gone).
+pub(super) async fn shutdown_begun(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stopping| *stopping).await;
 }

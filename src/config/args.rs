@@ -178,6 +178,13 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_REAP_INTERVAL", value_name = "DURATION")]
     pub reap_interval: Option<String>,
 
+    /// How long the reaper's lease lasts without renewal. Of the servers
+    /// sharing a database, the holder runs the reaper and applies engine
+    /// events; when it dies or hangs, another takes over within this plus a
+    /// third of it [default: 10s].
+    #[arg(long, env = "PADDOCK_REAPER_LEASE_TTL", value_name = "DURATION")]
+    pub reaper_lease_ttl: Option<String>,
+
     /// How long shutdown waits for open calls and streams before closing
     /// them [default: 30s].
     #[arg(long, env = "PADDOCK_SHUTDOWN_GRACE", value_name = "DURATION")]

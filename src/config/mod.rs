@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub lifecycle: LifecycleConfig,
     /// How often the reaper runs.
     pub reap_interval: Duration,
+    /// How long the reaper's lease lasts without renewal.
+    pub reaper_lease_ttl: Duration,
     /// How long shutdown waits for open work.
     pub shutdown_grace: Duration,
     /// The log format.
@@ -105,6 +107,16 @@ pub struct ServerConfig {
     pub agent: AgentLaunch,
     /// How to use a Docker engine.
     pub docker: DockerConfig,
+}
+
+/// The reaper's lease time: at least a second, so that renewals (a third
+/// of it) do not flood the database.
+fn lease_ttl(text: Option<String>) -> anyhow::Result<Duration> {
+    let ttl = duration("reaper_lease_ttl", text, Duration::from_secs(10))?;
+    if ttl < Duration::from_secs(1) {
+        bail!("reaper_lease_ttl: at least 1s, so that its renewals stay rare");
+    }
+    Ok(ttl)
 }
 
 impl ServerConfig {
@@ -137,6 +149,7 @@ impl ServerConfig {
             default_memory,
             default_pids,
             reap_interval,
+            reaper_lease_ttl,
             shutdown_grace,
             log_format,
             log,
@@ -318,6 +331,7 @@ impl ServerConfig {
                 },
             },
             reap_interval: duration("reap_interval", reap_interval, Duration::from_secs(5))?,
+            reaper_lease_ttl: lease_ttl(reaper_lease_ttl)?,
             shutdown_grace: duration("shutdown_grace", shutdown_grace, Duration::from_secs(30))?,
             log_format,
             log_filter: log.unwrap_or_else(|| "info".to_owned()),

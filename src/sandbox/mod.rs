@@ -11,6 +11,7 @@
 mod agent_cache;
 mod agents;
 mod create;
+mod lease;
 mod lifecycle;
 mod listing;
 mod manager;
@@ -25,6 +26,7 @@ pub mod selector;
 mod state;
 mod watch;
 
+pub use lease::{Lease, LeaseKeeper, REAPER_LEASE, keep_lease};
 pub use manager::{LifecycleConfig, Manager};
 pub use model::{
     DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use super::lease::Lease;
 use super::{Manager, Sandbox, SandboxState};
 use crate::clock;
 use crate::error::Result;
@@ -13,14 +14,18 @@ use crate::telemetry::ReapCause;
 /// The most sandboxes handled in one pass.
 const BATCH: usize = 100;
 
-/// Runs the reaper every `interval` until the task is aborted. An idle
-/// sandbox whose agent still runs a command is not stopped.
-pub fn spawn_reaper(manager: Manager, interval: Duration) -> JoinHandle<()> {
+/// Runs the reaper every `interval` while this server holds `lease`, until
+/// the task is aborted. An idle sandbox whose agent still runs a command is
+/// not stopped.
+pub fn spawn_reaper(manager: Manager, interval: Duration, lease: Lease) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
+            if !lease.held() {
+                continue;
+            }
             if let Err(error) = manager.reap_once().await {
                 warn!(error = %error, "reaper pass failed");
             }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
+use super::lease::Lease;
 use super::{Manager, Sandbox, SandboxState};
 use crate::error::Result;
 use crate::provider::Observation;
@@ -86,8 +87,10 @@ impl Manager {
     /// tasks, bringing records in line with what happened: a sandbox whose
     /// object stopped by itself becomes STOPPED with the reason, one whose
     /// object was removed by someone else FAILED, and after a gap in the
-    /// observations every sandbox of the provider is checked again.
-    pub fn spawn_observers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+    /// observations every sandbox of the provider is checked again. Only
+    /// while this server holds `lease`: on gaining it, every sandbox is
+    /// checked, since what happened before was another server's to apply.
+    pub fn spawn_observers(&self, lease: Lease) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for provider in self.providers().all() {
             let Some(mut observations) = provider.observe() else {
@@ -95,16 +98,26 @@ impl Manager {
             };
             let manager = self.clone();
             let name = provider.name().to_owned();
+            let mut lease = lease.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
-                    let observation = match observations.recv().await {
-                        Ok(observation) => observation,
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            warn!(provider = %name, missed, "observations were missed; checking every sandbox");
-                            Observation::Resync
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
+                    let observation = tokio::select! {
+                        received = observations.recv() => match received {
+                            Ok(observation) => observation,
+                            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                                warn!(provider = %name, missed, "observations were missed; checking every sandbox");
+                                Observation::Resync
+                            }
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                        // What happened while another server held the
+                        // lease was its to apply; whatever it missed is
+                        // found by checking every sandbox.
+                        true = lease.gained() => Observation::Resync,
                     };
+                    if !lease.held() {
+                        continue;
+                    }
                     if let Err(error) = manager.apply_observation(&name, observation).await {
                         warn!(provider = %name, %error, "cannot apply a provider observation");
                     }

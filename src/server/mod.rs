@@ -13,7 +13,6 @@ use tokio::sync::{Notify, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::transport::server::TcpIncoming;
-use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
@@ -26,16 +25,18 @@ use crate::pb::sandbox_service_server::SandboxServiceServer;
 use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, ProcessProvider, Provider, Providers,
 };
-use crate::sandbox::{Manager, spawn_reaper};
-use crate::store::{ObservedStore, SqlStore, Store};
+use crate::sandbox::{Manager, keep_lease, spawn_reaper};
+use crate::store::{DatabaseHealth, ObservedStore, SqlStore, Store};
 use crate::telemetry::{self, Metrics, ObserveLayer};
 use crate::tls::ReloadingTls;
 use crate::wire::authority::MendAuthority;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
+use health::{set_serving, watch_database};
 pub use listen::BoundAddr;
 use listen::{Listener, bind, bind_metrics, refusal};
 use metrics::{known_methods, render_metrics};
 
+mod health;
 mod listen;
 mod metrics;
 
@@ -50,6 +51,10 @@ pub struct Server {
     addr: BoundAddr,
     store_id: String,
     metrics: Arc<Metrics>,
+    /// The database itself, unobserved, for the health checks.
+    database: Arc<dyn Store>,
+    /// What the health checks found, which the observed store fails fast on.
+    database_health: Arc<DatabaseHealth>,
     /// The metrics listener, when `--metrics-listen` asks for one.
     metrics_listener: Option<TcpListener>,
 }
@@ -68,13 +73,16 @@ impl Server {
             )
         })?;
         let metrics = Arc::new(Metrics::new());
+        let database: Arc<dyn Store> = Arc::new(
+            SqlStore::connect(&config.effective_database_url())
+                .await
+                .context("cannot open the state store")?,
+        );
+        let database_health = Arc::new(DatabaseHealth::default());
         let store: Arc<dyn Store> = Arc::new(ObservedStore::new(
-            Arc::new(
-                SqlStore::connect(&config.effective_database_url())
-                    .await
-                    .context("cannot open the state store")?,
-            ),
+            database.clone(),
             metrics.clone(),
+            database_health.clone(),
         ));
         let store_id = store
             .store_id()
@@ -123,6 +131,8 @@ impl Server {
             addr,
             store_id,
             metrics,
+            database,
+            database_health,
             metrics_listener,
         })
     }
@@ -161,16 +171,19 @@ impl Server {
             addr,
             store_id: _,
             metrics,
+            database,
+            database_health,
             metrics_listener,
         } = self;
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<SandboxServiceServer<SandboxApi>>()
-            .await;
-        health.set_serving::<ExecServiceServer<ExecApi>>().await;
-        health.set_serving::<FileServiceServer<FileApi>>().await;
-        health.set_service_status("", ServingStatus::Serving).await;
+        set_serving(&health, true).await;
+        let database_check = watch_database(
+            database,
+            database_health,
+            health.clone(),
+            stopping_rx.clone(),
+        );
 
         // Both reflection versions describe every service, each other
         // included: grpcurl 1.8 asks v1alpha, newer clients ask v1.
@@ -200,10 +213,9 @@ impl Server {
                 },
             ))
         });
-        let reaper = spawn_reaper(manager.clone(), config.reap_interval);
-        // Every server runs its reaper until replicas share one under a lease.
-        manager.metrics().set_lease_held(true);
-        let observers = manager.spawn_observers();
+        let lease = keep_lease(manager.clone(), lease_holder(), config.reaper_lease_ttl);
+        let reaper = spawn_reaper(manager.clone(), config.reap_interval, lease.lease.clone());
+        let observers = manager.spawn_observers(lease.lease.clone());
         let auth = AuthLayer::new(
             store.clone(),
             config.auth,
@@ -236,7 +248,10 @@ impl Server {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(ExecServiceServer::new(ExecApi::new(manager.clone())))
+            .add_service(ExecServiceServer::new(ExecApi::new(
+                manager.clone(),
+                stopping_rx.clone(),
+            )))
             .add_service(
                 FileServiceServer::new(FileApi::new(manager.clone()))
                     .max_decoding_message_size(4 << 20),
@@ -251,16 +266,11 @@ impl Server {
             let shutdown_begun = shutdown_begun.clone();
             async move {
                 shutdown.await;
-                info!("shutting down: no new calls; ending watch streams");
-                health
-                    .set_not_serving::<SandboxServiceServer<SandboxApi>>()
-                    .await;
-                health.set_not_serving::<ExecServiceServer<ExecApi>>().await;
-                health.set_not_serving::<FileServiceServer<FileApi>>().await;
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
+                info!("shutting down: no new calls; ending watch and Exec streams");
+                // Not SERVING from now on, whatever the database says.
+                database_check.abort();
                 let _ = stopping_tx.send(true);
+                set_serving(&health, false).await;
                 shutdown_begun.notify_one();
             }
         };
@@ -311,6 +321,7 @@ impl Server {
             }
         };
         reaper.abort();
+        lease.release().await;
         if let Some(exposition) = exposition {
             exposition.abort();
         }
@@ -354,6 +365,17 @@ fn cors(grpc_web: &GrpcWeb) -> Option<tower_http::cors::CorsLayer> {
             ])
             .max_age(std::time::Duration::from_secs(24 * 60 * 60)),
     )
+}
+
+/// This server process's name as a lease holder: its host, process id and a
+/// random part (a restarted process may reuse the id).
+fn lease_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned());
+    let random = crate::ids::new_sandbox_id();
+    let tail = &random[random.len() - 8..];
+    format!("{host}/{}/{tail}", std::process::id())
 }
 
 /// Every provider, and the default: with "auto", docker when its engine

@@ -2,7 +2,7 @@
 //! each method promises (tests/store runs the one suite against SQLite and
 //! Postgres).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -123,6 +123,16 @@ pub trait Store: Send + Sync + 'static {
     /// How many sandboxes each provider holds in each state, DELETED left
     /// out: `(provider, state, count)`, every tenant's together.
     async fn census(&self) -> Result<Vec<(String, SandboxState, u64)>>;
+
+    /// Takes or renews the lease `name` for `holder` until `ttl` from now by
+    /// the database's clock: granted when no one holds it, `holder` does, or
+    /// its holder let it expire. Whether `holder` holds it now.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+
+    /// Ends `holder`'s lease `name` at once, so that another may take it
+    /// without waiting for it to expire; nothing when `holder` does not hold
+    /// it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 
     /// The greatest revision written so far (0 when none).
     async fn latest_revision(&self) -> Result<i64>;

@@ -10,5 +10,5 @@ mod observed;
 mod sql;
 
 pub use contract::{ApiKey, EventQuery, SandboxQuery, Store};
-pub use observed::ObservedStore;
+pub use observed::{DatabaseHealth, ObservedStore};
 pub use sql::SqlStore;

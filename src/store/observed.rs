@@ -1,30 +1,77 @@
 //! [`ObservedStore`]: any store, with each operation run in a `store` span
 //! (a child of the call that asked, in logs and traces) and each failure
-//! of the database itself counted in [`Metrics`]. Answers pass through
-//! unchanged.
+//! of the database itself counted in [`Metrics`]; while the database is
+//! known to be down ([`DatabaseHealth`]) operations fail at once with
+//! UNAVAILABLE instead of waiting on connections that cannot be made.
+//! Answers otherwise pass through unchanged.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use tracing::Instrument;
 
 use super::contract::{ApiKey, EventQuery, SandboxQuery, Store};
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState};
 use crate::telemetry::Metrics;
+
+/// Whether the database answered its last health check, and if not, since
+/// when and why. Whoever checks (the server, every second) says so here.
+#[derive(Debug, Default)]
+pub struct DatabaseHealth {
+    down: Mutex<Option<(Instant, String)>>,
+}
+
+impl DatabaseHealth {
+    /// Records a check's outcome; returns whether that changed the state
+    /// (up to down, or down to up).
+    pub fn record(&self, outcome: std::result::Result<(), String>) -> bool {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        match (outcome, down.is_some()) {
+            (Ok(()), was_down) => {
+                *down = None;
+                was_down
+            }
+            (Err(reason), was_down) => {
+                if !was_down {
+                    *down = Some((Instant::now(), reason));
+                }
+                !was_down
+            }
+        }
+    }
+
+    /// Why the database is down, when it is.
+    fn down(&self) -> Option<Error> {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        down.as_ref().map(|(since, reason)| {
+            Error::unavailable(format!(
+                "the database is not available (for {}s now: {reason}); calls fail at once until \
+                 it answers again",
+                since.elapsed().as_secs()
+            ))
+        })
+    }
+}
 
 /// A store whose operations are traced and whose failures are counted.
 pub struct ObservedStore {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    health: Arc<DatabaseHealth>,
 }
 
 impl ObservedStore {
-    /// `inner`, observed into `metrics`.
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        Self { inner, metrics }
+    /// `inner`, observed into `metrics`, failing fast while `health` says
+    /// the database is down.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>, health: Arc<DatabaseHealth>) -> Self {
+        Self {
+            inner,
+            metrics,
+            health,
+        }
     }
 
     async fn run<T>(
@@ -32,6 +79,10 @@ impl ObservedStore {
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        if let Some(down) = self.health.down() {
+            self.metrics.store_failed(operation);
+            return Err(down);
+        }
         let outcome = call
             .instrument(tracing::info_span!(
                 "store",
@@ -139,6 +190,16 @@ impl Store for ObservedStore {
 
     async fn census(&self) -> Result<Vec<(String, SandboxState, u64)>> {
         self.run("census", self.inner.census()).await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.run("acquire_lease", self.inner.acquire_lease(name, holder, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.run("release_lease", self.inner.release_lease(name, holder))
+            .await
     }
 
     async fn latest_revision(&self) -> Result<i64> {

@@ -45,6 +45,7 @@ impl ServerProcess {
             .spawn()
             .expect("spawn paddock serve");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut before_serving = Vec::new();
         let port = loop {
             let line = lines
                 .next()
@@ -55,9 +56,10 @@ impl ServerProcess {
                 let addr: std::net::SocketAddr = entry["addr"].as_str().unwrap().parse().unwrap();
                 break addr.port();
             }
+            before_serving.push(line);
         };
         // Keep draining the log so the server never blocks on a full pipe.
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(before_serving));
         let kept = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
@@ -72,7 +74,7 @@ impl ServerProcess {
         }
     }
 
-    /// The JSON log lines the server wrote after it began serving.
+    /// The JSON log lines the server wrote (but the one saying it serves).
     pub fn log_lines(&self) -> Vec<serde_json::Value> {
         self.log
             .lock()

@@ -93,4 +93,5 @@ fn record(tenant: &str, name: Option<&str>) -> Sandbox {
 mod backends;
 mod events;
 mod keys;
+mod leases;
 mod sandboxes;

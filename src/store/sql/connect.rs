@@ -75,6 +75,7 @@ impl SqlStore {
         }
         let pool_options = match dialect {
             Dialect::Sqlite => AnyPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(10))
                 .max_connections(8)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -93,10 +94,13 @@ impl SqlStore {
                         Ok(())
                     })
                 }),
-            Dialect::Postgres => AnyPoolOptions::new().max_connections(16),
+            // A database that went away fails a call within 3 s rather than
+            // the 10 s SQLite's writers may queue for.
+            Dialect::Postgres => AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(3)),
         };
         let pool = pool_options
-            .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
             .map_err(|e| Error::unavailable(format!("cannot open the database: {e}")))?;

@@ -5,10 +5,11 @@
 
 mod connect;
 mod errors;
+mod leases;
 mod query;
 mod rows;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -364,6 +365,14 @@ impl Store for SqlStore {
                 ))
             })
             .collect()
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        self.take_lease(name, holder, ttl).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        self.end_lease(name, holder).await
     }
 
     async fn latest_revision(&self) -> Result<i64> {
