@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 
 pub use args::{QuotaArgs, ServeArgs};
 pub use values::{CorsOrigins, GrpcWeb, ListenAddr};
-use values::{bytes, duration, grpc_web, optional_duration, size};
+use values::{bytes, duration, grpc_web, lease_ttl, optional_duration, size};
 
 use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
@@ -107,16 +107,6 @@ pub struct ServerConfig {
     pub agent: AgentLaunch,
     /// How to use a Docker engine.
     pub docker: DockerConfig,
-}
-
-/// The reaper's lease time: at least a second, so that renewals (a third
-/// of it) do not flood the database.
-fn lease_ttl(text: Option<String>) -> anyhow::Result<Duration> {
-    let ttl = duration("reaper_lease_ttl", text, Duration::from_secs(10))?;
-    if ttl < Duration::from_secs(1) {
-        bail!("reaper_lease_ttl: at least 1s, so that its renewals stay rare");
-    }
-    Ok(ttl)
 }
 
 impl ServerConfig {

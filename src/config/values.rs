@@ -182,6 +182,16 @@ pub fn grpc_web(
     }))
 }
 
+/// The reaper's lease time: at least a second, so that renewals (a third
+/// of it) do not flood the database.
+pub fn lease_ttl(text: Option<String>) -> anyhow::Result<Duration> {
+    let ttl = duration("reaper_lease_ttl", text, Duration::from_secs(10))?;
+    if ttl < Duration::from_secs(1) {
+        bail!("reaper_lease_ttl: at least 1s, so that its renewals stay rare");
+    }
+    Ok(ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
