@@ -24,6 +24,7 @@ mod errors;
 mod images;
 mod layout;
 mod networks;
+mod open;
 mod prepare;
 mod reach;
 mod rules_status;
@@ -31,7 +32,7 @@ mod spec;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -147,61 +148,6 @@ impl DockerProvider {
             ));
         }
         Ok(format!("paddock-{sandbox_id}"))
-    }
-
-    /// A provider for the engine `settings` name. Fails only on settings that
-    /// cannot work (a bad address, missing TLS files); an engine that does not
-    /// answer yet leaves the provider unavailable until it does.
-    pub async fn open(settings: DockerSettings) -> Result<Arc<Self>> {
-        let address = settings
-            .host
-            .clone()
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let docker = match &settings.tls_dir {
-            Some(dir) => Docker::connect_with_ssl(
-                &address,
-                &dir.join("key.pem"),
-                &dir.join("cert.pem"),
-                &dir.join("ca.pem"),
-                120,
-                bollard::API_DEFAULT_VERSION,
-            ),
-            None => Docker::connect_with_host(&address),
-        }
-        .map_err(|e| {
-            Error::invalid_argument(
-                "docker_host",
-                format!("cannot use the Docker engine address {address:?}: {e}"),
-            )
-        })?;
-        let agent = AgentBuild::inspect(&settings.agent.binary);
-        let (observations, _) = broadcast::channel(1024);
-        let egress = egress::Egress::new(settings.egress_blocked.clone());
-        let allow_list = allow_list::AllowList::new(
-            settings.egress_blocked.clone(),
-            settings.allow_list_dns.clone(),
-        );
-        let provider = Arc::new(Self {
-            docker,
-            settings,
-            address,
-            agent,
-            agent_installed: tokio::sync::Mutex::new(false),
-            engine: RwLock::new(EngineStatus {
-                available: false,
-                detail: "not checked yet".to_owned(),
-                cpus: None,
-                runtimes: Vec::new(),
-            }),
-            egress,
-            allow_list,
-            observations,
-        });
-        provider.check_engine().await;
-        tokio::spawn(Self::watch_engine(Arc::downgrade(&provider)));
-        tokio::spawn(Self::keep_network_rules(Arc::downgrade(&provider)));
-        Ok(provider)
     }
 
     fn agent_build(&self) -> Result<&AgentBuild> {
