@@ -234,6 +234,7 @@ macro_rules! reads_a_sandbox {
 
 reads_a_sandbox!(
     pb::GetSandboxRequest,
+    pb::GetSandboxMetricsRequest,
     pb::GetCommandRequest,
     pb::ListCommandsRequest,
     pb::DownloadRequest,

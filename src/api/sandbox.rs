@@ -204,6 +204,20 @@ impl SandboxService for SandboxApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
+    async fn get_sandbox_metrics(
+        &self,
+        request: Request<pb::GetSandboxMetricsRequest>,
+    ) -> Result<Response<pb::GetSandboxMetricsResponse>, Status> {
+        unaudited(request, async |tenant, request| {
+            let id = convert::sandbox_id("sandbox_id", request.sandbox_id)?;
+            let measured = self.manager.usage(&tenant, &id).await?;
+            Ok(pb::GetSandboxMetricsResponse {
+                metrics: Some(convert::usage_to_pb(&measured)),
+            })
+        })
+        .await
+    }
+
     async fn list_providers(
         &self,
         _request: Request<pb::ListProvidersRequest>,

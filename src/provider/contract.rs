@@ -121,6 +121,33 @@ pub enum Observation {
     Resync,
 }
 
+/// What a running sandbox uses now, as its provider measures it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// CPU time its processes used since it started, user and system.
+    pub cpu_time: std::time::Duration,
+    /// Memory in use now, page cache the kernel can reclaim left out.
+    pub memory_bytes: u64,
+    /// The most memory in use at once since it started, where the
+    /// provider can tell.
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes and threads now.
+    pub pids: u64,
+    /// Bytes its filesystem holds beyond its image, when measured.
+    pub disk_bytes: Option<u64>,
+    /// Its network bytes, when it has a network of its own to count.
+    pub network: Option<NetworkBytes>,
+}
+
+/// Network bytes since a sandbox started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetworkBytes {
+    /// Bytes received.
+    pub received: u64,
+    /// Bytes sent.
+    pub sent: u64,
+}
+
 /// A way of making sandboxes.
 ///
 /// Every method is idempotent and safe to call again after a crash at any
@@ -181,6 +208,10 @@ pub trait Provider: Send + Sync + 'static {
     /// (which removes those whose sandbox is gone). Half-made objects are
     /// cleared as a side effect.
     async fn list(&self) -> Result<Vec<Observed>>;
+
+    /// What the running sandbox uses now. `NOT_FOUND` when its object is
+    /// gone, FAILED_PRECONDITION when it is not running.
+    async fn usage(&self, sandbox_id: &str) -> Result<Usage>;
 
     /// Observations of objects changing without Paddock asking (engine
     /// events), for providers that can see them; `None` for those that

@@ -7,11 +7,13 @@
 mod agent_process;
 mod contract;
 mod docker;
+mod proc_usage;
 mod process;
 mod registry;
 
 pub use contract::{
-    AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
+    AgentLaunch, Capabilities, NetworkBytes, Observation, Observed, Provider, ProviderInfo,
+    ProvisionRequest, Usage,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
 pub use process::ProcessProvider;

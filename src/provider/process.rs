@@ -24,7 +24,7 @@ use tracing::{debug, instrument, warn};
 
 use super::agent_process::{AgentFiles, AgentSandbox, Confinement};
 use super::contract::{
-    AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest,
+    AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest, Usage,
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
@@ -319,6 +319,18 @@ impl Provider for ProcessProvider {
     async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel> {
         let dir = self.sandbox_dir(sandbox_id)?;
         Ok(AgentChannel::unix_socket(AgentFiles::new(&dir).socket()))
+    }
+
+    async fn usage(&self, sandbox_id: &str) -> Result<Usage> {
+        let dir = self.sandbox_dir(sandbox_id)?;
+        let Some(agent) = AgentFiles::new(&dir).live_pid(sandbox_id) else {
+            return Err(Error::failed_precondition(format!(
+                "sandbox {sandbox_id}'s agent is not running"
+            )));
+        };
+        tokio::task::spawn_blocking(move || super::proc_usage::measure(agent, &dir))
+            .await
+            .map_err(|e| Error::internal("measuring a process sandbox", e))
     }
 
     async fn list(&self) -> Result<Vec<Observed>> {

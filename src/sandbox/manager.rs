@@ -94,6 +94,8 @@ struct Inner {
     tenant_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// What the server counts for its operators.
     metrics: Arc<Metrics>,
+    /// Each sandbox's last measured CPU time, for CPU shares.
+    cpu_samples: super::cpu_samples::CpuSamples,
 }
 
 impl Manager {
@@ -116,6 +118,7 @@ impl Manager {
                 commands,
                 tenant_locks: Default::default(),
                 metrics,
+                cpu_samples: Default::default(),
             }),
         })
     }
@@ -127,6 +130,10 @@ impl Manager {
     /// What this server counts for its operators.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    pub(super) fn cpu_samples(&self) -> &super::cpu_samples::CpuSamples {
+        &self.inner.cpu_samples
     }
 
     /// Commands in flight through this server: RunCommand calls and Exec

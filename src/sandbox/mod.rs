@@ -10,6 +10,7 @@
 
 mod agent_cache;
 mod agents;
+mod cpu_samples;
 mod create;
 mod lease;
 mod lifecycle;
@@ -24,6 +25,7 @@ mod requests;
 pub mod rules;
 pub mod selector;
 mod state;
+mod usage;
 mod watch;
 
 pub use lease::{Lease, LeaseKeeper, REAPER_LEASE, keep_lease};
@@ -38,3 +40,4 @@ pub use reconcile::ReconcileReport;
 pub use requests::{CreateSandbox, IfExists, ListQuery, SandboxPage, SandboxUpdate, TimeoutUpdate};
 pub use selector::LabelSelector;
 pub use state::SandboxState;
+pub use usage::SandboxUsage;

@@ -200,6 +200,9 @@ impl Server {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
 
+        let lease = keep_lease(manager.clone(), lease_holder(), config.reaper_lease_ttl);
+        let reaper = spawn_reaper(manager.clone(), config.reap_interval, lease.lease.clone());
+        let observers = manager.spawn_observers(lease.lease.clone());
         let exposition = metrics_listener.map(|listener| {
             if let Ok(metrics_addr) = listener.local_addr() {
                 info!(%metrics_addr, "serving metrics at /metrics");
@@ -207,15 +210,12 @@ impl Server {
             let mut stopping = stopping_rx.clone();
             tokio::spawn(telemetry::exposition::serve(
                 listener,
-                render_metrics(manager.clone()),
+                render_metrics(manager.clone(), lease.lease.clone()),
                 async move {
                     let _ = stopping.wait_for(|stopping| *stopping).await;
                 },
             ))
         });
-        let lease = keep_lease(manager.clone(), lease_holder(), config.reaper_lease_ttl);
-        let reaper = spawn_reaper(manager.clone(), config.reap_interval, lease.lease.clone());
-        let observers = manager.spawn_observers(lease.lease.clone());
         let auth = AuthLayer::new(
             store.clone(),
             config.auth,

@@ -17,6 +17,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::sandbox_figures::{SandboxFamilies, SandboxFigures, signed};
+
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -151,6 +153,20 @@ impl ReapCause {
     }
 }
 
+/// What a scrape reads at its moment, besides the counters.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeFigures {
+    /// The store's census.
+    pub census: Vec<CensusEntry>,
+    /// RunCommand calls and Exec streams in flight through this server.
+    pub commands_running: u64,
+    /// Running sandboxes measured, when this server measures them.
+    pub sandboxes: Vec<SandboxFigures>,
+    /// Running sandboxes left out of `sandboxes` (past the bound, or not
+    /// measurable now).
+    pub sandboxes_left_out: u64,
+}
+
 /// A count of sandboxes in one state on one provider, as the store says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CensusEntry {
@@ -179,6 +195,7 @@ pub struct Metrics {
     agent_failures: Family<ProviderLabels, Counter>,
     store_errors: Family<OperationLabels, Counter>,
     lease_held: Gauge,
+    sandbox_figures: SandboxFamilies,
     /// Serialises encoding with the census refresh before it, so two scrapes
     /// at once never write a half-refreshed census.
     encoding: Mutex<()>,
@@ -283,6 +300,7 @@ impl Metrics {
              engine reconciler), else 0",
             lease_held.clone(),
         );
+        let sandbox_figures = SandboxFamilies::register(&mut registry);
         registry.register(
             "build",
             "The running build",
@@ -305,6 +323,7 @@ impl Metrics {
             agent_failures,
             store_errors,
             lease_held,
+            sandbox_figures,
             encoding: Mutex::new(()),
         }
     }
@@ -387,26 +406,27 @@ impl Metrics {
         self.lease_held.set(i64::from(held));
     }
 
-    /// The whole exposition, after setting the gauges read at scrape time:
-    /// the store's `census` and the `commands_running` in flight.
-    pub fn encode(&self, census: &[CensusEntry], commands_running: u64) -> String {
+    /// The whole exposition, after setting what is read at scrape time
+    /// (`figures`).
+    pub fn encode(&self, figures: &ScrapeFigures) -> String {
         let _one_at_a_time = self
             .encoding
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // States no longer counted must read 0 rather than their last
-        // count, so the whole census is replaced.
+        // States and sandboxes no longer there must leave no series behind,
+        // so each family read at scrape time is replaced whole.
         self.sandboxes.clear();
-        for entry in census {
+        for entry in &figures.census {
             self.sandboxes
                 .get_or_create(&CensusLabels {
                     provider: entry.provider.clone(),
                     state: entry.state.clone(),
                 })
-                .set(i64::try_from(entry.count).unwrap_or(i64::MAX));
+                .set(signed(entry.count));
         }
-        self.commands_running
-            .set(i64::try_from(commands_running).unwrap_or(i64::MAX));
+        self.commands_running.set(signed(figures.commands_running));
+        self.sandbox_figures
+            .set(&figures.sandboxes, figures.sandboxes_left_out);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");
@@ -441,7 +461,20 @@ mod tests {
             state: "RUNNING".into(),
             count: 2,
         }];
-        let text = metrics.encode(&census, 1);
+        let text = metrics.encode(&ScrapeFigures {
+            census: census.to_vec(),
+            commands_running: 1,
+            sandboxes: vec![SandboxFigures {
+                sandbox_id: "sbx_1".into(),
+                provider: "docker".into(),
+                cpu_seconds: 1.5,
+                memory_bytes: 100,
+                pids: 3,
+                disk_bytes: None,
+                network: Some((10, 20)),
+            }],
+            sandboxes_left_out: 0,
+        });
         for line in [
             r#"paddock_rpcs_total{service="paddock.v1.SandboxService",method="GetSandbox",code="NOT_FOUND"} 1"#,
             r#"paddock_rpc_duration_seconds_count{service="paddock.v1.SandboxService",method="GetSandbox",code="NOT_FOUND"} 1"#,
@@ -451,12 +484,16 @@ mod tests {
             r#"paddock_sandboxes{provider="docker",state="RUNNING"} 2"#,
             "paddock_commands_running 1",
             r#"paddock_build_info{version=""#,
+            r#"paddock_sandbox_cpu_seconds_total{sandbox_id="sbx_1",provider="docker"} 1.5"#,
+            r#"paddock_sandbox_memory_bytes{sandbox_id="sbx_1",provider="docker"} 100"#,
+            r#"paddock_sandbox_network_bytes_total{sandbox_id="sbx_1",provider="docker",direction="sent"} 20"#,
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
         // A state no longer counted reads nothing rather than its old count.
-        let text = metrics.encode(&[], 0);
+        let text = metrics.encode(&ScrapeFigures::default());
         assert!(!text.contains("state=\"RUNNING\""), "{text}");
+        assert!(!text.contains("sbx_1"), "{text}");
     }
 }

@@ -10,9 +10,11 @@ pub mod exposition;
 mod logs;
 mod metrics;
 mod rpc;
+mod sandbox_figures;
 pub mod traces;
 
 pub use codes::code_name;
 pub use logs::{AUDIT_TARGET, LogFormat, Telemetry, init, init_with_traces};
-pub use metrics::{CensusEntry, CommandKind, Direction, Metrics, ReapCause};
+pub use metrics::{CensusEntry, CommandKind, Direction, Metrics, ReapCause, ScrapeFigures};
 pub use rpc::{KnownMethods, ObserveLayer};
+pub use sandbox_figures::SandboxFigures;

@@ -14,3 +14,4 @@ mod faults;
 mod metrics;
 mod shutdown;
 mod traces;
+mod usage;

@@ -141,6 +141,24 @@ async fn counters_and_histograms_move_with_the_calls_made() {
         after.value(r#"paddock_sandboxes{provider="process",state="RUNNING"}"#),
         1.0
     );
+    // The running sandbox's own figures, measured at the scrape (this
+    // server holds the reaper's lease).
+    let sandbox_labels = format!(r#"{{provider="process",sandbox_id="{}"}}"#, sandbox.id);
+    assert!(
+        after.value(&format!("paddock_sandbox_memory_bytes{sandbox_labels}")) > 0.0,
+        "{:?}",
+        after
+            .samples
+            .keys()
+            .filter(|k| k.starts_with("paddock_sandbox_"))
+            .collect::<Vec<_>>()
+    );
+    assert!(after.value(&format!("paddock_sandbox_pids{sandbox_labels}")) >= 1.0);
+    assert!(after.samples.contains_key(&format!(
+        "paddock_sandbox_cpu_seconds_total{sandbox_labels}"
+    )));
+    assert_eq!(after.value("paddock_sandbox_figures_left_out{}"), 0.0);
+    assert_eq!(after.value("paddock_reaper_lease_held{}"), 1.0);
     // Histograms are cumulative: the +Inf bucket holds every call.
     assert_eq!(
         after.value(
@@ -162,6 +180,12 @@ async fn counters_and_histograms_move_with_the_calls_made() {
     assert_eq!(
         deleted.value(r#"paddock_sandboxes{provider="process",state="RUNNING"}"#),
         0.0
+    );
+    assert!(
+        !deleted
+            .samples
+            .contains_key(&format!("paddock_sandbox_memory_bytes{sandbox_labels}")),
+        "a deleted sandbox's figures stay"
     );
 }
 

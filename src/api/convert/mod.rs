@@ -9,6 +9,7 @@ mod fields;
 pub mod file;
 mod metadata;
 mod sandbox;
+mod usage;
 
 pub use sandbox::{
     DEFAULT_PAGE_SIZE, DEFAULT_WORKDIR, MAX_PAGE_SIZE, create_request, event_to_pb, list_query,
@@ -16,3 +17,4 @@ pub use sandbox::{
 };
 
 pub use fields::sandbox_id;
+pub use usage::usage_to_pb;

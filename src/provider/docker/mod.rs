@@ -29,6 +29,7 @@ mod prepare;
 mod reach;
 mod rules_status;
 mod spec;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ use tracing::{debug, info, instrument};
 
 use super::contract::{
     AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
+    Usage,
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
@@ -404,6 +406,10 @@ impl Provider for DockerProvider {
             provider_ref: container.id.unwrap_or_default(),
             running: container.state.and_then(|s| s.running).unwrap_or(false),
         }))
+    }
+
+    async fn usage(&self, sandbox_id: &str) -> Result<Usage> {
+        self.measure(sandbox_id).await
     }
 
     async fn connect(&self, sandbox_id: &str) -> Result<AgentChannel> {

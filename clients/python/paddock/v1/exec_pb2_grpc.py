@@ -59,7 +59,9 @@ class ExecServiceStub:
     the server or for the tenant, or the API key's rate
     limit is reached; retry later.
     OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-    UNAVAILABLE          the sandbox's agent cannot be reached.
+    UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+    is shutting down (an Exec stream's message names
+    its command, to attach to again elsewhere).
     """
 
     def __init__(self, channel):
@@ -139,7 +141,9 @@ class ExecServiceServicer:
     the server or for the tenant, or the API key's rate
     limit is reached; retry later.
     OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-    UNAVAILABLE          the sandbox's agent cannot be reached.
+    UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+    is shutting down (an Exec stream's message names
+    its command, to attach to again elsewhere).
     """
 
     def Exec(self, request_iterator, context):
@@ -283,7 +287,9 @@ class ExecService:
     the server or for the tenant, or the API key's rate
     limit is reached; retry later.
     OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-    UNAVAILABLE          the sandbox's agent cannot be reached.
+    UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+    is shutting down (an Exec stream's message names
+    its command, to attach to again elsewhere).
     """
 
     @staticmethod

@@ -60,7 +60,9 @@ class ExecServiceStub:
                            the server or for the tenant, or the API key's rate
                            limit is reached; retry later.
       OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-      UNAVAILABLE          the sandbox's agent cannot be reached.
+      UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+                           is shutting down (an Exec stream's message names
+                           its command, to attach to again elsewhere).
     """
 
     @_typing.overload
@@ -134,7 +136,9 @@ class ExecServiceAsyncStub(ExecServiceStub):
                            the server or for the tenant, or the API key's rate
                            limit is reached; retry later.
       OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-      UNAVAILABLE          the sandbox's agent cannot be reached.
+      UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+                           is shutting down (an Exec stream's message names
+                           its command, to attach to again elsewhere).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -204,7 +208,9 @@ class ExecServiceServicer(metaclass=_abc_1.ABCMeta):
                            the server or for the tenant, or the API key's rate
                            limit is reached; retry later.
       OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
-      UNAVAILABLE          the sandbox's agent cannot be reached.
+      UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+                           is shutting down (an Exec stream's message names
+                           its command, to attach to again elsewhere).
     """
 
     @_abc_1.abstractmethod

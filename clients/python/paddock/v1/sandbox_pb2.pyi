@@ -1278,3 +1278,148 @@ class ListProvidersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
+
+@_typing.final
+class GetSandboxMetricsRequest(_message.Message):
+    """Asks for a running sandbox's resource use."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    sandbox_id: _builtins.str
+    """The sandbox's id."""
+    def __init__(
+        self,
+        *,
+        sandbox_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sandbox_id", b"sandbox_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSandboxMetricsRequest: _TypeAlias = GetSandboxMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetSandboxMetricsResponse(_message.Message):
+    """A running sandbox's resource use."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METRICS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def metrics(self) -> Global___SandboxMetrics:
+        """What was measured."""
+
+    def __init__(
+        self,
+        *,
+        metrics: Global___SandboxMetrics | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSandboxMetricsResponse: _TypeAlias = GetSandboxMetricsResponse  # noqa: Y015
+
+@_typing.final
+class SandboxMetrics(_message.Message):
+    """A sandbox's resource use at one moment. Fields a provider cannot measure
+    are left unset (see each field).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    CPU_TIME_FIELD_NUMBER: _builtins.int
+    CPU_SHARE_FIELD_NUMBER: _builtins.int
+    CPU_WINDOW_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    MEMORY_PEAK_BYTES_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    PIDS_FIELD_NUMBER: _builtins.int
+    DISK_BYTES_FIELD_NUMBER: _builtins.int
+    NETWORK_RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
+    NETWORK_SENT_BYTES_FIELD_NUMBER: _builtins.int
+    sandbox_id: _builtins.str
+    """The sandbox measured."""
+    cpu_share: _builtins.float
+    """Cores in use on average over `cpu_window` (0.5 = half a core busy)."""
+    memory_bytes: _builtins.int
+    """Memory in use now, page cache the kernel can reclaim left out."""
+    memory_peak_bytes: _builtins.int
+    """The most memory in use at once since it started; unset where the
+    provider cannot tell (the process provider).
+    """
+    pids: _builtins.int
+    """Processes and threads now."""
+    disk_bytes: _builtins.int
+    """Bytes its filesystem holds beyond its image: a container's writable
+    layer, a process sandbox's directory.
+    """
+    network_received_bytes: _builtins.int
+    """Network bytes received since it started; unset when it has no network
+    of its own to count (the process provider on the host's network).
+    """
+    network_sent_bytes: _builtins.int
+    """Network bytes sent since it started; unset like `network_received_bytes`."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """When it was measured."""
+
+    @_builtins.property
+    def cpu_time(self) -> _duration_pb2.Duration:
+        """CPU time its processes used since it started, user and system together."""
+
+    @_builtins.property
+    def cpu_window(self) -> _duration_pb2.Duration:
+        """The time `cpu_share` is averaged over: since this server last measured
+        the sandbox (up to a minute ago), else a quarter of a second.
+        """
+
+    @_builtins.property
+    def limits(self) -> Global___Resources:
+        """The sandbox's limits, as it was created with; unset when it has none."""
+
+    def __init__(
+        self,
+        *,
+        sandbox_id: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        cpu_time: _duration_pb2.Duration | None = ...,
+        cpu_share: _builtins.float = ...,
+        cpu_window: _duration_pb2.Duration | None = ...,
+        memory_bytes: _builtins.int = ...,
+        memory_peak_bytes: _builtins.int | None = ...,
+        limits: Global___Resources | None = ...,
+        pids: _builtins.int = ...,
+        disk_bytes: _builtins.int | None = ...,
+        network_received_bytes: _builtins.int | None = ...,
+        network_sent_bytes: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_disk_bytes", b"_disk_bytes", "_memory_peak_bytes", b"_memory_peak_bytes", "_network_received_bytes", b"_network_received_bytes", "_network_sent_bytes", b"_network_sent_bytes", "cpu_time", b"cpu_time", "cpu_window", b"cpu_window", "disk_bytes", b"disk_bytes", "limits", b"limits", "memory_peak_bytes", b"memory_peak_bytes", "network_received_bytes", b"network_received_bytes", "network_sent_bytes", b"network_sent_bytes", "time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_disk_bytes", b"_disk_bytes", "_memory_peak_bytes", b"_memory_peak_bytes", "_network_received_bytes", b"_network_received_bytes", "_network_sent_bytes", b"_network_sent_bytes", "cpu_share", b"cpu_share", "cpu_time", b"cpu_time", "cpu_window", b"cpu_window", "disk_bytes", b"disk_bytes", "limits", b"limits", "memory_bytes", b"memory_bytes", "memory_peak_bytes", b"memory_peak_bytes", "network_received_bytes", b"network_received_bytes", "network_sent_bytes", b"network_sent_bytes", "pids", b"pids", "sandbox_id", b"sandbox_id", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__disk_bytes: _TypeAlias = _typing.Literal["disk_bytes"]  # noqa: Y015
+    _WhichOneofArgType__disk_bytes: _TypeAlias = _typing.Literal["_disk_bytes", b"_disk_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__memory_peak_bytes: _TypeAlias = _typing.Literal["memory_peak_bytes"]  # noqa: Y015
+    _WhichOneofArgType__memory_peak_bytes: _TypeAlias = _typing.Literal["_memory_peak_bytes", b"_memory_peak_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__network_received_bytes: _TypeAlias = _typing.Literal["network_received_bytes"]  # noqa: Y015
+    _WhichOneofArgType__network_received_bytes: _TypeAlias = _typing.Literal["_network_received_bytes", b"_network_received_bytes"]  # noqa: Y015
+    _WhichOneofReturnType__network_sent_bytes: _TypeAlias = _typing.Literal["network_sent_bytes"]  # noqa: Y015
+    _WhichOneofArgType__network_sent_bytes: _TypeAlias = _typing.Literal["_network_sent_bytes", b"_network_sent_bytes"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__disk_bytes) -> _WhichOneofReturnType__disk_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__memory_peak_bytes) -> _WhichOneofReturnType__memory_peak_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__network_received_bytes) -> _WhichOneofReturnType__network_received_bytes | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__network_sent_bytes) -> _WhichOneofReturnType__network_sent_bytes | None: ...
+
+Global___SandboxMetrics: _TypeAlias = SandboxMetrics  # noqa: Y015

@@ -105,6 +105,11 @@ class SandboxServiceStub:
                 request_serializer=paddock_dot_v1_dot_sandbox__pb2.ListProvidersRequest.SerializeToString,
                 response_deserializer=paddock_dot_v1_dot_sandbox__pb2.ListProvidersResponse.FromString,
                 _registered_method=True)
+        self.GetSandboxMetrics = channel.unary_unary(
+                '/paddock.v1.SandboxService/GetSandboxMetrics',
+                request_serializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.SerializeToString,
+                response_deserializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class SandboxServiceServicer:
@@ -208,7 +213,8 @@ class SandboxServiceServicer:
         """Streams lifecycle events in revision order: first every retained event
         newer than `after_revision`, then new events as they happen, until the
         client cancels. A client that drops resumes without loss by passing the
-        last revision it saw.
+        last revision it saw. When the server shuts down, the stream ends with
+        UNAVAILABLE naming the revision to watch again from.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +222,16 @@ class SandboxServiceServicer:
 
     def ListProviders(self, request, context):
         """Lists the providers this server can drive and what each can do.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSandboxMetrics(self, request, context):
+        """A RUNNING sandbox's resource use now, as its provider measures it: CPU
+        time and share, memory (current and peak) against its limit, processes,
+        disk written and network bytes. A sandbox in any other state is
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -268,6 +284,11 @@ def add_SandboxServiceServicer_to_server(servicer, server):
                     servicer.ListProviders,
                     request_deserializer=paddock_dot_v1_dot_sandbox__pb2.ListProvidersRequest.FromString,
                     response_serializer=paddock_dot_v1_dot_sandbox__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'GetSandboxMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandboxMetrics,
+                    request_deserializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.FromString,
+                    response_serializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -539,6 +560,33 @@ class SandboxService:
             '/paddock.v1.SandboxService/ListProviders',
             paddock_dot_v1_dot_sandbox__pb2.ListProvidersRequest.SerializeToString,
             paddock_dot_v1_dot_sandbox__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandboxMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paddock.v1.SandboxService/GetSandboxMetrics',
+            paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.SerializeToString,
+            paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -102,10 +102,17 @@ class SandboxServiceStub:
     """Streams lifecycle events in revision order: first every retained event
     newer than `after_revision`, then new events as they happen, until the
     client cancels. A client that drops resumes without loss by passing the
-    last revision it saw.
+    last revision it saw. When the server shuts down, the stream ends with
+    UNAVAILABLE naming the revision to watch again from.
     """
     ListProviders: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.ListProvidersRequest, _sandbox_pb2.ListProvidersResponse]
     """Lists the providers this server can drive and what each can do."""
+    GetSandboxMetrics: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxMetricsRequest, _sandbox_pb2.GetSandboxMetricsResponse]
+    """A RUNNING sandbox's resource use now, as its provider measures it: CPU
+    time and share, memory (current and peak) against its limit, processes,
+    disk written and network bytes. A sandbox in any other state is
+    FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class SandboxServiceAsyncStub(SandboxServiceStub):
@@ -181,10 +188,17 @@ class SandboxServiceAsyncStub(SandboxServiceStub):
     """Streams lifecycle events in revision order: first every retained event
     newer than `after_revision`, then new events as they happen, until the
     client cancels. A client that drops resumes without loss by passing the
-    last revision it saw.
+    last revision it saw. When the server shuts down, the stream ends with
+    UNAVAILABLE naming the revision to watch again from.
     """
     ListProviders: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ListProvidersRequest, _sandbox_pb2.ListProvidersResponse]  # type: ignore[assignment]
     """Lists the providers this server can drive and what each can do."""
+    GetSandboxMetrics: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.GetSandboxMetricsRequest, _sandbox_pb2.GetSandboxMetricsResponse]  # type: ignore[assignment]
+    """A RUNNING sandbox's resource use now, as its provider measures it: CPU
+    time and share, memory (current and peak) against its limit, processes,
+    disk written and network bytes. A sandbox in any other state is
+    FAILED_PRECONDITION.
+    """
 
 class SandboxServiceServicer(metaclass=_abc_1.ABCMeta):
     """SandboxService manages the lifecycle of sandboxes: isolated places in which
@@ -305,7 +319,8 @@ class SandboxServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams lifecycle events in revision order: first every retained event
         newer than `after_revision`, then new events as they happen, until the
         client cancels. A client that drops resumes without loss by passing the
-        last revision it saw.
+        last revision it saw. When the server shuts down, the stream ends with
+        UNAVAILABLE naming the revision to watch again from.
         """
 
     @_abc_1.abstractmethod
@@ -315,5 +330,17 @@ class SandboxServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sandbox_pb2.ListProvidersResponse, _abc.Awaitable[_sandbox_pb2.ListProvidersResponse]]:
         """Lists the providers this server can drive and what each can do."""
+
+    @_abc_1.abstractmethod
+    def GetSandboxMetrics(
+        self,
+        request: _sandbox_pb2.GetSandboxMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.GetSandboxMetricsResponse, _abc.Awaitable[_sandbox_pb2.GetSandboxMetricsResponse]]:
+        """A RUNNING sandbox's resource use now, as its provider measures it: CPU
+        time and share, memory (current and peak) against its limit, processes,
+        disk written and network bytes. A sandbox in any other state is
+        FAILED_PRECONDITION.
+        """
 
 def add_SandboxServiceServicer_to_server(servicer: SandboxServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -53,10 +53,16 @@ type SandboxServiceClient interface {
 	// Streams lifecycle events in revision order: first every retained event
 	// newer than `after_revision`, then new events as they happen, until the
 	// client cancels. A client that drops resumes without loss by passing the
-	// last revision it saw.
+	// last revision it saw. When the server shuts down, the stream ends with
+	// UNAVAILABLE naming the revision to watch again from.
 	WatchSandboxes(ctx context.Context, in *WatchSandboxesRequest, opts ...grpc.CallOption) (SandboxService_WatchSandboxesClient, error)
 	// Lists the providers this server can drive and what each can do.
 	ListProviders(ctx context.Context, in *ListProvidersRequest, opts ...grpc.CallOption) (*ListProvidersResponse, error)
+	// A RUNNING sandbox's resource use now, as its provider measures it: CPU
+	// time and share, memory (current and peak) against its limit, processes,
+	// disk written and network bytes. A sandbox in any other state is
+	// FAILED_PRECONDITION.
+	GetSandboxMetrics(ctx context.Context, in *GetSandboxMetricsRequest, opts ...grpc.CallOption) (*GetSandboxMetricsResponse, error)
 }
 
 type sandboxServiceClient struct {
@@ -171,6 +177,15 @@ func (c *sandboxServiceClient) ListProviders(ctx context.Context, in *ListProvid
 	return out, nil
 }
 
+func (c *sandboxServiceClient) GetSandboxMetrics(ctx context.Context, in *GetSandboxMetricsRequest, opts ...grpc.CallOption) (*GetSandboxMetricsResponse, error) {
+	out := new(GetSandboxMetricsResponse)
+	err := c.cc.Invoke(ctx, "/paddock.v1.SandboxService/GetSandboxMetrics", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility
@@ -211,10 +226,16 @@ type SandboxServiceServer interface {
 	// Streams lifecycle events in revision order: first every retained event
 	// newer than `after_revision`, then new events as they happen, until the
 	// client cancels. A client that drops resumes without loss by passing the
-	// last revision it saw.
+	// last revision it saw. When the server shuts down, the stream ends with
+	// UNAVAILABLE naming the revision to watch again from.
 	WatchSandboxes(*WatchSandboxesRequest, SandboxService_WatchSandboxesServer) error
 	// Lists the providers this server can drive and what each can do.
 	ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error)
+	// A RUNNING sandbox's resource use now, as its provider measures it: CPU
+	// time and share, memory (current and peak) against its limit, processes,
+	// disk written and network bytes. A sandbox in any other state is
+	// FAILED_PRECONDITION.
+	GetSandboxMetrics(context.Context, *GetSandboxMetricsRequest) (*GetSandboxMetricsResponse, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -248,6 +269,9 @@ func (UnimplementedSandboxServiceServer) WatchSandboxes(*WatchSandboxesRequest, 
 }
 func (UnimplementedSandboxServiceServer) ListProviders(context.Context, *ListProvidersRequest) (*ListProvidersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListProviders not implemented")
+}
+func (UnimplementedSandboxServiceServer) GetSandboxMetrics(context.Context, *GetSandboxMetricsRequest) (*GetSandboxMetricsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetSandboxMetrics not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 
@@ -427,6 +451,24 @@ func _SandboxService_ListProviders_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_GetSandboxMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSandboxMetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).GetSandboxMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/paddock.v1.SandboxService/GetSandboxMetrics",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).GetSandboxMetrics(ctx, req.(*GetSandboxMetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _SandboxService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "paddock.v1.SandboxService",
 	HandlerType: (*SandboxServiceServer)(nil),
@@ -462,6 +504,10 @@ var _SandboxService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListProviders",
 			Handler:    _SandboxService_ListProviders_Handler,
+		},
+		{
+			MethodName: "GetSandboxMetrics",
+			Handler:    _SandboxService_GetSandboxMetrics_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

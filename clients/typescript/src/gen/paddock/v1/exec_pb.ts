@@ -1125,7 +1125,9 @@ export const CommandStateSchema: GenEnum<CommandState> = /*@__PURE__*/
  *                        the server or for the tenant, or the API key's rate
  *                        limit is reached; retry later.
  *   OUT_OF_RANGE         a message is larger than the server's 4 MiB limit.
- *   UNAVAILABLE          the sandbox's agent cannot be reached.
+ *   UNAVAILABLE          the sandbox's agent cannot be reached, or the server
+ *                        is shutting down (an Exec stream's message names
+ *                        its command, to attach to again elsewhere).
  *
  * @generated from service paddock.v1.ExecService
  */
