@@ -1,5 +1,6 @@
 //! Faults survived: the server's Postgres stopped for ten seconds under a
-//! steady stream of calls, and started again. The cluster is the test's
+//! steady stream of calls, and started again; an agent that stops
+//! answering. The cluster is the test's
 //! own (Debian's `initdb` and `pg_ctl`, as scripts/test uses), so that
 //! stopping it disturbs no other test.
 
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paddock::pb;
+use paddock::pb::exec_service_client::ExecServiceClient;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -276,4 +278,78 @@ async fn calls_fail_fast_while_postgres_is_down_and_recover_by_themselves() {
         "calls waited on the database after the outage was known"
     );
     drop(server);
+}
+
+/// The `paddock_commands_running` the server's metrics say now.
+async fn commands_running(addr: std::net::SocketAddr) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+        .lines()
+        .find_map(|line| line.strip_prefix("paddock_commands_running "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("paddock_commands_running in the exposition")
+}
+
+/// An agent that stops answering (its process frozen with SIGSTOP) holds
+/// no call past the caller's deadline: the server lets go of it (its
+/// command slot is free again), and answers others.
+#[tokio::test]
+async fn a_frozen_agent_holds_no_call_past_its_deadline() {
+    let server = TestServer::start_with(|args| {
+        args.metrics_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let metrics = server.metrics_addr.unwrap();
+    let sandbox = server
+        .running_sandbox(pb::CreateSandboxRequest::default())
+        .await;
+    let agent = common::agent_pid(&server.sandbox_dir(&sandbox.id));
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &agent.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {agent}");
+    };
+    signal("-STOP");
+    let mut request = tonic::Request::new(pb::RunCommandRequest {
+        sandbox_id: sandbox.id.clone(),
+        spec: Some(pb::CommandSpec {
+            command: vec!["true".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    request.set_timeout(Duration::from_secs(1));
+    let began = Instant::now();
+    let answer = ExecServiceClient::new(server.channel().await)
+        .run_command(request)
+        .await;
+    let took = began.elapsed();
+    // Still frozen: the server must have let go of the call by itself.
+    common::eventually(Duration::from_secs(1), "the call's slot freed", || async {
+        (commands_running(metrics).await == 0).then_some(())
+    })
+    .await;
+    signal("-CONT");
+    let status = answer.expect_err("a frozen agent cannot answer");
+    assert!(
+        matches!(
+            status.code(),
+            tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    assert!(took < Duration::from_secs(3), "the call was held {took:?}");
+    // The server itself answered throughout, and the agent does again.
+    server.get(&sandbox.id).await;
+    let ran = server.run(&sandbox.id, &["true"]).await;
+    assert_eq!(ran.exit_code, Some(0));
 }
