@@ -91,6 +91,18 @@ impl DockerProvider {
 
     /// Pings the engine, negotiating the API version, and records the answer.
     pub(super) async fn check_engine(&self) -> bool {
+        if let Some(socket) = &self.missing_socket {
+            *self.engine.write().unwrap_or_else(|p| p.into_inner()) = EngineStatus {
+                available: false,
+                detail: format!(
+                    "no Docker engine: its socket {socket} did not exist when Paddock started; \
+                     start the engine (or point --docker-host at one) and restart Paddock"
+                ),
+                cpus: None,
+                runtimes: Vec::new(),
+            };
+            return false;
+        }
         let outcome = tokio::time::timeout(PING_TIMEOUT, async {
             let negotiated = self.docker.clone().negotiate_version().await?;
             let version = negotiated.version().await?;

@@ -118,6 +118,9 @@ struct EngineStatus {
 /// Sandboxes as containers on a Docker engine.
 pub struct DockerProvider {
     docker: Docker,
+    /// The engine's socket when it did not exist at start-up: the provider
+    /// is unavailable for this server's life.
+    missing_socket: Option<String>,
     settings: DockerSettings,
     address: String,
     /// The agent build, or why there is none usable.

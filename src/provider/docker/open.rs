@@ -20,7 +20,7 @@ impl DockerProvider {
             .clone()
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let docker = match &settings.tls_dir {
+        let connected = match &settings.tls_dir {
             Some(dir) => Docker::connect_with_ssl(
                 &address,
                 &dir.join("key.pem"),
@@ -30,13 +30,24 @@ impl DockerProvider {
                 bollard::API_DEFAULT_VERSION,
             ),
             None => Docker::connect_with_host(&address),
-        }
-        .map_err(|e| {
-            Error::invalid_argument(
-                "docker_host",
-                format!("cannot use the Docker engine address {address:?}: {e}"),
-            )
-        })?;
+        };
+        let (docker, missing_socket) = match connected {
+            Ok(docker) => (docker, None),
+            // No engine on this machine (a server in a container, say): the
+            // provider stays listed, unavailable, saying why.
+            Err(bollard::errors::Error::SocketNotFoundError(socket)) => {
+                let placeholder =
+                    Docker::connect_with_unix("/dev/null", 1, bollard::API_DEFAULT_VERSION)
+                        .map_err(|e| Error::internal("opening the docker provider", e))?;
+                (placeholder, Some(socket))
+            }
+            Err(e) => {
+                return Err(Error::invalid_argument(
+                    "docker_host",
+                    format!("cannot use the Docker engine address {address:?}: {e}"),
+                ));
+            }
+        };
         let agent = AgentBuild::inspect(&settings.agent.binary);
         let (observations, _) = broadcast::channel(1024);
         let egress = egress::Egress::new(settings.egress_blocked.clone());
@@ -46,6 +57,7 @@ impl DockerProvider {
         );
         let provider = Arc::new(Self {
             docker,
+            missing_socket,
             settings,
             address,
             agent,
