@@ -15,11 +15,11 @@ COPY --chown=10001:10001 data/ /var/lib/paddock/
 COPY paddock /usr/local/bin/paddock
 
 # The server's defaults for a container: every interface (so API keys are
-# required: `paddock keys create` makes them in the same data directory),
-# state under the data directory, metrics on their own port.
+# required: `paddock keys create` makes them in the same data directory) and
+# state under the data directory. Metrics stay off unless asked for
+# (PADDOCK_METRICS_LISTEN=0.0.0.0:9090, as the Helm chart sets).
 ENV PADDOCK_LISTEN=0.0.0.0:50051 \
     PADDOCK_DATA_DIR=/var/lib/paddock \
-    PADDOCK_METRICS_LISTEN=0.0.0.0:9090 \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 
 USER 10001:10001

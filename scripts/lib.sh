@@ -108,3 +108,20 @@ ensure_client_python() {
   "${TOOLS:?}/client-venv/bin/pip" install --quiet $want
   echo "$want" >"$stamp"
 }
+
+# Python with Helm's library and the Kubernetes schemas, for the chart's
+# tests (a venv of its own: the Helm wheel is large).
+ensure_chart_python() {
+  CHART_PYTHON="${TOOLS:?}/chart-venv/bin/python"
+  local stamp="${TOOLS:?}/chart-venv/.versions"
+  local want="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.4"
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  log "installing $want from PyPI into .tools/"
+  rm -rf "${TOOLS:?}/chart-venv"
+  python3 -m venv "${TOOLS:?}/chart-venv"
+  # shellcheck disable=SC2086
+  "${TOOLS:?}/chart-venv/bin/pip" install --quiet $want
+  echo "$want" >"$stamp"
+}
+
