@@ -40,6 +40,31 @@ pub fn generate(tenant: &str, description: &str) -> Result<NewKey> {
     })
 }
 
+/// The record of a key whose text an operator chose (a deployment's
+/// bootstrap key, kept in a secret store), for `tenant`. Refuses text that
+/// does not have a key's shape.
+pub fn adopt(secret: &str, tenant: &str, description: &str) -> Result<ApiKey> {
+    validate_tenant(tenant)?;
+    if !well_formed(secret) {
+        return Err(Error::invalid_argument(
+            "bootstrap_api_key",
+            "is not an API key: `pdk_` and 64 hex digits (`paddock keys create` prints one \
+             shape of it; any 32 random bytes in hex after `pdk_` will do)",
+        ));
+    }
+    let mut id = [0u8; 8];
+    getrandom::fill(&mut id)
+        .map_err(|e| Error::unavailable(format!("the system cannot give random bytes: {e}")))?;
+    Ok(ApiKey {
+        id: format!("key_{}", crate::ids::hex(&id)),
+        tenant: tenant.to_owned(),
+        secret_sha256: sha256(secret),
+        description: description.to_owned(),
+        created_at: SystemTime::now(),
+        revoked_at: None,
+    })
+}
+
 /// The hash a key is stored and looked up by.
 pub fn sha256(key: &str) -> String {
     crate::ids::sha256_hex(key)

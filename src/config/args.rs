@@ -99,6 +99,22 @@ pub struct ServeArgs {
     #[arg(long, env = "PADDOCK_OTLP_ENDPOINT", value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
+    /// An API key (`pdk_` and 64 hex digits) the server adds for
+    /// --bootstrap-tenant when its store does not know it, so that a new
+    /// deployment can be used at once; a revoked one stays revoked. Best
+    /// given through the environment from a secret store.
+    #[arg(
+        long,
+        env = "PADDOCK_BOOTSTRAP_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub bootstrap_api_key: Option<String>,
+
+    /// The tenant of --bootstrap-api-key [default: default].
+    #[arg(long, env = "PADDOCK_BOOTSTRAP_TENANT", value_name = "TENANT")]
+    pub bootstrap_tenant: Option<String>,
+
     /// The most calls one API key may start per second (Exec and other
     /// streams count once, when they open); calls over it are
     /// RESOURCE_EXHAUSTED. Up to this many may come at once after a quiet

@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 
 pub use args::{QuotaArgs, ServeArgs};
 pub use values::{CorsOrigins, GrpcWeb, ListenAddr};
-use values::{bytes, duration, grpc_web, lease_ttl, optional_duration, size};
+use values::{bootstrap_key, bytes, duration, grpc_web, lease_ttl, optional_duration, size};
 
 use crate::api::auth::AuthMode;
 use crate::provider::AgentLaunch;
@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub metrics_listen: Option<String>,
     /// Where spans are exported (OTLP over gRPC); `None`: nowhere.
     pub otlp_endpoint: Option<String>,
+    /// The bootstrap API key and its tenant, when one is given.
+    pub bootstrap_key: Option<(String, String)>,
     /// Calls per second per API key; `None` for unlimited.
     pub key_rate_limit: Option<std::num::NonZeroU32>,
     /// The TLS files, when serving TLS.
@@ -124,6 +126,8 @@ impl ServerConfig {
             grpc_web_origins,
             metrics_listen,
             otlp_endpoint,
+            bootstrap_api_key,
+            bootstrap_tenant,
             key_rate_limit,
             tls_cert,
             tls_key,
@@ -275,6 +279,7 @@ impl ServerConfig {
             grpc_web: grpc_web(grpc_web_enabled, grpc_web_origins)?,
             metrics_listen,
             otlp_endpoint: crate::telemetry::traces::otlp_endpoint(otlp_endpoint.as_deref()),
+            bootstrap_key: bootstrap_key(bootstrap_api_key, bootstrap_tenant),
             key_rate_limit: std::num::NonZeroU32::new(key_rate_limit.unwrap_or(1000)),
             tls,
             tls_reload_interval: duration(

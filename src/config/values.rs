@@ -192,6 +192,15 @@ pub fn lease_ttl(text: Option<String>) -> anyhow::Result<Duration> {
     Ok(ttl)
 }
 
+/// The bootstrap API key and its tenant (by default the default tenant),
+/// when a key is given.
+pub fn bootstrap_key(key: Option<String>, tenant: Option<String>) -> Option<(String, String)> {
+    key.map(|key| {
+        let tenant = tenant.unwrap_or_else(|| crate::sandbox::DEFAULT_TENANT.to_owned());
+        (key, tenant)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,11 +31,13 @@ use crate::telemetry::{self, Metrics, ObserveLayer};
 use crate::tls::ReloadingTls;
 use crate::wire::authority::MendAuthority;
 use crate::wire::{RECEIVE_CONNECTION_WINDOW, RECEIVE_MAX_FRAME, RECEIVE_STREAM_WINDOW};
+use bootstrap::ensure_bootstrap_key;
 use health::{set_serving, watch_database};
 pub use listen::BoundAddr;
 use listen::{Listener, bind, bind_metrics, refusal};
 use metrics::{known_methods, render_metrics};
 
+mod bootstrap;
 mod health;
 mod listen;
 mod metrics;
@@ -84,6 +86,11 @@ impl Server {
             metrics.clone(),
             database_health.clone(),
         ));
+        if let Some((key, tenant)) = &config.bootstrap_key {
+            ensure_bootstrap_key(store.as_ref(), key, tenant)
+                .await
+                .context("cannot add the bootstrap API key")?;
+        }
         let store_id = store
             .store_id()
             .await

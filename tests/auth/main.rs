@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod bootstrap;
 mod keys;
 mod quotas;
 mod rate_limit;
