@@ -5,6 +5,8 @@ Run by tests/chart.rs with the interpreter of .tools/chart-venv
 why, on the first check that fails; prints one line per check passed.
 """
 
+import base64
+import re
 import sys
 from pathlib import Path
 
@@ -100,6 +102,12 @@ check(server["readinessProbe"]["grpc"] == {"port": 50051, "service": "paddock.v1
 env = env_of(server)
 check(env["PADDOCK_METRICS_LISTEN"]["value"] == "0.0.0.0:9090", "metrics on 9090")
 check("PADDOCK_DATABASE_URL" not in env, "no database URL for SQLite")
+check(env["PADDOCK_BOOTSTRAP_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+    "name": "paddock-bootstrap-key", "key": "api-key"}, "the bootstrap key from its Secret")
+bootstrap = [o for o in default if o["kind"] == "Secret" and o["metadata"]["name"] == "paddock-bootstrap-key"]
+check(len(bootstrap) == 1, "the chart makes the bootstrap key's Secret")
+key = base64.b64decode(bootstrap[0]["data"]["api-key"]).decode()
+check(re.fullmatch(r"pdk_[0-9a-f]{64}", key) is not None, f"a well-formed bootstrap key: {key[:8]}...")
 service = one(default, "Service")
 service_ports = {p["name"]: (p["port"], p.get("appProtocol")) for p in service["spec"]["ports"]}
 check(service_ports == {"grpc": (50051, "grpc"), "metrics": (9090, "http")}, f"service: {service_ports}")
@@ -117,7 +125,9 @@ env = env_of(pod["containers"][0])
 check(deployment["spec"]["replicas"] == 3, "three replicas")
 check(env["PADDOCK_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
     "name": "paddock-database", "key": "database-url"}, f"database URL from the Secret: {env}")
-check(one(shared, "Secret")["stringData"]["database-url"].startswith("postgres://"), "the URL's Secret")
+database = [o for o in shared if o["kind"] == "Secret" and o["metadata"]["name"] == "paddock-database"]
+check(len(database) == 1 and database[0]["stringData"]["database-url"].startswith("postgres://"),
+      "the URL's Secret")
 check(not [o for o in shared if o["kind"] == "PersistentVolumeClaim"], "no volume with Postgres")
 check(one(shared, "PodDisruptionBudget")["spec"]["minAvailable"] == 1, "a PDB for replicas")
 check(pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname", "replicas spread")

@@ -52,6 +52,11 @@ app.kubernetes.io/component: server
 {{- default (printf "%s-database" (include "paddock.fullname" .)) .Values.database.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret holding the bootstrap API key. */}}
+{{- define "paddock.bootstrapKeySecret" -}}
+{{- default (printf "%s-bootstrap-key" (include "paddock.fullname" .)) .Values.bootstrapKey.existingSecret -}}
+{{- end -}}
+
 {{/* The sandbox namespace of the Kubernetes provider. */}}
 {{- define "paddock.sandboxNamespace" -}}
 {{- default .Release.Namespace .Values.kubernetes.namespace -}}
