@@ -91,37 +91,34 @@ ensure_buf() {
   npm install --silent --no-fund --no-audit --prefix "$TOOLS/node" "@bufbuild/buf@$BUF_VERSION" >/dev/null
 }
 
-# The Python the client tests and the benchmark run: the client package's
-# dependencies at the versions its generated code was made for, the official
-# MCP SDK (an agent for `paddock mcp`), mypy to check the client's types, and
-# the `docker` package (the benchmark's floor for a Python caller).
-ensure_client_python() {
-  CLIENT_PYTHON="${TOOLS:?}/client-venv/bin/python"
-  local stamp="${TOOLS:?}/client-venv/.versions"
-  local want="grpcio==1.85.3 protobuf==7.36.2 mcp==2.3.0 mypy==2.4.1 types-grpcio==1.85.0.20261028 types-protobuf==7.35.1.20260906 docker==7.2.0 prometheus-client==0.26.0"
+# Makes .tools/NAME a Python virtual environment with exactly the packages
+# WANT (space-separated pins), unless it has them already.
+ensure_venv() {
+  local name=$1 want=$2
+  local stamp="${TOOLS:?}/$name/.versions"
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
   python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
   log "installing $want from PyPI into .tools/"
-  rm -rf "${TOOLS:?}/client-venv"
-  python3 -m venv "${TOOLS:?}/client-venv"
+  rm -rf "${TOOLS:?}/${name:?}"
+  python3 -m venv "${TOOLS:?}/$name"
   # shellcheck disable=SC2086
-  "${TOOLS:?}/client-venv/bin/pip" install --quiet $want
+  "${TOOLS:?}/$name/bin/pip" install --quiet $want
   echo "$want" >"$stamp"
+}
+
+# The Python the client tests and the benchmark run: the client package's
+# dependencies at the versions its generated code was made for, the official
+# MCP SDK (an agent for `paddock mcp`), mypy to check the client's types, the
+# `docker` package (the benchmark's floor for a Python caller), and the
+# Prometheus client (its parser reads the server's metrics in tests).
+ensure_client_python() {
+  CLIENT_PYTHON="${TOOLS:?}/client-venv/bin/python"
+  ensure_venv client-venv "grpcio==1.85.3 protobuf==7.36.2 mcp==2.3.0 mypy==2.4.1 types-grpcio==1.85.0.20261028 types-protobuf==7.35.1.20260906 docker==7.2.0 prometheus-client==0.26.0"
 }
 
 # Python with Helm's library and the Kubernetes schemas, for the chart's
 # tests (a venv of its own: the Helm wheel is large).
 ensure_chart_python() {
   CHART_PYTHON="${TOOLS:?}/chart-venv/bin/python"
-  local stamp="${TOOLS:?}/chart-venv/.versions"
-  local want="helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.4"
-  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return
-  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
-  log "installing $want from PyPI into .tools/"
-  rm -rf "${TOOLS:?}/chart-venv"
-  python3 -m venv "${TOOLS:?}/chart-venv"
-  # shellcheck disable=SC2086
-  "${TOOLS:?}/chart-venv/bin/pip" install --quiet $want
-  echo "$want" >"$stamp"
+  ensure_venv chart-venv "helm-python-sdk==0.2.2 kubernetes-validate==1.37.0 PyYAML==6.0.4"
 }
-
