@@ -47,14 +47,7 @@ pub(super) fn refusal(addr: &str) -> String {
 pub(super) async fn bind(listen: &ListenAddr) -> anyhow::Result<(Listener, BoundAddr)> {
     match listen {
         ListenAddr::Tcp(host_port) => {
-            let addr = tokio::net::lookup_host(host_port.as_str())
-                .await
-                .with_context(|| format!("cannot resolve the listen address {host_port}"))?
-                .next()
-                .with_context(|| format!("the listen address {host_port} resolves to nothing"))?;
-            let listener = TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr}; is another server using it? pick another with --listen")
-            })?;
+            let listener = bind_tcp(host_port, "listen address", "listen on", "--listen").await?;
             let bound = listener.local_addr()?;
             Ok((Listener::Tcp(listener), BoundAddr::Tcp(bound)))
         }
@@ -101,15 +94,29 @@ async fn remove_stale_socket(path: &Path) -> anyhow::Result<()> {
 
 /// The metrics listener on `host_port`.
 pub(super) async fn bind_metrics(host_port: &str) -> anyhow::Result<TcpListener> {
+    bind_tcp(
+        host_port,
+        "metrics address",
+        "serve metrics on",
+        "--metrics-listen",
+    )
+    .await
+}
+
+/// A TCP listener on `host_port` (the `what` of the settings); failures say
+/// that the server cannot `doing` there and which `flag` picks another.
+async fn bind_tcp(
+    host_port: &str,
+    what: &str,
+    doing: &str,
+    flag: &str,
+) -> anyhow::Result<TcpListener> {
     let addr = tokio::net::lookup_host(host_port)
         .await
-        .with_context(|| format!("cannot resolve the metrics address {host_port}"))?
+        .with_context(|| format!("cannot resolve the {what} {host_port}"))?
         .next()
-        .with_context(|| format!("the metrics address {host_port} resolves to nothing"))?;
+        .with_context(|| format!("the {what} {host_port} resolves to nothing"))?;
     TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "cannot serve metrics on {addr}; is another server using it? pick another with \
-             --metrics-listen"
-        )
+        format!("cannot {doing} {addr}; is another server using it? pick another with {flag}")
     })
 }
