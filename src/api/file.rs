@@ -57,9 +57,10 @@ fn forward<M: Send + 'static>(
                 return Some((first, (None, rest, failed)));
             }
             let refusal = match rest.message().await {
-                Ok(Some(message)) => match chunk_len(&message).map_or(Ok(()), convert::chunk) {
-                    Ok(()) => {
-                        let bytes = chunk_len(&message).unwrap_or(0);
+                Ok(Some(message)) => match chunk_len(&message)
+                    .map_or(Ok(0), |len| convert::chunk(len).map(|()| len))
+                {
+                    Ok(bytes) => {
                         metrics.bytes_moved(Direction::Upload, bytes as u64);
                         return Some((message, (None, rest, failed)));
                     }
