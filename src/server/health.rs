@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -51,14 +50,13 @@ pub(super) async fn set_serving(reporter: &HealthReporter, serving: bool) {
     reporter.set_service_status("", status).await;
 }
 
-/// Checks `database` every second, records what it finds in `health` (so
-/// that calls fail at once while it is down) and in the health service,
-/// until shutdown begins (`stopping`).
+/// Checks `database` every second and records what it finds in `health`
+/// (so that calls fail at once while it is down) and in the health service,
+/// until the task is aborted (as shutdown begins).
 pub(super) fn watch_database(
     database: Arc<dyn Store>,
     health: Arc<DatabaseHealth>,
     reporter: HealthReporter,
-    stopping: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(CHECK_EVERY);
@@ -74,9 +72,6 @@ pub(super) fn watch_database(
                         CHECK_DEADLINE.as_secs()
                     )),
                 };
-            if *stopping.borrow() {
-                return;
-            }
             let up = outcome.is_ok();
             let reason = outcome.as_ref().err().cloned().unwrap_or_default();
             if health.record(outcome) {

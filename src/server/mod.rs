@@ -185,12 +185,7 @@ impl Server {
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
         set_serving(&health, true).await;
-        let database_check = watch_database(
-            database,
-            database_health,
-            health.clone(),
-            stopping_rx.clone(),
-        );
+        let database_check = watch_database(database, database_health, health.clone());
 
         // Both reflection versions describe every service, each other
         // included: grpcurl 1.8 asks v1alpha, newer clients ask v1.
