@@ -60,7 +60,7 @@ impl Lease {
 /// The keeper of one server's claim on the lease.
 pub struct LeaseKeeper {
     /// The task taking and renewing it.
-    pub task: JoinHandle<()>,
+    task: JoinHandle<()>,
     /// Whether it is held.
     pub lease: Lease,
     holder: String,

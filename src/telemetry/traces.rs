@@ -83,11 +83,6 @@ where
     Ok((provider, layer))
 }
 
-/// Whether spans are exported (and trace context is worth carrying).
-pub fn enabled() -> bool {
-    PROPAGATOR.get().is_some()
-}
-
 /// Makes `span` a child of the trace context in `headers` (a W3C
 /// `traceparent`, and `tracestate`), when traces are on and there is one,
 /// and returns the span's trace id as hex.
