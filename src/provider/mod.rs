@@ -7,6 +7,7 @@
 mod agent_process;
 mod contract;
 mod docker;
+mod layout;
 mod proc_usage;
 mod process;
 mod registry;
