@@ -119,6 +119,11 @@ enum Command {
     /// providers that reach their agent through a process's stdio).
     #[command(hide = true)]
     AgentBridge(paddock::agent::bridge::BridgeArgs),
+    /// Copy this binary to a path (run by providers that deliver the agent
+    /// from the Paddock image, such as the Kubernetes provider's init
+    /// container).
+    #[command(hide = true)]
+    InstallAgent(paddock::agent::install::InstallArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -208,6 +213,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("paddock agent-bridge: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::InstallAgent(args) => match paddock::agent::install::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("paddock install-agent: {error:#}");
                 ExitCode::FAILURE
             }
         },

@@ -12,6 +12,7 @@ mod args;
 pub mod bridge;
 mod command;
 mod files;
+pub mod install;
 mod output;
 mod peers;
 mod program;
