@@ -154,7 +154,7 @@ pub struct ServeArgs {
 
     /// The provider for requests that name none: "auto" (docker when the
     /// engine answers at start-up and the agent binary is static, else
-    /// process), "docker" or "process" [default: auto].
+    /// process), "docker", "kubernetes" or "process" [default: auto].
     #[arg(long, env = "PADDOCK_PROVIDER", value_name = "NAME")]
     pub provider: Option<String>,
 
@@ -267,6 +267,11 @@ pub struct ServeArgs {
     /// binary].
     #[arg(long, env = "PADDOCK_DOCKER_AGENT_BINARY", value_name = "FILE")]
     pub docker_agent_binary: Option<PathBuf>,
+
+    /// The Kubernetes provider's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kube: super::kubernetes::KubeArgs,
 
     /// Let requests ask for NETWORK_MODE_BRIDGE: an open network on which a
     /// sandbox reaches other sandboxes, this server and every service on the
@@ -408,5 +413,6 @@ fn file_keys() -> BTreeSet<String> {
         .map(|arg| arg.get_id().to_string())
         .filter(|id| id != "config")
         .chain(FILE_ONLY_KEYS.map(str::to_owned))
+        .chain(super::kubernetes::FILE_ONLY_KEYS.map(str::to_owned))
         .collect()
 }

@@ -8,6 +8,8 @@
 //! server: it knows every layer's settings, and nothing below imports it.
 
 mod args;
+mod docker;
+mod kubernetes;
 mod values;
 
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 pub use args::{QuotaArgs, ServeArgs};
+pub use docker::DockerConfig;
+pub use kubernetes::{KubeArgs, KubernetesConfig};
 pub use values::{CorsOrigins, GrpcWeb, ListenAddr};
 use values::{bootstrap_key, bytes, duration, grpc_web, lease_ttl, optional_duration, size};
 
@@ -37,31 +41,8 @@ pub enum ProviderChoice {
     Docker,
     /// The process provider.
     Process,
-}
-
-/// How to use a Docker engine.
-#[derive(Debug, Clone)]
-pub struct DockerConfig {
-    /// The engine's address; `None` means `DOCKER_HOST` or the default socket.
-    pub host: Option<String>,
-    /// TLS files for a TCP engine.
-    pub tls_dir: Option<PathBuf>,
-    /// The image of sandboxes whose request names none.
-    pub default_image: Option<String>,
-    /// The longest an image pull may take.
-    pub pull_timeout: Duration,
-    /// The static agent binary.
-    pub agent_binary: PathBuf,
-    /// How to reach agents.
-    pub transport: crate::provider::AgentTransport,
-    /// The ranges EGRESS and ALLOW_LIST sandboxes may not reach.
-    pub egress_blocked: Vec<crate::sandbox::network::Ipv4Cidr>,
-    /// The DNS servers of ALLOW_LIST sandboxes' names; empty: the host's.
-    pub allow_list_dns: Vec<std::net::SocketAddr>,
-    /// The default runtime; `None`: the engine's.
-    pub runtime: Option<String>,
-    /// The other runtimes requests may name.
-    pub runtimes: Vec<String>,
+    /// The Kubernetes provider.
+    Kubernetes,
 }
 
 /// The resolved server configuration.
@@ -109,6 +90,8 @@ pub struct ServerConfig {
     pub agent: AgentLaunch,
     /// How to use a Docker engine.
     pub docker: DockerConfig,
+    /// How to use a Kubernetes cluster, when the provider is asked for.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 impl ServerConfig {
@@ -154,6 +137,7 @@ impl ServerConfig {
             docker_pull_timeout,
             docker_agent_transport,
             docker_agent_binary,
+            kube,
             docker_runtime,
             docker_runtimes,
             allow_bridge_network,
@@ -169,8 +153,12 @@ impl ServerConfig {
             "auto" => ProviderChoice::Auto,
             "docker" => ProviderChoice::Docker,
             "process" => ProviderChoice::Process,
-            other => bail!("provider {other:?} is unknown; use auto, docker or process"),
+            "kubernetes" => ProviderChoice::Kubernetes,
+            other => {
+                bail!("provider {other:?} is unknown; use auto, docker, kubernetes or process")
+            }
         };
+        let kubernetes = kubernetes::resolve(kube, provider == ProviderChoice::Kubernetes)?;
         let agent_binary = match agent_binary {
             Some(path) => path,
             None => {
@@ -336,6 +324,7 @@ impl ServerConfig {
                 output_budget: bytes("command_output_budget", command_output_budget, 64 << 20)?,
             },
             docker,
+            kubernetes,
         })
     }
 

@@ -7,6 +7,7 @@
 mod agent_process;
 mod contract;
 mod docker;
+mod kubernetes;
 mod layout;
 mod proc_usage;
 mod process;
@@ -17,5 +18,6 @@ pub use contract::{
     ProvisionRequest, Usage,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
+pub use kubernetes::{API_ACCESS, ApiAccess, KubernetesProvider, KubernetesSettings};
 pub use process::ProcessProvider;
 pub use registry::Providers;

@@ -23,7 +23,8 @@ use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
 use crate::provider::{
-    AgentLaunch, DockerProvider, DockerSettings, ProcessProvider, Provider, Providers,
+    AgentLaunch, DockerProvider, DockerSettings, KubernetesProvider, KubernetesSettings,
+    ProcessProvider, Provider, Providers,
 };
 use crate::sandbox::{Manager, keep_lease, spawn_reaper};
 use crate::store::{DatabaseHealth, ObservedStore, SqlStore, Store};
@@ -404,9 +405,33 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
     })
     .await?;
     let docker_info = docker.info().await;
+    let mut all: Vec<Arc<dyn Provider>> = vec![Arc::new(process), docker];
+    if let Some(kube) = &config.kubernetes {
+        all.push(
+            KubernetesProvider::open(KubernetesSettings {
+                kubeconfig: kube.kubeconfig.clone(),
+                context: kube.context.clone(),
+                namespace: kube.namespace.clone(),
+                agent_image: kube.agent_image.clone(),
+                default_image: kube.default_image.clone(),
+                agent: config.agent.clone(),
+                scope: store_id.to_owned(),
+                workspace_size: kube.workspace_size.clone(),
+                volume_size: kube.volume_size.clone(),
+                storage_class: kube.storage_class.clone(),
+                runtime_class: kube.runtime_class.clone(),
+                runtime_classes: kube.runtime_classes.clone(),
+                node_selector: kube.node_selector.clone(),
+                tolerations: kube.tolerations.clone(),
+                egress_blocked: config.docker.egress_blocked.clone(),
+            })
+            .await?,
+        );
+    }
     let default = match config.provider {
         ProviderChoice::Process => ProcessProvider::NAME,
         ProviderChoice::Docker => DockerProvider::NAME,
+        ProviderChoice::Kubernetes => KubernetesProvider::NAME,
         ProviderChoice::Auto if docker_info.available => DockerProvider::NAME,
         ProviderChoice::Auto => {
             info!(reason = %docker_info.detail, "provider auto: using process, not docker");
@@ -416,6 +441,5 @@ async fn build_providers(config: &ServerConfig, store_id: &str) -> anyhow::Resul
     if default == DockerProvider::NAME && !docker_info.available {
         warn!(reason = %docker_info.detail, "the default provider docker is not available yet");
     }
-    let all: Vec<Arc<dyn Provider>> = vec![Arc::new(process), docker];
     Ok(Providers::new(all, default)?)
 }
