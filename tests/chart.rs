@@ -15,9 +15,20 @@ fn the_chart_lints_renders_validates_and_refuses_bad_values() {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The chart's Role must grant exactly what the provider uses.
+    let access: Vec<serde_json::Value> = paddock::provider::API_ACCESS
+        .iter()
+        .map(|rule| {
+            serde_json::json!({"group": rule.group, "resource": rule.resource, "verbs": rule.verbs})
+        })
+        .collect();
     let output = std::process::Command::new(python)
         .arg(root.join("tests/chart/check_chart.py"))
         .arg(root.join("charts/paddock"))
+        .env(
+            "PADDOCK_PROVIDER_API_ACCESS",
+            serde_json::to_string(&access).unwrap(),
+        )
         .output()
         .expect("run the chart checks");
     let said = String::from_utf8_lossy(&output.stdout);

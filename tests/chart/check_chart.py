@@ -6,6 +6,8 @@ why, on the first check that fails; prints one line per check passed.
 """
 
 import base64
+import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -140,14 +142,13 @@ k8s = rendered["kubernetes-provider"]
 role = one(k8s, "Role")
 check(role["metadata"]["namespace"] == "paddock-sandboxes", "the Role is in the sandbox namespace")
 rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-check(rules == {
-    (("",), ("pods",)): {"get", "list", "watch", "create", "delete"},
-    (("",), ("pods/exec",)): {"create", "get"},
-    (("",), ("pods/log",)): {"get"},
-    (("",), ("persistentvolumeclaims",)): {"get", "list", "create", "delete"},
-    (("",), ("secrets",)): {"get", "create", "delete"},
-    (("networking.k8s.io",), ("networkpolicies",)): {"get", "list", "create", "delete"},
-}, f"RBAC rules: {rules}")
+# Exactly the access the provider uses (its API_ACCESS, which the test API
+# server also enforces), handed over by tests/chart.rs.
+used = {((r["group"],), (r["resource"],)): set(r["verbs"]) for r in json.loads(os.environ["PADDOCK_PROVIDER_API_ACCESS"])}
+check(rules == used, f"the Role grants {rules}, the provider uses {used}")
+pod_env = env_of(one(k8s, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+check(pod_env["PADDOCK_KUBE_NAMESPACE"]["value"] == "paddock-sandboxes", "the provider's namespace")
+check(pod_env["PADDOCK_KUBE_AGENT_IMAGE"]["value"].startswith("paddock:"), "the agent from the chart's image")
 binding = one(k8s, "RoleBinding")
 check(binding["subjects"] == [{"kind": "ServiceAccount", "name": "paddock", "namespace": "paddock"}],
       f"binding: {binding['subjects']}")

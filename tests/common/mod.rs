@@ -18,6 +18,7 @@ use tonic_health::pb::health_client::HealthClient;
 pub mod api_keys;
 pub mod calls;
 pub mod docker;
+pub mod kube;
 pub mod postgres;
 pub mod spawned;
 
@@ -32,6 +33,10 @@ pub enum Provider {
     /// The same, with agents reached through the exec bridge, as on a
     /// remote engine.
     DockerBridge,
+    /// Pods through the test API server (a test double that backs them
+    /// with containers on the test engine), agents reached through the
+    /// exec subresource.
+    Kubernetes,
 }
 
 impl Provider {
@@ -40,12 +45,13 @@ impl Provider {
         match self {
             Self::Process => "process",
             Self::Docker | Self::DockerBridge => "docker",
+            Self::Kubernetes => "kubernetes",
         }
     }
 
-    /// Whether sandboxes are Docker containers.
+    /// Whether sandboxes are Docker containers made by the docker provider.
     pub fn is_docker(self) -> bool {
-        self != Self::Process
+        matches!(self, Self::Docker | Self::DockerBridge)
     }
 
     /// Makes this provider the server's default, reached this way.
@@ -53,6 +59,9 @@ impl Provider {
         args.provider = Some(self.name().into());
         if self == Self::DockerBridge {
             args.docker_agent_transport = Some("bridge".into());
+        }
+        if self == Self::Kubernetes {
+            kube::configure(args);
         }
     }
 }
@@ -89,6 +98,16 @@ macro_rules! on_every_provider {
                 async fn $name() {
                     if super::common::docker::available() {
                         super::$name(super::common::Provider::DockerBridge).await
+                    }
+                }
+            )*
+        }
+        mod kubernetes_provider {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if super::common::kube::available() {
+                        super::$name(super::common::Provider::Kubernetes).await
                     }
                 }
             )*
@@ -262,6 +281,30 @@ impl TestServer {
         HealthClient::new(self.channel().await)
     }
 
+    /// The Docker container backing the pod of Kubernetes sandbox `id` on
+    /// this server's test API server.
+    pub fn pod_container(&self, id: &str) -> String {
+        let kubeconfig = self
+            .args
+            .kube
+            .kube_config
+            .as_ref()
+            .expect("a kubernetes server");
+        kube::with_double(kubeconfig, |api| api.container_of(id))
+    }
+
+    /// Whether the objects of Kubernetes sandbox `id` exist on this
+    /// server's test API server.
+    pub fn pod_objects_exist(&self, id: &str) -> bool {
+        let kubeconfig = self
+            .args
+            .kube
+            .kube_config
+            .as_ref()
+            .expect("a kubernetes server");
+        kube::with_double(kubeconfig, |api| api.sandbox_exists(id))
+    }
+
     /// The process provider's directory of sandbox `id`.
     pub fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join("sandboxes").join(id)
@@ -306,6 +349,9 @@ impl Drop for TestServer {
         }
         if self.handed_over {
             return;
+        }
+        if let Some(kubeconfig) = &self.args.kube.kube_config {
+            kube::release(kubeconfig);
         }
         kill_agents(&self.data_dir);
         // A server on a caller's directory may be followed by another on it:

@@ -110,6 +110,12 @@ async fn a_command_whose_agent_died_is_lost_not_running(provider: Provider) {
         Provider::Docker | Provider::DockerBridge => {
             assert!(common::docker::docker(&["kill", &format!("paddock-{id}")]))
         }
+        Provider::Kubernetes => {
+            assert!(common::docker::docker(&[
+                "kill",
+                &server.pod_container(&id)
+            ]))
+        }
     }
 
     let status = client

@@ -49,6 +49,20 @@ async fn cpu_and_memory_are_measured_as_they_are_used(provider: Provider) {
     let sandbox = server
         .running_sandbox(pb::CreateSandboxRequest::default())
         .await;
+    if provider == Provider::Kubernetes {
+        // Not measured there yet, and the answer says so.
+        let status = server
+            .sandboxes()
+            .await
+            .get_sandbox_metrics(pb::GetSandboxMetricsRequest {
+                sandbox_id: sandbox.id.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+        assert!(status.message().contains("does not measure"), "{status:?}");
+        return;
+    }
 
     let idle = metrics_of(&server, &sandbox.id).await;
     assert_eq!(idle.sandbox_id, sandbox.id);

@@ -17,8 +17,8 @@ use paddock::ErrorKind;
 use paddock::agent_client::{AgentChannel, AgentClient};
 use paddock::pb;
 use paddock::provider::{
-    AgentLaunch, AgentTransport, DockerProvider, DockerSettings, Observed, ProcessProvider,
-    Provider, ProvisionRequest,
+    AgentLaunch, AgentTransport, DockerProvider, DockerSettings, KubernetesProvider,
+    KubernetesSettings, Observed, ProcessProvider, Provider, ProvisionRequest,
 };
 use paddock::sandbox::{NetworkMode, SandboxSpec};
 
@@ -151,8 +151,72 @@ async fn docker() -> Option<Subject> {
     })
 }
 
+/// The Kubernetes provider on the test API server (a test double backing
+/// pods with containers on the test engine), its objects under a scope of
+/// their own; `None` when it cannot run here (outside CI).
+async fn kubernetes() -> Option<Subject> {
+    let api = common::kube::KubeApi::start()?;
+    let scope = format!("contract-{}", uuid::Uuid::now_v7().simple());
+    let settings = KubernetesSettings {
+        kubeconfig: Some(api.kubeconfig.clone()),
+        context: None,
+        namespace: String::new(),
+        agent_image: api.agent_image.clone(),
+        default_image: Some(common::docker::BUSYBOX.into()),
+        agent: AgentLaunch {
+            binary: "/unused".into(),
+            max_commands: 16,
+            output_budget: 8 << 20,
+        },
+        scope,
+        workspace_size: "1Gi".into(),
+        volume_size: "1Gi".into(),
+        storage_class: None,
+        runtime_class: None,
+        runtime_classes: Vec::new(),
+        node_selector: Default::default(),
+        tolerations: Vec::new(),
+        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
+    };
+    let open = move || {
+        let settings = settings.clone();
+        Box::pin(
+            async move { KubernetesProvider::open(settings).await.unwrap() as Arc<dyn Provider> },
+        ) as futures::future::BoxFuture<'static, _>
+    };
+    let provider = open().await;
+    let api = Arc::new(api);
+    let (stopper, remover) = (api.clone(), api.clone());
+    Some(Subject {
+        provider,
+        reopen: Box::new(open),
+        half_make: None,
+        unpreparable: Some(SandboxSpec {
+            network: NetworkMode::AllowList,
+            allowed_hosts: vec!["pypi.org".into()],
+            workdir: "/workspace".into(),
+            ..SandboxSpec::default()
+        }),
+        behind_its_back: Some(BehindItsBack {
+            // The sandbox container killed, as the kernel's OOM killer or a
+            // node problem would.
+            stop: Box::new(move |id| {
+                assert!(common::docker::docker(&["kill", &stopper.container_of(id)]))
+            }),
+            // Its pod and Secret deleted, as `kubectl delete` would.
+            remove: Box::new(move |id| {
+                let name = format!("paddock-{}", id.replace('_', "-"));
+                let namespace = common::kube::NAMESPACE;
+                remover.delete(&format!("/api/v1/namespaces/{namespace}/secrets/{name}"));
+                remover.delete(&format!("/api/v1/namespaces/{namespace}/pods/{name}"));
+            }),
+        }),
+        _cleanup: Box::new(api),
+    })
+}
+
 /// Runs each `async fn NAME(subject: Subject)` listed against every
-/// provider: `process::NAME` and `docker::NAME`.
+/// provider: `process::NAME`, `docker::NAME` and `kubernetes::NAME`.
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod process {
@@ -168,6 +232,16 @@ macro_rules! contract {
                 #[tokio::test]
                 async fn $name() {
                     if let Some(subject) = crate::docker().await {
+                        super::$name(subject).await
+                    }
+                }
+            )*
+        }
+        mod kubernetes {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(subject) = crate::kubernetes().await {
                         super::$name(subject).await
                     }
                 }

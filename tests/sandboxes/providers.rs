@@ -11,10 +11,10 @@ use paddock::pb;
 
 /// Whether the provider's object of the sandbox still exists.
 fn object_exists(server: &TestServer, provider: Provider, id: &str) -> bool {
-    if provider.is_docker() {
-        !common::docker::containers_of(id).is_empty()
-    } else {
-        server.sandbox_dir(id).exists()
+    match provider {
+        Provider::Docker | Provider::DockerBridge => !common::docker::containers_of(id).is_empty(),
+        Provider::Kubernetes => server.pod_objects_exist(id),
+        Provider::Process => server.sandbox_dir(id).exists(),
     }
 }
 
