@@ -139,6 +139,15 @@ impl KubeApi {
     /// Sends `method path` to the double as kubectl would; its status code
     /// and body.
     pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        self.send(method, path, "")
+    }
+
+    /// POSTs the JSON `body` to `path`; the status code and answer.
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        self.send("POST", path, body)
+    }
+
+    fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let kubeconfig = std::fs::read_to_string(&self.kubeconfig).unwrap();
         let server = kubeconfig
@@ -149,8 +158,9 @@ impl KubeApi {
         let mut stream = std::net::TcpStream::connect(&server).unwrap();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Length: 0\r\n\
-             Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Length: {}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\n\r\n{body}",
+            body.len()
         )
         .unwrap();
         let mut answer = String::new();

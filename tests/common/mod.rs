@@ -293,6 +293,15 @@ impl TestServer {
         kube::with_double(kubeconfig, |api| api.container_of(id))
     }
 
+    /// The kubeconfig of this server's test API server.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.args
+            .kube
+            .kube_config
+            .clone()
+            .expect("a kubernetes server")
+    }
+
     /// Whether the objects of Kubernetes sandbox `id` exist on this
     /// server's test API server.
     pub fn pod_objects_exist(&self, id: &str) -> bool {

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod kubernetes;
 mod lifecycle;
 mod listing;
 mod providers;

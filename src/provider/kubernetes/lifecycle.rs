@@ -10,7 +10,7 @@ use tracing::{debug, instrument};
 
 use super::errors::{api_error, is_already_exists};
 use super::status::{self, PodState};
-use super::{AGENT_READY_TIMEOUT, KubernetesProvider, bridge, names, objects, pod};
+use super::{AGENT_READY_TIMEOUT, KubernetesProvider, bridge, names, objects, pod, usage};
 use crate::agent_client::{AgentChannel, AgentClient};
 use crate::error::{Error, Result};
 use crate::provider::contract::{
@@ -142,6 +142,7 @@ impl Provider for KubernetesProvider {
     #[instrument(name = "provider.kubernetes.delete", skip(self))]
     async fn delete(&self, sandbox_id: &str) -> Result<()> {
         let name = names::object_name(sandbox_id)?;
+        self.forget_channel(sandbox_id);
         if let Some(pod) = self.get::<Pod>(&name, "pod").await? {
             self.delete_pod(&pod, 0).await?;
         }
@@ -215,11 +216,19 @@ impl Provider for KubernetesProvider {
     }
 
     async fn usage(&self, sandbox_id: &str) -> Result<Usage> {
-        let _ = self.secret_of(sandbox_id).await?;
-        Err(Error::failed_precondition(
-            "the kubernetes provider does not measure a sandbox's usage yet (it reads no \
-             metrics API)",
-        ))
+        self.secret_of(sandbox_id).await?;
+        let name = names::object_name(sandbox_id)?;
+        let running = self
+            .get::<Pod>(&name, "pod")
+            .await?
+            .is_some_and(|pod| status::state_of(&pod) == PodState::Running);
+        if !running {
+            return Err(Error::failed_precondition(format!(
+                "sandbox {sandbox_id} is not running, so it uses nothing"
+            )));
+        }
+        let agent = AgentClient::new(self.measuring_channel(sandbox_id)?);
+        usage::measure(&agent, sandbox_id).await
     }
 
     fn observe(&self) -> Option<broadcast::Receiver<Observation>> {
@@ -228,6 +237,25 @@ impl Provider for KubernetesProvider {
 }
 
 impl KubernetesProvider {
+    /// The channel usage is measured through, kept per sandbox: each new
+    /// one opens an exec stream through the API server.
+    fn measuring_channel(&self, sandbox_id: &str) -> Result<AgentChannel> {
+        let mut channels = self.measuring.lock().expect("measuring channels");
+        if let Some(channel) = channels.get(sandbox_id) {
+            return Ok(channel.clone());
+        }
+        let channel = bridge::agent_channel(self.api::<Pod>()?, names::object_name(sandbox_id)?);
+        channels.insert(sandbox_id.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn forget_channel(&self, sandbox_id: &str) {
+        self.measuring
+            .lock()
+            .expect("measuring channels")
+            .remove(sandbox_id);
+    }
+
     /// Deletes the objects of sandboxes whose Secret was never made (a
     /// create cut short), once they are old enough not to be a create
     /// still under way.

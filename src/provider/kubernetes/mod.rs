@@ -19,6 +19,7 @@ mod open;
 mod pod;
 mod settings;
 mod status;
+mod usage;
 mod watch;
 
 use std::collections::HashSet;
@@ -58,6 +59,8 @@ pub struct KubernetesProvider {
     reachable: RwLock<(bool, String)>,
     /// Pods this server deletes (by uid): their ends are not news.
     deleting: Mutex<HashSet<String>>,
+    /// Channels to agents that usage is read through, by sandbox id.
+    measuring: Mutex<std::collections::HashMap<String, crate::agent_client::AgentChannel>>,
     observations: broadcast::Sender<Observation>,
 }
 

@@ -70,6 +70,7 @@ impl KubernetesProvider {
             client,
             reachable: RwLock::new((false, "not checked yet".to_owned())),
             deleting: Mutex::new(Default::default()),
+            measuring: Mutex::new(Default::default()),
             observations,
         });
         provider.check_api_server().await;
@@ -158,7 +159,7 @@ impl KubernetesProvider {
              where the cluster's network plugin enforces NetworkPolicy; stop deletes the pod and \
              keeps the workdir and command output (on the sandbox's PersistentVolumeClaim), not \
              the rest of the root filesystem; process limits are the node's (kubelet \
-             podPidsLimit), not per sandbox; usage is not measured",
+             podPidsLimit), not per sandbox; usage is read by the agent from the pod's cgroup",
             self.settings.namespace, self.server
         );
         if !reachable {

@@ -1,0 +1,127 @@
+//! What only the kubernetes provider has, through the server and the test
+//! API server (a test double backing pods with Docker containers): pods
+//! ended behind Paddock's back, orphans removed at start-up by scope, and
+//! the double's own schema check refusing a malformed pod.
+
+use std::sync::Arc;
+
+use crate::common::{self, Provider, TestServer};
+use paddock::pb;
+use paddock::provider::{AgentLaunch, KubernetesProvider, KubernetesSettings, ProvisionRequest};
+use paddock::sandbox::SandboxSpec;
+
+/// The provider's settings against `server`'s double, under `scope`.
+fn settings(server: &TestServer, scope: &str) -> KubernetesSettings {
+    KubernetesSettings {
+        kubeconfig: Some(server.kubeconfig()),
+        context: None,
+        namespace: String::new(),
+        agent_image: common::program_from("PADDOCK_TEST_IMAGE")
+            .unwrap()
+            .display()
+            .to_string(),
+        default_image: Some(common::docker::BUSYBOX.into()),
+        agent: AgentLaunch {
+            binary: "/unused".into(),
+            max_commands: 4,
+            output_budget: 1 << 20,
+        },
+        scope: scope.to_owned(),
+        workspace_size: "1Gi".into(),
+        volume_size: "1Gi".into(),
+        storage_class: None,
+        runtime_class: None,
+        runtime_classes: Vec::new(),
+        node_selector: Default::default(),
+        tolerations: Vec::new(),
+        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
+    }
+}
+
+/// Makes and starts a sandbox object with no record, under `scope`.
+async fn stray(provider: &Arc<KubernetesProvider>) -> String {
+    use paddock::provider::Provider as _;
+    let id = paddock::ids::new_sandbox_id();
+    let mut spec = SandboxSpec {
+        workdir: "/workspace".into(),
+        ..SandboxSpec::default()
+    };
+    provider.prepare(&mut spec).await.unwrap();
+    provider
+        .create(ProvisionRequest {
+            sandbox_id: &id,
+            tenant: "someone",
+            spec: &spec,
+        })
+        .await
+        .unwrap();
+    provider.start(&id).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn a_killed_pod_stops_its_sandbox_and_orphans_of_this_scope_only_are_removed() {
+    if !common::kube::available() {
+        return;
+    }
+    let server = TestServer::for_provider(Provider::Kubernetes).await;
+    let killed = server.running_sandbox(Default::default()).await;
+    let kept = server.running_sandbox(Default::default()).await;
+    assert!(common::docker::docker(&[
+        "kill",
+        &server.pod_container(&killed.id)
+    ]));
+    let stopped = server
+        .wait_for_state(&killed.id, pb::SandboxState::Stopped)
+        .await;
+    assert!(
+        stopped.state_reason.contains("exited with code 137"),
+        "{}",
+        stopped.state_reason
+    );
+
+    let ours = KubernetesProvider::open(settings(&server, &server.scope))
+        .await
+        .unwrap();
+    let theirs = KubernetesProvider::open(settings(&server, "another-store"))
+        .await
+        .unwrap();
+    let orphan = stray(&ours).await;
+    let foreign = stray(&theirs).await;
+    let server = server.restart().await;
+    assert!(!server.pod_objects_exist(&orphan), "the orphan is removed");
+    assert!(server.pod_objects_exist(&foreign), "another scope's is not");
+    assert!(server.pod_objects_exist(&kept.id));
+    assert_eq!(server.shell(&kept.id, "echo still").await, "still\n");
+    // The killed sandbox starts again, its workdir kept.
+    let mut sandboxes = server.sandboxes().await;
+    sandboxes
+        .start_sandbox(pb::StartSandboxRequest {
+            sandbox_id: killed.id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(server.shell(&killed.id, "echo up").await, "up\n");
+    use paddock::provider::Provider as _;
+    theirs.delete(&foreign).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_test_api_server_refuses_a_pod_that_fails_the_schema() {
+    if !common::kube::available() {
+        return;
+    }
+    let api = common::kube::KubeApi::start().unwrap();
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "malformed"},
+        "spec": {"containers": [{"name": "c", "image": "busybox", "restartPolicy": 7}]},
+    });
+    let (code, body) = api.post(
+        &format!("/api/v1/namespaces/{}/pods", common::kube::NAMESPACE),
+        &pod.to_string(),
+    );
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("is invalid against Kubernetes"), "{body}");
+}
