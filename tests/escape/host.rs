@@ -276,3 +276,75 @@ async fn process_sandboxes_hold_no_privileges() {
     );
     alpha.still_healthy(&sandbox).await;
 }
+
+/// A pod sandbox on the test API server (whose kubelet makes the pod's
+/// container on the test engine from the pod's securityContext and limits,
+/// as a container runtime would): root in it holds only the documented
+/// capabilities, a setuid binary raises nothing (allowPrivilegeEscalation:
+/// false), and a memory balloon dies at the pod's limit, not the agent. The
+/// pod's network is the cluster's to enforce and is not tried here.
+#[tokio::test]
+async fn kubernetes_pods_hold_only_their_capabilities_and_memory() {
+    if !common::kube::available() || !privileged() {
+        return;
+    }
+    let server = exposed_server(Provider::Kubernetes, |_| {}).await;
+    let mut alpha = Tenant::of(&server, "alpha").await;
+    let sandbox = alpha
+        .sandbox(pb::CreateSandboxRequest {
+            resources: Some(pb::Resources {
+                memory_bytes: 64 << 20,
+                cpu_millis: 500,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+    let ran = alpha.run(&sandbox, PRIVILEGED_ATTEMPTS).await;
+    assert!(!ran.stdout.contains("ESCAPED"), "{ran:?}");
+    let caps = u64::from_str_radix(
+        ran.stdout
+            .trim()
+            .rsplit('\t')
+            .next()
+            .expect("a CapEff line"),
+        16,
+    )
+    .unwrap();
+    for (bit, name) in [
+        (27, "MKNOD"),
+        (13, "NET_RAW"),
+        (21, "SYS_ADMIN"),
+        (12, "NET_ADMIN"),
+        (19, "SYS_PTRACE"),
+    ] {
+        assert_eq!(caps & (1 << bit), 0, "CAP_{name} in {caps:x}");
+    }
+    alpha
+        .files
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: sandbox.clone(),
+            path: "/tmp/euid".into(),
+            content: euid_probe(),
+            mode: 0o755,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = alpha
+        .run(
+            &sandbox,
+            "chown 0:0 /tmp/euid && chmod 4755 /tmp/euid && /tmp/euid",
+        )
+        .await;
+    assert_eq!(root.stdout, "euid=0\n", "the probe works: {root:?}");
+    let other = alpha.run_as(&sandbox, "4242", "/tmp/euid").await;
+    assert_eq!(
+        other.stdout, "euid=4242\n",
+        "no privilege escalation: {other:?}"
+    );
+    let balloon = alpha.run(&sandbox, BALLOON).await;
+    assert_ne!(balloon.exit_code, Some(0), "{balloon:?}");
+    alpha.still_healthy(&sandbox).await;
+    assert_serving(&server).await;
+}
