@@ -65,6 +65,12 @@ impl KubeApi {
     /// Starts a double; `None` when its parts are not set up here (outside
     /// CI; under CI=true that fails).
     pub fn start() -> Option<Self> {
+        Self::speaking("v5.channel.k8s.io,v4.channel.k8s.io")
+    }
+
+    /// Starts a double whose exec subresource speaks only `protocols`
+    /// (comma-separated), as an older API server does.
+    pub fn speaking(protocols: &str) -> Option<Self> {
         if !super::docker::available() {
             return None;
         }
@@ -90,6 +96,7 @@ impl KubeApi {
             .arg(dir.path().join("state"))
             .arg(serde_json::to_string(&rbac).unwrap())
             .arg(&label)
+            .arg(protocols)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -26,7 +26,9 @@ What it does not do: scheduling, networking (pods run with no network, so
 NetworkPolicies are stored and validated, not enforced), admission beyond
 RuntimeClass, quotas, graceful deletion's finalizers, authentication.
 
-Usage: server.py STATE_DIR RBAC_JSON LABEL — prints "listening PORT" when
+Usage: server.py STATE_DIR RBAC_JSON LABEL [EXEC_PROTOCOLS] — the exec
+protocols it speaks, comma-separated, default v5.channel.k8s.io,v4.channel.k8s.io
+(an older API server speaks v4 only); prints "listening PORT" when
 ready; SIGTERM removes every container it made (all labelled LABEL).
 """
 
@@ -53,6 +55,7 @@ VERSIONS = ("1.30.0", "1.35.0")
 STATE = sys.argv[1]
 RBAC = json.loads(sys.argv[2])
 LABEL = sys.argv[3]
+EXEC_PROTOCOLS = (sys.argv[4] if len(sys.argv) > 4 else "v5.channel.k8s.io,v4.channel.k8s.io").split(",")
 
 RESOURCES = {
     # plural: (api prefix, kind, apiVersion)
@@ -72,6 +75,7 @@ objects = {}  # (plural, namespace, name) -> object
 history = []  # (resourceVersion, plural, namespace, type, object)
 revision = [1]
 containers = {}  # pod uid -> docker container id of its sandbox container
+expired_before = [0]  # watches from an older resourceVersion get 410 Expired
 
 
 def now():
@@ -380,6 +384,13 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v for k, v in parse_qs(url.query).items()}
         one = lambda key, default=None: query.get(key, [default])[0]
+        if method == "POST" and url.path == "/test-double/expire-watches":
+            # For tests: every open watch ends, and resuming from before now
+            # is 410 Expired, as after an etcd compaction.
+            with lock:
+                expired_before[0] = revision[0] + 1
+                lock.notify_all()
+            return self.reply(200, {"expiredBefore": expired_before[0]})
         match = PATH.match(url.path)
         if not match or match.group(3) not in RESOURCES or RESOURCES[match.group(3)][0] != match.group(1):
             return self.reply(*status(404, "NotFound", f"the server could not find the requested resource ({method} {url.path})"))
@@ -488,6 +499,11 @@ class Handler(BaseHTTPRequestHandler):
         position = 0
         try:
             while time.time() < deadline:
+                if since < expired_before[0]:
+                    gone = status(410, "Expired", f"too old resource version: {since} ({expired_before[0]})")[1]
+                    line = json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n"
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    break
                 with lock:
                     while position < len(history) and history[position][0] <= since:
                         position += 1
@@ -507,9 +523,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def exec(self, namespace, name, query):
         offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",")]
-        protocol = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io") if p in offered), None)
+        protocol = next((p for p in EXEC_PROTOCOLS if p in offered), None)
         if self.headers.get("Upgrade", "").lower() != "websocket" or protocol is None:
-            return self.reply(*status(400, "BadRequest", "exec needs a WebSocket upgrade with v5.channel.k8s.io or v4.channel.k8s.io"))
+            return self.reply(*status(400, "BadRequest", f"exec needs a WebSocket upgrade with one of {', '.join(EXEC_PROTOCOLS)}"))
         with lock:
             pod = objects.get(("pods", namespace, name))
             container = containers.get(pod["metadata"]["uid"]) if pod else None

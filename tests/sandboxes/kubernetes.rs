@@ -12,8 +12,13 @@ use paddock::sandbox::SandboxSpec;
 
 /// The provider's settings against `server`'s double, under `scope`.
 fn settings(server: &TestServer, scope: &str) -> KubernetesSettings {
+    settings_for(server.kubeconfig(), scope)
+}
+
+/// The provider's settings against the double `kubeconfig` names.
+fn settings_for(kubeconfig: std::path::PathBuf, scope: &str) -> KubernetesSettings {
     KubernetesSettings {
-        kubeconfig: Some(server.kubeconfig()),
+        kubeconfig: Some(kubeconfig),
         context: None,
         namespace: String::new(),
         agent_image: common::program_from("PADDOCK_TEST_IMAGE")
@@ -107,7 +112,7 @@ async fn a_killed_pod_stops_its_sandbox_and_orphans_of_this_scope_only_are_remov
 }
 
 #[tokio::test]
-async fn the_test_api_server_refuses_a_pod_that_fails_the_schema() {
+async fn the_test_api_server_refuses_a_malformed_pod_and_access_beyond_the_role() {
     if !common::kube::available() {
         return;
     }
@@ -124,4 +129,102 @@ async fn the_test_api_server_refuses_a_pod_that_fails_the_schema() {
     );
     assert_eq!(code, 422, "{body}");
     assert!(body.contains("is invalid against Kubernetes"), "{body}");
+    // And anything outside the provider's API_ACCESS is forbidden, as the
+    // chart's Role would forbid it.
+    let (code, body) = api.request(
+        "GET",
+        &format!(
+            "/api/v1/namespaces/{}/secrets?watch=true",
+            common::kube::NAMESPACE
+        ),
+    );
+    assert_eq!(code, 403, "{body}");
+}
+
+#[tokio::test]
+async fn a_lost_watch_asks_for_a_resync() {
+    use paddock::provider::{Observation, Provider as _};
+    if !common::kube::available() {
+        return;
+    }
+    let server = TestServer::for_provider(Provider::Kubernetes).await;
+    let provider = KubernetesProvider::open(settings(&server, "watching"))
+        .await
+        .unwrap();
+    let mut observations = provider.observe().expect("it observes");
+    // Let the first listing finish, then expire every watch.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (code, body) = common::kube::with_double(&server.kubeconfig(), |api| {
+        api.post("/test-double/expire-watches", "{}")
+    });
+    assert_eq!(code, 200, "{body}");
+    let resync = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            if let Observation::Resync = observations.recv().await.unwrap() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        resync.is_ok(),
+        "no resync within 20 s of the watch expiring"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_the_sandbox_saying_so() {
+    if !common::kube::available() {
+        return;
+    }
+    let server = TestServer::for_provider(Provider::Kubernetes).await;
+    let created = server
+        .sandboxes()
+        .await
+        .create_sandbox(pb::CreateSandboxRequest {
+            image: "paddock-test/missing:1".into(),
+            ..Default::default()
+        })
+        .await;
+    let reason = match created {
+        Err(status) => status.message().to_owned(),
+        Ok(answer) => {
+            let id = answer.into_inner().sandbox.unwrap().id;
+            server
+                .wait_for_state(&id, pb::SandboxState::Failed)
+                .await
+                .state_reason
+        }
+    };
+    assert!(
+        reason.contains("image \"paddock-test/missing:1\" could not be pulled"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn agents_are_reached_over_v4_where_the_api_server_has_no_v5() {
+    use paddock::provider::Provider as _;
+    if !common::kube::available() {
+        return;
+    }
+    let api = common::kube::KubeApi::speaking("v4.channel.k8s.io").unwrap();
+    let provider = KubernetesProvider::open(settings_for(api.kubeconfig.clone(), "v4-only"))
+        .await
+        .unwrap();
+    let id = stray(&provider).await;
+    let agent = paddock::agent_client::AgentClient::new(provider.connect(&id).await.unwrap());
+    let ran = agent
+        .run_command(pb::RunCommandRequest {
+            sandbox_id: id.clone(),
+            spec: Some(pb::CommandSpec {
+                shell: "echo over v4".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran.stdout, b"over v4\n");
+    provider.delete(&id).await.unwrap();
 }
