@@ -260,7 +260,7 @@ impl Provider for DockerProvider {
                  networks: NONE (loopback only), EGRESS (the default: the internet, never \
                  another sandbox, the host or a blocked range){}, ALLOW_LIST (only the \
                  allowed hosts, by IPv4 range or by a name this server resolves){}",
-                spec::KEPT_CAPABILITIES.join(", "),
+                layout::KEPT_CAPABILITIES.join(", "),
                 cannot_now(self.egress.failure().is_some()),
                 cannot_now(self.allow_list.failure().is_some()),
             ),

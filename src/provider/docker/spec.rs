@@ -9,26 +9,10 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 
-use super::layout::{self, labels_of};
+use super::layout::{self, KEPT_CAPABILITIES, labels_of};
 use crate::error::{Error, Result};
 use crate::provider::contract::{AgentLaunch, ProvisionRequest};
 use crate::sandbox::NetworkMode;
-
-/// The capabilities a sandbox keeps; every other is dropped. Enough for a
-/// root shell to own, read and write its files, switch users and signal its
-/// processes, and for a server to bind a port below 1024; not enough to make
-/// device nodes, use raw sockets, chroot, load modules or change the
-/// firewall. `ping` still works: the engine opens unprivileged ICMP sockets.
-pub(super) const KEPT_CAPABILITIES: &[&str] = &[
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "NET_BIND_SERVICE",
-    "SETGID",
-    "SETUID",
-];
 
 /// How long a stopping container's agent may take to end its commands
 /// before the engine kills it.

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 pub(super) use crate::provider::layout::{
-    AGENT_BINARY, AGENT_DIR, AGENT_SOCKET, LABEL_ROLE, LABEL_SANDBOX_ID, LABEL_SCOPE, LABEL_TENANT,
-    ROLE_SANDBOX, STATE_DIR,
+    AGENT_BINARY, AGENT_DIR, AGENT_SOCKET, KEPT_CAPABILITIES, LABEL_ROLE, LABEL_SANDBOX_ID,
+    LABEL_SCOPE, LABEL_TENANT, ROLE_SANDBOX, STATE_DIR,
 };
 
 /// The role of a named volume's claim, kept when its sandboxes go.

@@ -24,20 +24,6 @@ use crate::error::{Error, Result};
 use crate::sandbox::network::Ipv4Cidr;
 use crate::sandbox::{NetworkMode, SandboxSpec};
 
-/// The capabilities the sandbox container keeps, as on Docker: enough for
-/// a root shell to own its files, switch users, signal its processes and
-/// bind a low port; every other is dropped.
-pub(super) const KEPT_CAPABILITIES: &[&str] = &[
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "NET_BIND_SERVICE",
-    "SETGID",
-    "SETUID",
-];
-
 /// How long a deleted pod's agent may take to end its commands.
 pub(super) const STOP_GRACE_SECONDS: i64 = 5;
 

@@ -175,7 +175,7 @@ impl KubernetesProvider {
                  as root inside it with only the capabilities {}, no privilege escalation, the \
                  runtime's default seccomp profile, no service account token; CPU and memory \
                  limits as requests and limits",
-                super::objects::KEPT_CAPABILITIES.join(", ")
+                names::KEPT_CAPABILITIES.join(", ")
             ),
             capabilities: crate::provider::Provider::capabilities(self),
             runtimes: self.offered_runtimes(),

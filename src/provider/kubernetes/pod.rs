@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::names::{self, AGENT_BINARY, AGENT_DIR, AGENT_SOCKET, STATE_DIR};
-use super::objects::{KEPT_CAPABILITIES, Recorded, STOP_GRACE_SECONDS, metadata};
+use super::names::{self, AGENT_BINARY, AGENT_DIR, AGENT_SOCKET, KEPT_CAPABILITIES, STATE_DIR};
+use super::objects::{Recorded, STOP_GRACE_SECONDS, metadata};
 use super::settings::KubernetesSettings;
 use crate::error::{Error, Result};
 
