@@ -148,6 +148,31 @@ pub struct NetworkBytes {
     pub sent: u64,
 }
 
+impl NetworkBytes {
+    /// The bytes of every interface but loopback in the text of a
+    /// `/proc/net/dev`; `None` when it lists no other interface.
+    pub fn from_net_dev(text: &str) -> Option<Self> {
+        let mut total = None::<Self>;
+        // Two header lines, then "  name: rx_bytes rx_packets ... tx_bytes ...".
+        for line in text.lines().skip(2) {
+            let Some((name, counters)) = line.split_once(':') else {
+                continue;
+            };
+            if name.trim() == "lo" {
+                continue;
+            }
+            let counters: Vec<u64> = counters
+                .split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect();
+            let sum = total.get_or_insert_with(Self::default);
+            sum.received += counters.first().copied().unwrap_or(0);
+            sum.sent += counters.get(8).copied().unwrap_or(0);
+        }
+        total
+    }
+}
+
 /// A way of making sandboxes.
 ///
 /// Every method is idempotent and safe to call again after a crash at any

@@ -69,33 +69,10 @@ pub(super) async fn measure(agent: &AgentClient, sandbox_id: &str) -> Result<Usa
              not known"
         )));
     }
-    usage.network = at("/proc/net/dev").await.and_then(|text| network(&text));
+    usage.network = at("/proc/net/dev")
+        .await
+        .and_then(|text| NetworkBytes::from_net_dev(&text));
     Ok(usage)
-}
-
-/// The bytes of every interface but loopback in a `/proc/net/dev`; `None`
-/// when there is no other interface.
-fn network(text: &str) -> Option<NetworkBytes> {
-    let mut total = None::<NetworkBytes>;
-    for line in text.lines().skip(2) {
-        let Some((name, counters)) = line.split_once(':') else {
-            continue;
-        };
-        if name.trim() == "lo" {
-            continue;
-        }
-        let counters: Vec<u64> = counters
-            .split_whitespace()
-            .filter_map(|c| c.parse().ok())
-            .collect();
-        if counters.len() < 9 {
-            continue;
-        }
-        let sum = total.get_or_insert_with(NetworkBytes::default);
-        sum.received += counters[0];
-        sum.sent += counters[8];
-    }
-    total
 }
 
 #[cfg(test)]
@@ -111,14 +88,14 @@ mod tests {
         assert_eq!(field("usage_usec 1500\n", "user_usec"), None);
         let dev = "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed multicast|bytes\n    lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n  eth0: 2000 5 0 0 0 0 0 0 3000 6 0 0 0 0 0 0\n";
         assert_eq!(
-            network(dev),
+            NetworkBytes::from_net_dev(dev),
             Some(NetworkBytes {
                 received: 2000,
                 sent: 3000
             })
         );
         assert_eq!(
-            network(&dev.lines().take(3).collect::<Vec<_>>().join("\n")),
+            NetworkBytes::from_net_dev(&dev.lines().take(3).collect::<Vec<_>>().join("\n")),
             None
         );
     }
