@@ -46,6 +46,37 @@ pub fn with_double<T>(args_kubeconfig: &std::path::Path, f: impl FnOnce(&KubeApi
     f(api)
 }
 
+/// Settings of a kubernetes provider opened straight on the double
+/// `kubeconfig` names, its objects under `scope`, the agent from
+/// `agent_image`.
+pub fn settings(
+    kubeconfig: PathBuf,
+    scope: &str,
+    agent_image: &str,
+) -> paddock::provider::KubernetesSettings {
+    paddock::provider::KubernetesSettings {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+        namespace: String::new(),
+        agent_image: agent_image.to_owned(),
+        default_image: Some(super::docker::BUSYBOX.into()),
+        agent: paddock::provider::AgentLaunch {
+            binary: "/unused".into(),
+            max_commands: 16,
+            output_budget: 8 << 20,
+        },
+        scope: scope.to_owned(),
+        workspace_size: "1Gi".into(),
+        volume_size: "1Gi".into(),
+        storage_class: None,
+        runtime_class: None,
+        runtime_classes: Vec::new(),
+        node_selector: Default::default(),
+        tolerations: Vec::new(),
+        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
+    }
+}
+
 /// The namespace sandboxes go to in the double.
 pub const NAMESPACE: &str = "sandboxes";
 

@@ -59,48 +59,7 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
         })
         .await;
 
-    let ran = alpha.run(&sandbox, PRIVILEGED_ATTEMPTS).await;
-    assert!(!ran.stdout.contains("ESCAPED"), "{ran:?}");
-    // Only the documented capabilities, none of the dangerous ones.
-    let caps = u64::from_str_radix(
-        ran.stdout
-            .trim()
-            .rsplit('\t')
-            .next()
-            .expect("a CapEff line"),
-        16,
-    )
-    .unwrap();
-    for (bit, name) in [
-        (27, "MKNOD"),
-        (13, "NET_RAW"),
-        (21, "SYS_ADMIN"),
-        (12, "NET_ADMIN"),
-    ] {
-        assert_eq!(caps & (1 << bit), 0, "CAP_{name} in {caps:x}");
-    }
-
-    // A setuid-root binary run by another user gains nothing.
-    alpha
-        .files
-        .write_file(pb::WriteFileRequest {
-            sandbox_id: sandbox.clone(),
-            path: "/tmp/euid".into(),
-            content: euid_probe(),
-            mode: 0o755,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let root = alpha
-        .run(
-            &sandbox,
-            "chown 0:0 /tmp/euid && chmod 4755 /tmp/euid && /tmp/euid",
-        )
-        .await;
-    assert_eq!(root.stdout, "euid=0\n", "the probe works: {root:?}");
-    let other = alpha.run_as(&sandbox, "4242", "/tmp/euid").await;
-    assert_eq!(other.stdout, "euid=4242\n", "no-new-privileges: {other:?}");
+    holds_only_the_documented_privileges(&mut alpha, &sandbox).await;
 
     if gvisor {
         exhaustion_under_gvisor(&server, &mut alpha, sandbox).await;
@@ -140,6 +99,53 @@ async fn docker_sandboxes_cannot_use_privileges_or_exhaust_the_host() {
     assert_ne!(balloon.exit_code, Some(0), "{balloon:?}");
     alpha.still_healthy(&sandbox).await;
     assert_serving(&server).await;
+}
+
+/// Root in `sandbox` cannot mount, make devices, open raw sockets or write
+/// kernel settings, holds none of the dangerous capabilities, and a
+/// setuid-root binary run by another user gains nothing.
+async fn holds_only_the_documented_privileges(alpha: &mut Tenant, sandbox: &str) {
+    let ran = alpha.run(sandbox, PRIVILEGED_ATTEMPTS).await;
+    assert!(!ran.stdout.contains("ESCAPED"), "{ran:?}");
+    // Only the documented capabilities, none of the dangerous ones.
+    let caps = u64::from_str_radix(
+        ran.stdout
+            .trim()
+            .rsplit('\t')
+            .next()
+            .expect("a CapEff line"),
+        16,
+    )
+    .unwrap();
+    for (bit, name) in [
+        (27, "MKNOD"),
+        (13, "NET_RAW"),
+        (21, "SYS_ADMIN"),
+        (12, "NET_ADMIN"),
+        (19, "SYS_PTRACE"),
+    ] {
+        assert_eq!(caps & (1 << bit), 0, "CAP_{name} in {caps:x}");
+    }
+    alpha
+        .files
+        .write_file(pb::WriteFileRequest {
+            sandbox_id: sandbox.to_owned(),
+            path: "/tmp/euid".into(),
+            content: euid_probe(),
+            mode: 0o755,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let root = alpha
+        .run(
+            sandbox,
+            "chown 0:0 /tmp/euid && chmod 4755 /tmp/euid && /tmp/euid",
+        )
+        .await;
+    assert_eq!(root.stdout, "euid=0\n", "the probe works: {root:?}");
+    let other = alpha.run_as(sandbox, "4242", "/tmp/euid").await;
+    assert_eq!(other.stdout, "euid=4242\n", "no-new-privileges: {other:?}");
 }
 
 /// Allocates four times the test sandboxes' memory limit.
@@ -300,49 +306,7 @@ async fn kubernetes_pods_hold_only_their_capabilities_and_memory() {
             ..Default::default()
         })
         .await;
-    let ran = alpha.run(&sandbox, PRIVILEGED_ATTEMPTS).await;
-    assert!(!ran.stdout.contains("ESCAPED"), "{ran:?}");
-    let caps = u64::from_str_radix(
-        ran.stdout
-            .trim()
-            .rsplit('\t')
-            .next()
-            .expect("a CapEff line"),
-        16,
-    )
-    .unwrap();
-    for (bit, name) in [
-        (27, "MKNOD"),
-        (13, "NET_RAW"),
-        (21, "SYS_ADMIN"),
-        (12, "NET_ADMIN"),
-        (19, "SYS_PTRACE"),
-    ] {
-        assert_eq!(caps & (1 << bit), 0, "CAP_{name} in {caps:x}");
-    }
-    alpha
-        .files
-        .write_file(pb::WriteFileRequest {
-            sandbox_id: sandbox.clone(),
-            path: "/tmp/euid".into(),
-            content: euid_probe(),
-            mode: 0o755,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let root = alpha
-        .run(
-            &sandbox,
-            "chown 0:0 /tmp/euid && chmod 4755 /tmp/euid && /tmp/euid",
-        )
-        .await;
-    assert_eq!(root.stdout, "euid=0\n", "the probe works: {root:?}");
-    let other = alpha.run_as(&sandbox, "4242", "/tmp/euid").await;
-    assert_eq!(
-        other.stdout, "euid=4242\n",
-        "no privilege escalation: {other:?}"
-    );
+    holds_only_the_documented_privileges(&mut alpha, &sandbox).await;
     let balloon = alpha.run(&sandbox, BALLOON).await;
     assert_ne!(balloon.exit_code, Some(0), "{balloon:?}");
     alpha.still_healthy(&sandbox).await;

@@ -17,8 +17,8 @@ use paddock::ErrorKind;
 use paddock::agent_client::{AgentChannel, AgentClient};
 use paddock::pb;
 use paddock::provider::{
-    AgentLaunch, AgentTransport, DockerProvider, DockerSettings, KubernetesProvider,
-    KubernetesSettings, Observed, ProcessProvider, Provider, ProvisionRequest,
+    AgentLaunch, AgentTransport, DockerProvider, DockerSettings, KubernetesProvider, Observed,
+    ProcessProvider, Provider, ProvisionRequest,
 };
 use paddock::sandbox::{NetworkMode, SandboxSpec};
 
@@ -157,27 +157,7 @@ async fn docker() -> Option<Subject> {
 async fn kubernetes() -> Option<Subject> {
     let api = common::kube::KubeApi::start()?;
     let scope = format!("contract-{}", uuid::Uuid::now_v7().simple());
-    let settings = KubernetesSettings {
-        kubeconfig: Some(api.kubeconfig.clone()),
-        context: None,
-        namespace: String::new(),
-        agent_image: api.agent_image.clone(),
-        default_image: Some(common::docker::BUSYBOX.into()),
-        agent: AgentLaunch {
-            binary: "/unused".into(),
-            max_commands: 16,
-            output_budget: 8 << 20,
-        },
-        scope,
-        workspace_size: "1Gi".into(),
-        volume_size: "1Gi".into(),
-        storage_class: None,
-        runtime_class: None,
-        runtime_classes: Vec::new(),
-        node_selector: Default::default(),
-        tolerations: Vec::new(),
-        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
-    };
+    let settings = common::kube::settings(api.kubeconfig.clone(), &scope, &api.agent_image);
     let open = move || {
         let settings = settings.clone();
         Box::pin(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::common::{self, Provider, TestServer};
 use paddock::pb;
-use paddock::provider::{AgentLaunch, KubernetesProvider, KubernetesSettings, ProvisionRequest};
+use paddock::provider::{KubernetesProvider, KubernetesSettings, ProvisionRequest};
 use paddock::sandbox::SandboxSpec;
 
 /// The provider's settings against `server`'s double, under `scope`.
@@ -17,30 +17,8 @@ fn settings(server: &TestServer, scope: &str) -> KubernetesSettings {
 
 /// The provider's settings against the double `kubeconfig` names.
 fn settings_for(kubeconfig: std::path::PathBuf, scope: &str) -> KubernetesSettings {
-    KubernetesSettings {
-        kubeconfig: Some(kubeconfig),
-        context: None,
-        namespace: String::new(),
-        agent_image: common::program_from("PADDOCK_TEST_IMAGE")
-            .unwrap()
-            .display()
-            .to_string(),
-        default_image: Some(common::docker::BUSYBOX.into()),
-        agent: AgentLaunch {
-            binary: "/unused".into(),
-            max_commands: 4,
-            output_budget: 1 << 20,
-        },
-        scope: scope.to_owned(),
-        workspace_size: "1Gi".into(),
-        volume_size: "1Gi".into(),
-        storage_class: None,
-        runtime_class: None,
-        runtime_classes: Vec::new(),
-        node_selector: Default::default(),
-        tolerations: Vec::new(),
-        egress_blocked: paddock::sandbox::network::Ipv4Cidr::default_egress_blocked(),
-    }
+    let image = common::program_from("PADDOCK_TEST_IMAGE").unwrap();
+    common::kube::settings(kubeconfig, scope, &image.display().to_string())
 }
 
 /// Makes and starts a sandbox object with no record, under `scope`.
