@@ -284,13 +284,7 @@ impl TestServer {
     /// The Docker container backing the pod of Kubernetes sandbox `id` on
     /// this server's test API server.
     pub fn pod_container(&self, id: &str) -> String {
-        let kubeconfig = self
-            .args
-            .kube
-            .kube_config
-            .as_ref()
-            .expect("a kubernetes server");
-        kube::with_double(kubeconfig, |api| api.container_of(id))
+        kube::with_double(&self.kubeconfig(), |api| api.container_of(id))
     }
 
     /// The kubeconfig of this server's test API server.
@@ -305,13 +299,7 @@ impl TestServer {
     /// Whether the objects of Kubernetes sandbox `id` exist on this
     /// server's test API server.
     pub fn pod_objects_exist(&self, id: &str) -> bool {
-        let kubeconfig = self
-            .args
-            .kube
-            .kube_config
-            .as_ref()
-            .expect("a kubernetes server");
-        kube::with_double(kubeconfig, |api| api.sandbox_exists(id))
+        kube::with_double(&self.kubeconfig(), |api| api.sandbox_exists(id))
     }
 
     /// The process provider's directory of sandbox `id`.

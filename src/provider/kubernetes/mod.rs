@@ -47,6 +47,26 @@ const AGENT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a pod is looked at while waiting for it.
 const POLL: Duration = Duration::from_millis(100);
 
+/// A namespaced object of the API that the provider reads, makes and
+/// deletes: a pod, Secret, claim or network policy.
+trait Object:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+}
+
+impl<K> Object for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+{
+}
+
 /// Sandboxes as pods.
 pub struct KubernetesProvider {
     /// The settings, the namespace resolved.
@@ -95,14 +115,7 @@ impl KubernetesProvider {
     }
 
     /// The object `name`, or `None` when there is none.
-    async fn get<K>(&self, name: &str, what: &str) -> Result<Option<K>>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
-    {
+    async fn get<K: Object>(&self, name: &str, what: &str) -> Result<Option<K>> {
         match self.api::<K>()?.get(name).await {
             Ok(object) => Ok(Some(object)),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -112,15 +125,7 @@ impl KubernetesProvider {
 
     /// Makes `object`; one that exists already (an earlier attempt's) is
     /// kept.
-    async fn make<K>(&self, object: &K, what: &str) -> Result<()>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
-    {
+    async fn make<K: Object>(&self, object: &K, what: &str) -> Result<()> {
         match self
             .api::<K>()?
             .create(&PostParams::default(), object)
@@ -133,14 +138,7 @@ impl KubernetesProvider {
     }
 
     /// Deletes `name`; a missing one is fine.
-    async fn remove<K>(&self, name: &str, params: &DeleteParams, what: &str) -> Result<()>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
-    {
+    async fn remove<K: Object>(&self, name: &str, params: &DeleteParams, what: &str) -> Result<()> {
         match self.api::<K>()?.delete(name, params).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
