@@ -73,7 +73,7 @@ pub struct KubeArgs {
     /// Taints sandbox pods tolerate: the config file's kube_tolerations, an
     /// array of Kubernetes tolerations (no flag).
     #[arg(skip)]
-    pub kube_tolerations: Option<Vec<Toleration>>,
+    pub kube_tolerations: Option<Vec<BTreeMap<String, toml::Value>>>,
 }
 
 /// The keys of [`KubeArgs`] that only the config file sets.
@@ -167,6 +167,46 @@ pub(super) fn resolve(args: KubeArgs, chosen: bool) -> anyhow::Result<Option<Kub
         workspace_size: quantity("kube_workspace_size", args.kube_workspace_size)?,
         volume_size: quantity("kube_volume_size", args.kube_volume_size)?,
         node_selector: args.kube_node_selector.unwrap_or_default(),
-        tolerations: args.kube_tolerations.unwrap_or_default(),
+        tolerations: args
+            .kube_tolerations
+            .unwrap_or_default()
+            .into_iter()
+            .map(toleration)
+            .collect::<anyhow::Result<_>>()?,
     }))
+}
+
+/// One entry of `kube_tolerations`, its keys checked (a misspelt key would
+/// otherwise vanish and leave a toleration that matches something else).
+fn toleration(entry: BTreeMap<String, toml::Value>) -> anyhow::Result<Toleration> {
+    const KEYS: [&str; 5] = ["key", "operator", "value", "effect", "tolerationSeconds"];
+    if let Some(unknown) = entry.keys().find(|key| !KEYS.contains(&key.as_str())) {
+        bail!(
+            "kube_tolerations: {unknown:?} is not a toleration field; the fields are {}",
+            KEYS.join(", ")
+        );
+    }
+    let json = serde_json::to_value(&entry)?;
+    serde_json::from_value(json).map_err(|e| anyhow::anyhow!("kube_tolerations: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerations_are_checked_field_by_field() {
+        let entry: BTreeMap<String, toml::Value> =
+            toml::from_str("key = \"pool\"\noperator = \"Exists\"\neffect = \"NoSchedule\"")
+                .unwrap();
+        let parsed = toleration(entry).unwrap();
+        assert_eq!(parsed.operator.as_deref(), Some("Exists"));
+        let typo: BTreeMap<String, toml::Value> =
+            toml::from_str("key = \"pool\"\noperatr = \"Exists\"").unwrap();
+        let error = toleration(typo).unwrap_err().to_string();
+        assert!(
+            error.contains("\"operatr\" is not a toleration field"),
+            "{error}"
+        );
+    }
 }
