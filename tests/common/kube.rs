@@ -89,6 +89,8 @@ pub struct KubeApi {
     pub agent_image: String,
     /// The label of every container the double makes.
     pub label: String,
+    /// Where it listens, HOST:PORT.
+    address: String,
     _dir: tempfile::TempDir,
 }
 
@@ -157,6 +159,7 @@ impl KubeApi {
             kubeconfig,
             agent_image,
             label,
+            address: format!("127.0.0.1:{port}"),
             _dir: dir,
         })
     }
@@ -187,13 +190,8 @@ impl KubeApi {
 
     fn send(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
-        let kubeconfig = std::fs::read_to_string(&self.kubeconfig).unwrap();
-        let server = kubeconfig
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("server: http://"))
-            .unwrap()
-            .to_owned();
-        let mut stream = std::net::TcpStream::connect(&server).unwrap();
+        let server = &self.address;
+        let mut stream = std::net::TcpStream::connect(server).unwrap();
         write!(
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {server}\r\nContent-Length: {}\r\n\

@@ -8,7 +8,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use tokio::sync::broadcast;
 use tracing::{debug, instrument};
 
-use super::errors::{api_error, is_already_exists};
+use super::errors::api_error;
 use super::status::{self, PodState};
 use super::{AGENT_READY_TIMEOUT, KubernetesProvider, bridge, names, objects, pod, usage};
 use crate::agent_client::{AgentChannel, AgentClient};
@@ -106,11 +106,7 @@ impl Provider for KubernetesProvider {
             self.wait_gone(&name).await?;
         }
         let pod = pod::pod(sandbox_id, &objects::recorded(&secret)?, &self.settings)?;
-        match pods.create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
-            Err(e) if is_already_exists(&e) => {}
-            Err(e) => return Err(api_error("making the sandbox's pod", e)),
-        }
+        self.make(&pod, "the sandbox's pod").await?;
         self.wait_running(sandbox_id, &name).await?;
         let channel = bridge::agent_channel(pods, name.clone());
         let agent = AgentClient::new(channel.clone());
@@ -159,11 +155,10 @@ impl Provider for KubernetesProvider {
         if self.get::<Secret>(&name, "Secret").await?.is_none() {
             return Ok(None);
         }
-        let pod = self.get::<Pod>(&name, "pod").await?;
         Ok(Some(Observed {
             sandbox_id: sandbox_id.to_owned(),
+            running: self.pod_runs(&name).await?,
             provider_ref: name,
-            running: pod.is_some_and(|pod| status::state_of(&pod) == PodState::Running),
         }))
     }
 
@@ -218,10 +213,7 @@ impl Provider for KubernetesProvider {
     async fn usage(&self, sandbox_id: &str) -> Result<Usage> {
         self.secret_of(sandbox_id).await?;
         let name = names::object_name(sandbox_id)?;
-        let running = self
-            .get::<Pod>(&name, "pod")
-            .await?
-            .is_some_and(|pod| status::state_of(&pod) == PodState::Running);
+        let running = self.pod_runs(&name).await?;
         if !running {
             return Err(Error::failed_precondition(format!(
                 "sandbox {sandbox_id} is not running, so it uses nothing"
@@ -237,6 +229,12 @@ impl Provider for KubernetesProvider {
 }
 
 impl KubernetesProvider {
+    /// Whether the pod `name` exists and its sandbox container runs.
+    async fn pod_runs(&self, name: &str) -> Result<bool> {
+        let pod = self.get::<Pod>(name, "pod").await?;
+        Ok(pod.is_some_and(|pod| status::state_of(&pod) == PodState::Running))
+    }
+
     /// The channel usage is measured through, kept per sandbox: each new
     /// one opens an exec stream through the API server.
     fn measuring_channel(&self, sandbox_id: &str) -> Result<AgentChannel> {
