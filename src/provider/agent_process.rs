@@ -17,6 +17,15 @@ use crate::error::{Error, Result};
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a stopping agent may take to end its commands and exit.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How many times an agent start is tried when bubblewrap fails on
+/// [`VANISHED_SUBMOUNT`].
+const START_ATTEMPTS: usize = 3;
+/// Bubblewrap's complaint when a mount under a host directory it binds
+/// went away while it made that directory read-only. Its namespace follows
+/// the host's unmounts, and a container engine on the host unmounts its
+/// containers' filesystems (under /var/lib/docker) at any time: a race,
+/// worth another try, not a broken sandbox.
+const VANISHED_SUBMOUNT: &str = "Unable to apply mount flags";
 
 /// Where a sandbox's agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,37 +46,63 @@ impl Confinement {
         let Some(bwrap) = find_on_path("bwrap") else {
             return Self::None;
         };
-        let works = tokio::process::Command::new(&bwrap)
-            .args([
-                "--unshare-pid",
-                "--unshare-ipc",
-                "--unshare-uts",
-                "--unshare-net",
-                "--cap-drop",
-                "ALL",
-            ])
-            .args([
-                "--ro-bind",
-                "/",
-                "/",
-                "--dev",
-                "/dev",
-                "--proc",
-                "/proc",
-                "--as-pid-1",
-            ])
-            .arg("true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|status| status.success());
-        if works {
+        let mut outcome = probe(&bwrap).await;
+        for _ in 1..START_ATTEMPTS {
+            if outcome != Probe::Raced {
+                break;
+            }
+            outcome = probe(&bwrap).await;
+        }
+        if outcome == Probe::Works {
             Self::Bubblewrap(bwrap)
         } else {
             warn!(bwrap = %bwrap.display(), "bwrap is installed but cannot make namespaces here; sandboxes run unconfined");
             Self::None
         }
+    }
+}
+
+/// What one trial run of bubblewrap told.
+#[derive(Debug, PartialEq, Eq)]
+enum Probe {
+    Works,
+    /// It failed on [`VANISHED_SUBMOUNT`]: try again.
+    Raced,
+    Fails,
+}
+
+/// Runs `true` in bubblewrap with the namespaces sandboxes use.
+async fn probe(bwrap: &Path) -> Probe {
+    let output = tokio::process::Command::new(bwrap)
+        .args([
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--cap-drop",
+            "ALL",
+        ])
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--as-pid-1",
+        ])
+        .arg("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(output) if output.status.success() => Probe::Works,
+        Ok(output) if String::from_utf8_lossy(&output.stderr).contains(VANISHED_SUBMOUNT) => {
+            Probe::Raced
+        }
+        _ => Probe::Fails,
     }
 }
 
@@ -137,7 +172,35 @@ impl AgentFiles {
         {
             return Ok(());
         }
-        self.stop(sandbox_id).await?;
+        for attempt in 1..=START_ATTEMPTS {
+            self.stop(sandbox_id).await?;
+            self.spawn(launch, confinement, &sandbox)?;
+            match self.wait_listening(sandbox_id).await {
+                Ok(()) => break,
+                Err(last_line)
+                    if attempt < START_ATTEMPTS && last_line.contains(VANISHED_SUBMOUNT) =>
+                {
+                    warn!(sandbox_id, attempt, %last_line, "a host mount went away while bubblewrap copied it; starting the agent again");
+                }
+                Err(last_line) => {
+                    return Err(Error::unavailable(format!(
+                        "the sandbox's agent did not start: {last_line}"
+                    )));
+                }
+            }
+        }
+        info!(sandbox_id, "agent started");
+        Ok(())
+    }
+
+    /// Starts the agent process and records its pid.
+    fn spawn(
+        &self,
+        launch: &AgentLaunch,
+        confinement: &Confinement,
+        sandbox: &AgentSandbox<'_>,
+    ) -> Result<()> {
+        let sandbox_id = sandbox.sandbox_id;
         let log = std::fs::File::create(self.dir.join("agent.log"))
             .map_err(|e| Error::internal("starting a sandbox agent", e))?;
         let rootfs = self.dir.join("rootfs");
@@ -217,7 +280,12 @@ impl AgentFiles {
         // ends while this server lives.
         drop(child);
         std::fs::write(self.pid_file(), pid.to_string())
-            .map_err(|e| Error::internal("recording a sandbox agent's pid", e))?;
+            .map_err(|e| Error::internal("recording a sandbox agent's pid", e))
+    }
+
+    /// Waits until the agent listens; when it exits or times out first,
+    /// the last line it logged.
+    async fn wait_listening(&self, sandbox_id: &str) -> std::result::Result<(), String> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         while tokio::net::UnixStream::connect(self.socket())
             .await
@@ -225,14 +293,10 @@ impl AgentFiles {
         {
             if tokio::time::Instant::now() >= deadline || self.live_pid(sandbox_id).is_none() {
                 let log = std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default();
-                return Err(Error::unavailable(format!(
-                    "the sandbox's agent did not start: {}",
-                    log.lines().last().unwrap_or("no output")
-                )));
+                return Err(log.lines().last().unwrap_or("no output").to_owned());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        info!(sandbox_id, pid, "agent started");
         Ok(())
     }
 
