@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/paddock/v1/sandbox.proto",
     "proto/paddock/v1/exec.proto",
     "proto/paddock/v1/file.proto",
+    "proto/paddock/v1/port.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".paddock.v1.DownloadArchiveResponse.chunk",
         ".paddock.v1.ExecRequest.stdin",
         ".paddock.v1.ExecOutput.data",
+        ".paddock.v1.PortForwardRequest.data",
+        ".paddock.v1.PortForwardResponse.data",
     ];
     chunks
         .into_iter()

@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Unavailable,
     /// A deadline passed before the work finished.
     DeadlineExceeded,
+    /// Work already under way was cut off (a forwarded connection that the
+    /// sandbox's server reset).
+    Aborted,
     /// A bug or an unexpected failure; details go to the log, not the caller.
     Internal,
 }

@@ -85,6 +85,16 @@ enum Command {
         #[command(flatten)]
         attach: paddock::client::logs::AttachArgs,
     },
+    /// Forward local TCP ports to ports inside a sandbox, as `paddock
+    /// port-forward dev 8080:3000`: each connection to 127.0.0.1:8080 reaches
+    /// port 3000 in the sandbox (its agent dials it there, whatever the
+    /// sandbox's network), until Ctrl-C.
+    PortForward {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        forward: paddock::client::port_forward::PortForwardArgs,
+    },
     /// Print sandbox lifecycle events as they happen (the retained ones
     /// first).
     Watch {
@@ -188,6 +198,10 @@ fn main() -> ExitCode {
         Command::Attach { client, attach } => run_client(
             "attach",
             paddock::client::logs::attach_command(&client, attach),
+        ),
+        Command::PortForward { client, forward } => run_client(
+            "port-forward",
+            paddock::client::port_forward::port_forward(&client, forward),
         ),
         Command::Watch { client, watch } => {
             run_client("watch", paddock::client::watch::watch(&client, watch))

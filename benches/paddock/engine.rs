@@ -23,7 +23,7 @@ pub const IMAGE: &str = "paddock-test/busybox:latest";
 
 /// The label on containers the floor makes, so a run that dies leaves
 /// containers anyone can find and remove.
-const LABEL: &str = "io.paddock.bench";
+pub const LABEL: &str = "io.paddock.bench";
 
 /// The engine, or why the Docker sections cannot run here.
 pub async fn engine() -> Result<Docker, String> {

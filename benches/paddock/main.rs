@@ -16,7 +16,8 @@
 //! is the static release build (`PADDOCK_STATIC_AGENT`) in its own process.
 //!
 //! Sections can be chosen by name after `--`: `process`, `docker`,
-//! `gvisor` (Docker sandboxes under runsc next to runc), `api`, `memory`,
+//! `gvisor` (Docker sandboxes under runsc next to runc), `ports` (PortForward
+//! and the preview proxy next to a published port), `api`, `memory`,
 //! `tracing` (the cost of exporting traces) (all by default). The Docker sections need an engine, the
 //! static agent and the image paddock-test/busybox; without them they say
 //! so and are skipped, except under CI=true, where that is an error.
@@ -26,6 +27,7 @@ mod docker;
 mod engine;
 mod gvisor;
 mod ops;
+mod ports;
 mod process;
 mod python;
 mod report;
@@ -269,6 +271,11 @@ async fn main() {
         && chosen.iter().any(|c| c == "docker-commands")
     {
         rows.extend(docker::commands(&plan, docker).await);
+    }
+    if let Some(docker) = &docker
+        && wants("ports")
+    {
+        rows.extend(ports::run(&plan, docker).await);
     }
     if let Some(docker) = &docker
         && wants("gvisor")

@@ -52,6 +52,8 @@ pub enum Goal {
     ThroughputAtLeast(f64),
     /// Paddock's p50 under this.
     MedianUnder(Duration),
+    /// Paddock's p50 at most the floor's p50 plus this.
+    WithinOf(Duration),
     /// Paddock's median throughput at least this many bytes per second.
     BytesPerSecondAtLeast(f64),
     /// At least this many requests per second.
@@ -148,6 +150,10 @@ impl Row {
             (Goal::TimeAtMost(x), _) => self.ratio().is_some_and(|r| r <= x),
             (Goal::ThroughputAtLeast(x), _) => self.ratio().is_some_and(|r| r >= x),
             (Goal::MedianUnder(limit), Measured::Latency(s)) => s.median < limit,
+            (Goal::WithinOf(margin), Measured::Latency(s)) => match &self.floor {
+                Some((_, Measured::Latency(floor))) => s.median <= floor.median + margin,
+                _ => false,
+            },
             (Goal::BytesPerSecondAtLeast(x), Measured::Transfer { time, bytes }) => {
                 bytes as f64 / time.median.as_secs_f64() >= x
             }
@@ -166,6 +172,7 @@ impl Row {
             Goal::TimeAtMost(x) => format!("≤ {x:.2}× the time"),
             Goal::ThroughputAtLeast(x) => format!("≥ {x:.2}× the throughput"),
             Goal::MedianUnder(d) => format!("p50 < {}", ms(d)),
+            Goal::WithinOf(d) => format!("p50 ≤ the floor's + {}", ms(d)),
             Goal::BytesPerSecondAtLeast(x) => format!("≥ {:.0} MB/s", x / 1e6),
             Goal::RateAtLeast(x) => format!("≥ {x:.0} req/s"),
             Goal::MemoryUnder(x) => format!("< {}", size(x)),

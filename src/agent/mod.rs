@@ -15,6 +15,7 @@ mod files;
 pub mod install;
 mod output;
 mod peers;
+mod ports;
 mod program;
 mod reaper;
 mod serve;

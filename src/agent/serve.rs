@@ -1,6 +1,6 @@
 //! The agent's life: it loads the commands an earlier agent recorded, serves
-//! ExecService and FileService on its socket, and on SIGTERM or SIGINT ends
-//! every command and exits.
+//! ExecService, FileService and PortService's PortForward on its socket,
+//! and on SIGTERM or SIGINT ends every command and exits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tracing::info;
 use super::args::AgentArgs;
 use super::reaper::Reaper;
 use super::state::Agent;
-use super::{files, service, users};
+use super::{files, ports, service, users};
 use crate::pb;
 
 /// Runs the agent until SIGTERM or SIGINT; then ends every command's process
@@ -83,6 +83,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         )
         .add_service(
             pb::file_service_server::FileServiceServer::new(files)
+                .max_decoding_message_size(4 << 20),
+        )
+        .add_service(
+            pb::port_service_server::PortServiceServer::new(ports::AgentPorts)
                 .max_decoding_message_size(4 << 20),
         )
         .serve_with_incoming_shutdown(

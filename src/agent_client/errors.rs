@@ -26,6 +26,13 @@ pub(super) fn from_agent(status: Status) -> Error {
         Code::FailedPrecondition => ErrorKind::FailedPrecondition,
         Code::ResourceExhausted => ErrorKind::ResourceExhausted,
         Code::DeadlineExceeded => ErrorKind::DeadlineExceeded,
+        Code::Aborted => ErrorKind::Aborted,
+        // An agent older than this server: it lacks the call.
+        Code::Unimplemented => {
+            return Error::failed_precondition(format!(
+                "the sandbox's agent is older than this server and cannot do this: {message}"
+            ));
+        }
         // The agent ended the call (it is stopping): the sandbox cannot
         // answer now, which is not the caller cancelling.
         Code::Cancelled | Code::Unavailable | Code::Unknown => {

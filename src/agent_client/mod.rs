@@ -27,6 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::pb;
 use crate::pb::exec_service_client::ExecServiceClient;
 use crate::pb::file_service_client::FileServiceClient;
+use crate::pb::port_service_client::PortServiceClient;
 
 pub use channel::AgentChannel;
 use traced::Traced;
@@ -46,6 +47,7 @@ pub type AgentStream<T> = Pin<Box<dyn Stream<Item = Result<T>> + Send>>;
 pub struct AgentClient {
     exec: ExecServiceClient<Traced<Channel>>,
     files: FileServiceClient<Traced<Channel>>,
+    ports: PortServiceClient<Traced<Channel>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -74,7 +76,10 @@ impl AgentClient {
             exec: ExecServiceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            files: FileServiceClient::new(channel)
+            files: FileServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ports: PortServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }
@@ -93,6 +98,19 @@ impl AgentClient {
             .await
             .map_err(errors::from_agent)?;
         Ok(relayed(answers.into_inner()))
+    }
+
+    /// Opens a PortForward stream: `requests` (`start` first) go to the
+    /// agent, which dials the port inside the sandbox. Opening it is bounded
+    /// by the call deadline (the dial included); then it lasts as long as
+    /// the connection.
+    pub async fn port_forward(
+        &self,
+        requests: impl Stream<Item = pb::PortForwardRequest> + Send + 'static,
+    ) -> Result<AgentStream<pb::PortForwardResponse>> {
+        Ok(relayed(
+            bounded(self.ports.clone().port_forward(requests)).await?,
+        ))
     }
 
     /// Runs a command to its end. No deadline beyond the command's own.

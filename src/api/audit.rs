@@ -164,6 +164,18 @@ audited_requests! {
     pb::MoveRequest => "move", |r| format!("{} -> {}", r.source, r.destination);
     pb::WriteFileRequest => "write file", |r| r.path.clone();
     pb::EditFileRequest => "edit file", |r| r.path.clone();
+    pb::PortForwardStart => "port forward", |r| forward_detail(r);
+    pb::ExposePortRequest => "expose port", |r| r.port.to_string();
+    pb::UnexposePortRequest => "unexpose port", |r| r.port.to_string();
+    pb::CreatePreviewUrlRequest => "create preview url", |r| r.port.to_string();
+}
+
+fn forward_detail(start: &pb::PortForwardStart) -> String {
+    if start.address.is_empty() {
+        start.port.to_string()
+    } else {
+        format!("{}:{}", start.address, start.port)
+    }
 }
 
 /// A create acts on a sandbox that exists only once it succeeded (see

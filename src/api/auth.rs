@@ -133,6 +133,11 @@ impl AuthLayer {
         }
     }
 
+    /// Whether callers must carry API keys.
+    pub(super) fn requires_keys(&self) -> bool {
+        self.mode == AuthMode::Keys
+    }
+
     fn exempt(&self, path: &str) -> bool {
         self.mode == AuthMode::None
             || path.starts_with(HEALTH)
@@ -141,7 +146,10 @@ impl AuthLayer {
 
     /// The caller behind `headers` and the hash of its key, or why the call
     /// is refused.
-    async fn authenticate(&self, headers: &http::HeaderMap) -> Result<(Caller, String), Status> {
+    pub(super) async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<(Caller, String), Status> {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
             return Err(Status::unauthenticated(
                 "this server needs an API key: send the header `authorization: Bearer pdk_…` \

@@ -17,11 +17,14 @@ pub mod auth;
 pub mod convert;
 mod exec;
 mod file;
+mod port;
+pub mod preview;
 mod revocation;
 mod sandbox;
 mod status;
 
 pub use exec::ExecApi;
 pub use file::FileApi;
+pub use port::PortApi;
 pub use sandbox::SandboxApi;
 pub use status::code_name;

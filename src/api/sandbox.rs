@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use super::audit::{self, audited, unaudited};
 use super::auth::{caller_of, tenant_of};
 use super::convert;
+use super::preview::PreviewUrls;
 use crate::pb;
 use crate::pb::sandbox_service_server::SandboxService;
 use crate::sandbox::Manager;
@@ -20,14 +21,20 @@ use crate::sandbox::Manager;
 pub struct SandboxApi {
     manager: Manager,
     shutdown: watch::Receiver<bool>,
+    urls: PreviewUrls,
 }
 
 impl SandboxApi {
     /// A service over `manager`. Open watch streams end with UNAVAILABLE
     /// when `shutdown` becomes true, so that a graceful shutdown does not
     /// wait on them and their clients know to watch again elsewhere.
-    pub fn new(manager: Manager, shutdown: watch::Receiver<bool>) -> Self {
-        Self { manager, shutdown }
+    /// Public ports are shown with their preview `urls`.
+    pub fn new(manager: Manager, shutdown: watch::Receiver<bool>, urls: PreviewUrls) -> Self {
+        Self {
+            manager,
+            shutdown,
+            urls,
+        }
     }
 }
 
@@ -57,7 +64,7 @@ impl SandboxService for SandboxApi {
         }
         let (sandbox, created) = entry.record(outcome)?;
         Ok(Response::new(pb::CreateSandboxResponse {
-            sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+            sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             created,
         }))
     }
@@ -71,7 +78,7 @@ impl SandboxService for SandboxApi {
             let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
             let sandbox = self.manager.get(&tenant, &id).await?;
             Ok(pb::GetSandboxResponse {
-                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+                sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             })
         })
         .await
@@ -85,7 +92,11 @@ impl SandboxService for SandboxApi {
             let query = convert::list_query(request)?;
             let page = self.manager.list(&tenant, query).await?;
             Ok(pb::ListSandboxesResponse {
-                sandboxes: page.sandboxes.iter().map(convert::sandbox_to_pb).collect(),
+                sandboxes: page
+                    .sandboxes
+                    .iter()
+                    .map(|sandbox| convert::sandbox_to_pb(sandbox, &self.urls))
+                    .collect(),
                 next_page_token: page.next_page_token.unwrap_or_default(),
             })
         })
@@ -100,7 +111,7 @@ impl SandboxService for SandboxApi {
             let (id, update) = convert::update_request(request)?;
             let sandbox = self.manager.update(&caller.tenant, &id, update).await?;
             Ok(pb::UpdateSandboxResponse {
-                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+                sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             })
         })
         .await
@@ -118,7 +129,7 @@ impl SandboxService for SandboxApi {
                 .stop(&caller.tenant, &id, "stopped by request")
                 .await?;
             Ok(pb::StopSandboxResponse {
-                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+                sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             })
         })
         .await
@@ -133,7 +144,7 @@ impl SandboxService for SandboxApi {
             let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
             let sandbox = self.manager.start(&caller.tenant, &id).await?;
             Ok(pb::StartSandboxResponse {
-                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+                sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             })
         })
         .await
@@ -151,7 +162,7 @@ impl SandboxService for SandboxApi {
                 .delete(&caller.tenant, &id, "deleted by request")
                 .await?;
             Ok(pb::DeleteSandboxResponse {
-                sandbox: Some(convert::sandbox_to_pb(&sandbox)),
+                sandbox: Some(convert::sandbox_to_pb(&sandbox, &self.urls)),
             })
         })
         .await
@@ -193,11 +204,12 @@ impl SandboxService for SandboxApi {
                 )))
             })
         };
+        let urls = self.urls.clone();
         let stream = events
             .map(move |event| {
                 let event = event.map_err(Status::from)?;
                 last_sent.store(event.revision, Ordering::Relaxed);
-                Ok(convert::event_to_pb(&event))
+                Ok(convert::event_to_pb(&event, &urls))
             })
             .take_until(stopped)
             .chain(farewell);

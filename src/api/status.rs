@@ -19,6 +19,7 @@ impl From<Error> for Status {
             ErrorKind::PermissionDenied => Code::PermissionDenied,
             ErrorKind::Unavailable => Code::Unavailable,
             ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+            ErrorKind::Aborted => Code::Aborted,
             ErrorKind::Internal => Code::Internal,
         };
         Status::new(code, error.message())

@@ -16,6 +16,7 @@ pub mod cp;
 pub mod logs;
 pub mod mcp;
 pub mod output;
+pub mod port_forward;
 pub mod run;
 mod session;
 mod terminal;

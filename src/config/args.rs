@@ -273,6 +273,11 @@ pub struct ServeArgs {
     #[serde(flatten)]
     pub kube: super::kubernetes::KubeArgs,
 
+    /// The preview proxy's settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub preview: super::preview::PreviewArgs,
+
     /// Let requests ask for NETWORK_MODE_BRIDGE: an open network on which a
     /// sandbox reaches other sandboxes, this server and every service on the
     /// host. Unsafe for untrusted code [default: false].

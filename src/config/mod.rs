@@ -10,6 +10,7 @@
 mod args;
 mod docker;
 mod kubernetes;
+mod preview;
 mod values;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use anyhow::{Context, bail};
 pub use args::{QuotaArgs, ServeArgs};
 pub use docker::DockerConfig;
 pub use kubernetes::{KubeArgs, KubernetesConfig};
+pub use preview::{PreviewArgs, PreviewConfig};
 pub use values::{CorsOrigins, GrpcWeb, ListenAddr};
 use values::{bootstrap_key, bytes, duration, grpc_web, lease_ttl, optional_duration, size};
 
@@ -92,6 +94,8 @@ pub struct ServerConfig {
     pub docker: DockerConfig,
     /// How to use a Kubernetes cluster, when the provider is asked for.
     pub kubernetes: Option<KubernetesConfig>,
+    /// The preview proxy.
+    pub preview: PreviewConfig,
 }
 
 impl ServerConfig {
@@ -138,6 +142,7 @@ impl ServerConfig {
             docker_agent_transport,
             docker_agent_binary,
             kube,
+            preview,
             docker_runtime,
             docker_runtimes,
             allow_bridge_network,
@@ -325,6 +330,7 @@ impl ServerConfig {
             },
             docker,
             kubernetes,
+            preview: preview::resolve(preview)?,
         })
     }
 

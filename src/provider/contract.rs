@@ -52,6 +52,8 @@ pub struct Capabilities {
     pub files: bool,
     /// A sandbox's root filesystem can be read-only.
     pub read_only_root: bool,
+    /// TCP ports inside sandboxes can be forwarded (the agent dials them).
+    pub port_forward: bool,
 }
 
 /// How a provider describes itself to callers.

@@ -190,6 +190,7 @@ impl Provider for ProcessProvider {
             stop_start: true,
             exec: true,
             files: true,
+            port_forward: true,
             network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
             // The host's own network: nothing stands between a sandbox and
             // the host's services, so EGRESS cannot be enforced.

@@ -89,6 +89,7 @@ impl Manager {
             started_at: None,
             expires_at,
             last_activity_at: now,
+            public_ports: Vec::new(),
             revision: 0,
         };
         tracing::Span::current().record("sandbox_id", record.id.as_str());

@@ -5,7 +5,7 @@
 //! requests.rs) depends on nothing else here, so the store and the
 //! providers can use it. The Manager (manager.rs, with its actions by theme
 //! in create.rs, lifecycle.rs, listing.rs, agents.rs, reconcile.rs,
-//! reaper.rs and watch.rs) sits above the store, the providers and the
+//! reaper.rs, ports.rs and watch.rs) sits above the store, the providers and the
 //! agent client. This file only names the parts.
 
 mod agent_cache;
@@ -18,6 +18,7 @@ mod listing;
 mod manager;
 mod model;
 pub mod network;
+mod ports;
 pub mod quota;
 mod reaper;
 mod reconcile;
@@ -34,6 +35,7 @@ pub use model::{
     DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,
     SandboxSpec, Volume,
 };
+pub use ports::MAX_PUBLIC_PORTS;
 pub use quota::CommandAdmission;
 pub use reaper::spawn_reaper;
 pub use reconcile::ReconcileReport;

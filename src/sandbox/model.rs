@@ -160,6 +160,8 @@ pub struct Sandbox {
     pub expires_at: Option<SystemTime>,
     /// The last time a caller used it.
     pub last_activity_at: SystemTime,
+    /// The ports its owner made public for the preview proxy, ascending.
+    pub public_ports: Vec<u16>,
     /// The revision of the last event that changed it.
     pub revision: i64,
 }

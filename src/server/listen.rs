@@ -103,6 +103,17 @@ pub(super) async fn bind_metrics(host_port: &str) -> anyhow::Result<TcpListener>
     .await
 }
 
+/// The preview proxy's listener on `host_port` (`--preview-listen`).
+pub(super) async fn bind_preview(host_port: &str) -> anyhow::Result<TcpListener> {
+    bind_tcp(
+        host_port,
+        "preview address",
+        "serve previews on",
+        "--preview-listen",
+    )
+    .await
+}
+
 /// A TCP listener on `host_port` (the `what` of the settings); failures say
 /// that the server cannot `doing` there and which `flag` picks another.
 async fn bind_tcp(

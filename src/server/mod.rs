@@ -16,11 +16,13 @@ use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
-use crate::api::{ExecApi, FileApi, SandboxApi};
+use crate::api::preview::{PreviewProxy, PreviewSite};
+use crate::api::{ExecApi, FileApi, PortApi, SandboxApi};
 use crate::config::{CorsOrigins, GrpcWeb, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
+use crate::pb::port_service_server::PortServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
 use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, KubernetesProvider, KubernetesSettings,
@@ -42,6 +44,7 @@ mod bootstrap;
 mod health;
 mod listen;
 mod metrics;
+mod preview;
 
 /// A server that has opened its state, reconciled it, and bound its
 /// listener, ready to serve.
@@ -60,6 +63,10 @@ pub struct Server {
     database_health: Arc<DatabaseHealth>,
     /// The metrics listener, when `--metrics-listen` asks for one.
     metrics_listener: Option<TcpListener>,
+    /// The preview proxy's listener, when `--preview-listen` asks for one.
+    preview_listener: Option<TcpListener>,
+    /// Where previews are reached and how their tokens are signed.
+    preview: PreviewSite,
 }
 
 impl Server {
@@ -124,6 +131,7 @@ impl Server {
             Some(host_port) => Some(bind_metrics(host_port).await?),
             None => None,
         };
+        let (preview_listener, preview) = preview::open(&config.preview, &store).await?;
         if let BoundAddr::Tcp(bound) = &addr
             && config.auth == AuthMode::None
             && !bound.ip().is_loopback()
@@ -142,12 +150,21 @@ impl Server {
             database,
             database_health,
             metrics_listener,
+            preview_listener,
+            preview,
         })
     }
 
     /// Where the metrics are served, when they are.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
+    /// Where the preview proxy listens, when it does.
+    pub fn preview_addr(&self) -> Option<SocketAddr> {
+        self.preview_listener
             .as_ref()
             .and_then(|listener| listener.local_addr().ok())
     }
@@ -182,6 +199,8 @@ impl Server {
             database,
             database_health,
             metrics_listener,
+            preview_listener,
+            preview,
         } = self;
         let (stopping_tx, stopping_rx) = watch::channel(false);
         let (health, health_service) = tonic_health::server::health_reporter();
@@ -225,6 +244,20 @@ impl Server {
             config.open_reflection,
             config.key_rate_limit,
         );
+        let previews = preview_listener.map(|listener| {
+            if let Ok(preview_addr) = listener.local_addr() {
+                info!(%preview_addr, "serving sandbox previews");
+            }
+            let mut stopping = stopping_rx.clone();
+            let proxy = PreviewProxy::new(preview.clone(), manager.clone(), auth.clone());
+            tokio::spawn(crate::api::preview::serve(
+                listener,
+                Arc::new(proxy),
+                async move {
+                    let _ = stopping.wait_for(|stopping| *stopping).await;
+                },
+            ))
+        });
         let router = tonic::transport::Server::builder()
             // Receive windows big enough that an upload's 1 MiB chunks keep
             // flowing instead of waiting for a window update each.
@@ -259,9 +292,18 @@ impl Server {
                 FileServiceServer::new(FileApi::new(manager.clone()))
                     .max_decoding_message_size(4 << 20),
             )
+            .add_service(
+                PortServiceServer::new(PortApi::new(
+                    manager.clone(),
+                    stopping_rx.clone(),
+                    preview.clone(),
+                ))
+                .max_decoding_message_size(4 << 20),
+            )
             .add_service(SandboxServiceServer::new(SandboxApi::new(
                 manager,
                 stopping_rx,
+                preview.urls,
             )));
 
         let shutdown_begun = Arc::new(Notify::new());
@@ -327,6 +369,9 @@ impl Server {
         lease.release().await;
         if let Some(exposition) = exposition {
             exposition.abort();
+        }
+        if let Some(previews) = previews {
+            previews.abort();
         }
         for observer in observers {
             observer.abort();

@@ -66,6 +66,10 @@ pub trait Store: Send + Sync + 'static {
     /// then the same for every server that uses this store.
     async fn store_id(&self) -> Result<String>;
 
+    /// The secret called `name`: chosen at random the first time it is
+    /// asked for, then the same for every server that uses this store.
+    async fn shared_secret(&self, name: &str) -> Result<String>;
+
     /// Writes a new API key. `ALREADY_EXISTS` when its id or hash is taken.
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
 
@@ -99,6 +103,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The record `id` of `tenant`, deleted or not; `None` when there is none.
     async fn get_sandbox(&self, tenant: &str, id: &str) -> Result<Option<Sandbox>>;
+
+    /// The record `id`, whoever's it is: for the preview proxy, which must
+    /// find a public port's sandbox for visitors who name no tenant.
+    async fn get_sandbox_of_any_tenant(&self, id: &str) -> Result<Option<Sandbox>>;
 
     /// The tenant's sandbox called `name` that is not DELETED, if any.
     async fn find_by_name(&self, tenant: &str, name: &str) -> Result<Option<Sandbox>>;

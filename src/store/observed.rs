@@ -113,6 +113,11 @@ impl Store for ObservedStore {
         self.run("store_id", self.inner.store_id()).await
     }
 
+    async fn shared_secret(&self, name: &str) -> Result<String> {
+        self.run("shared_secret", self.inner.shared_secret(name))
+            .await
+    }
+
     async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
         self.run("insert_api_key", self.inner.insert_api_key(key))
             .await
@@ -155,6 +160,14 @@ impl Store for ObservedStore {
     async fn get_sandbox(&self, tenant: &str, id: &str) -> Result<Option<Sandbox>> {
         self.run("get_sandbox", self.inner.get_sandbox(tenant, id))
             .await
+    }
+
+    async fn get_sandbox_of_any_tenant(&self, id: &str) -> Result<Option<Sandbox>> {
+        self.run(
+            "get_sandbox_of_any_tenant",
+            self.inner.get_sandbox_of_any_tenant(id),
+        )
+        .await
     }
 
     async fn find_by_name(&self, tenant: &str, name: &str) -> Result<Option<Sandbox>> {

@@ -92,6 +92,10 @@ pub enum Direction {
     Upload,
     /// Out of a sandbox by `Download`, `DownloadArchive` or `ReadFile`.
     Download,
+    /// Into a sandbox's server through a port forward or the preview proxy.
+    ForwardIn,
+    /// Out of a sandbox's server through a port forward or the preview proxy.
+    ForwardOut,
 }
 
 impl Direction {
@@ -102,11 +106,16 @@ impl Direction {
             Self::Stderr => "stderr",
             Self::Upload => "upload",
             Self::Download => "download",
+            Self::ForwardIn => "forward_in",
+            Self::ForwardOut => "forward_out",
         }
     }
 
     fn is_transfer(self) -> bool {
-        matches!(self, Self::Upload | Self::Download)
+        matches!(
+            self,
+            Self::Upload | Self::Download | Self::ForwardIn | Self::ForwardOut
+        )
     }
 }
 

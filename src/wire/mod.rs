@@ -6,6 +6,7 @@
 
 pub mod authority;
 pub mod codec;
+pub mod forward;
 
 /// The HTTP/2 receive window of one stream: how much a peer may send on a
 /// stream before it must wait for a window update.

@@ -135,7 +135,13 @@ check(one(shared, "PodDisruptionBudget")["spec"]["minAvailable"] == 1, "a PDB fo
 check(pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname", "replicas spread")
 check(env["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"].startswith("http://"), "OTLP endpoint as env")
 check(one(shared, "ServiceMonitor")["spec"]["endpoints"][0]["port"] == "metrics", "a ServiceMonitor")
-print("postgres-3-replicas: Secret, no volume, PDB, spread, ServiceMonitor, OTLP env")
+check(env["PADDOCK_PREVIEW_LISTEN"]["value"] == "0.0.0.0:8080", "the preview proxy on 8080")
+check(env["PADDOCK_PREVIEW_DOMAIN"]["value"] == "https://preview.example.com", "the preview domain")
+shared_ports = {p["name"]: p["port"] for p in one(shared, "Service")["spec"]["ports"]}
+check(shared_ports.get("preview") == 8080, f"the Service's preview port: {shared_ports}")
+check({p["name"] for p in pod["containers"][0]["ports"]} == {"grpc", "metrics", "preview"},
+      "the container's preview port")
+print("postgres-3-replicas: Secret, no volume, PDB, spread, ServiceMonitor, OTLP env, previews")
 
 # The Kubernetes provider's RBAC and TLS.
 k8s = rendered["kubernetes-provider"]

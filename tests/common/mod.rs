@@ -161,6 +161,8 @@ pub struct TestServer {
     pub scope: String,
     /// Where it serves metrics, when `metrics_listen` asked for them.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Where its preview proxy listens, when `preview_listen` asked for one.
+    pub preview_addr: Option<std::net::SocketAddr>,
     _temp: Option<TempDir>,
     /// The settings it was started with, for a restart.
     args: ServeArgs,
@@ -248,6 +250,7 @@ impl TestServer {
         let addr = server.local_addr().clone();
         let scope = server.store_id().to_owned();
         let metrics_addr = server.metrics_addr();
+        let preview_addr = server.preview_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stop.await;
@@ -258,6 +261,7 @@ impl TestServer {
             database_url,
             scope,
             metrics_addr,
+            preview_addr,
             _temp: None,
             args,
             handed_over: false,

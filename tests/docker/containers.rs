@@ -30,6 +30,7 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             exec: true,
             files: true,
             read_only_root: true,
+            port_forward: true,
         })
     );
 

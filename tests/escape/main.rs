@@ -19,6 +19,7 @@ mod dns;
 mod host;
 mod network;
 mod outside;
+mod ports;
 
 use common::api_keys::{Authed, make_key, with_header};
 use common::{Provider, TestServer};

@@ -6,7 +6,7 @@ use super::outside::{GREETING, HOST_GREETING, Outside, probe_line};
 use super::*;
 
 /// Where each sandbox listener answers.
-const SANDBOX_PORT: u16 = 8080;
+pub(super) const SANDBOX_PORT: u16 = 8080;
 
 /// The egress ranges of the Docker tests: the defaults, but for TEST-NET-3,
 /// which stands for the internet here.
@@ -22,7 +22,7 @@ fn docker_inspect(container: &str, format: &str) -> String {
     common::docker::docker_output(&["inspect", "-f", format, container])
 }
 
-fn address_of(sandbox_id: &str) -> String {
+pub(super) fn address_of(sandbox_id: &str) -> String {
     docker_inspect(
         &format!("paddock-{sandbox_id}"),
         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
@@ -32,7 +32,7 @@ fn address_of(sandbox_id: &str) -> String {
 /// The host's address on an engine network: its IPAM gateway, or (for the
 /// default bridge of engines that record none) its subnet's first address,
 /// which the engine gives its bridge.
-fn gateway_of(network: &str) -> String {
+pub(super) fn gateway_of(network: &str) -> String {
     let inspect = |format: &str| {
         common::docker::docker_output(&["network", "inspect", "-f", format, network])
     };
@@ -62,7 +62,7 @@ fn server_port(server: &TestServer) -> u16 {
 
 /// Starts a listener answering `greeting` on [`SANDBOX_PORT`] in a sandbox
 /// and waits until it answers from inside.
-async fn listen(tenant: &mut Tenant, sandbox_id: &str, greeting: &str) {
+pub(super) async fn listen(tenant: &mut Tenant, sandbox_id: &str, greeting: &str) {
     tenant
         .start(
             sandbox_id,

@@ -111,6 +111,7 @@ async fn list_providers_reports_the_process_provider_honestly() {
             exec: true,
             files: true,
             network_none: confined,
+            port_forward: true,
             ..Default::default()
         })
     );

@@ -85,6 +85,7 @@ fn record(tenant: &str, name: Option<&str>) -> Sandbox {
         started_at: None,
         expires_at: None,
         last_activity_at: now,
+        public_ports: Vec::new(),
         revision: 0,
     }
 }
@@ -94,4 +95,5 @@ mod backends;
 mod events;
 mod keys;
 mod leases;
+mod ports;
 mod sandboxes;

@@ -18,6 +18,7 @@ from paddock.v1 import (
     exec_pb2_grpc,
     file_pb2,
     file_pb2_grpc,
+    port_pb2_grpc,
     sandbox_pb2,
     sandbox_pb2_grpc,
 )
@@ -78,6 +79,7 @@ class AsyncClient:
         self.sandboxes: sandbox_pb2_grpc.SandboxServiceAsyncStub = sandbox_pb2_grpc.SandboxServiceStub(self.channel)
         self.exec: exec_pb2_grpc.ExecServiceAsyncStub = exec_pb2_grpc.ExecServiceStub(self.channel)
         self.files: file_pb2_grpc.FileServiceAsyncStub = file_pb2_grpc.FileServiceStub(self.channel)
+        self.ports: port_pb2_grpc.PortServiceAsyncStub = port_pb2_grpc.PortServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

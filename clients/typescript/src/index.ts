@@ -26,10 +26,12 @@ import {
   type RunCommandResponse,
 } from "./gen/paddock/v1/exec_pb.js";
 import { FileService } from "./gen/paddock/v1/file_pb.js";
+import { PortService } from "./gen/paddock/v1/port_pb.js";
 import { CreateSandboxRequestSchema, SandboxService, type Sandbox } from "./gen/paddock/v1/sandbox_pb.js";
 
 export * from "./gen/paddock/v1/exec_pb.js";
 export * from "./gen/paddock/v1/file_pb.js";
+export * from "./gen/paddock/v1/port_pb.js";
 export * from "./gen/paddock/v1/sandbox_pb.js";
 
 /** Where a client connects when given no address and PADDOCK_ADDR is unset. */
@@ -71,11 +73,13 @@ export class PaddockClient {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly exec: Client<typeof ExecService>;
   readonly files: Client<typeof FileService>;
+  readonly ports: Client<typeof PortService>;
 
   constructor(readonly transport: Transport) {
     this.sandboxes = createClient(SandboxService, transport);
     this.exec = createClient(ExecService, transport);
     this.files = createClient(FileService, transport);
+    this.ports = createClient(PortService, transport);
   }
 
   /** Creates a sandbox; it comes back RUNNING, or FAILED with `stateReason`. */

@@ -8,6 +8,7 @@ pub mod exec;
 mod fields;
 pub mod file;
 mod metadata;
+pub mod port;
 mod sandbox;
 mod usage;
 

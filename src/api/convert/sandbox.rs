@@ -7,6 +7,7 @@ use super::fields::{
     as_i64, duration_to_pb, enum_value, non_empty, positive_duration, sandbox_id, timestamp,
 };
 use super::metadata::{metadata_from_pb, metadata_to_pb};
+use crate::api::preview::PreviewUrls;
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::provider::ProviderInfo;
@@ -220,8 +221,9 @@ pub fn update_request(request: pb::UpdateSandboxRequest) -> Result<(String, Sand
     Ok((id, update))
 }
 
-/// A sandbox for the API. Environment values are left out.
-pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
+/// A sandbox for the API, its public ports with their `urls`.
+/// Environment values are left out.
+pub fn sandbox_to_pb(sandbox: &Sandbox, urls: &PreviewUrls) -> pb::Sandbox {
     let Sandbox {
         id,
         tenant: _,
@@ -240,6 +242,7 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         started_at,
         expires_at,
         last_activity_at,
+        public_ports,
         revision,
     } = sandbox;
     pb::Sandbox {
@@ -275,11 +278,12 @@ pub fn sandbox_to_pb(sandbox: &Sandbox) -> pb::Sandbox {
         read_only_root: spec.read_only_root,
         runtime: spec.runtime.clone().unwrap_or_default(),
         allowed_hosts: spec.allowed_hosts.clone(),
+        exposed_ports: urls.exposed(id, public_ports),
     }
 }
 
 /// An event for the API.
-pub fn event_to_pb(event: &SandboxEvent) -> pb::WatchSandboxesResponse {
+pub fn event_to_pb(event: &SandboxEvent, urls: &PreviewUrls) -> pb::WatchSandboxesResponse {
     pb::WatchSandboxesResponse {
         revision: event.revision,
         r#type: match event.event_type {
@@ -288,7 +292,7 @@ pub fn event_to_pb(event: &SandboxEvent) -> pb::WatchSandboxesResponse {
             crate::sandbox::EventType::Updated => pb::SandboxEventType::Updated,
         } as i32,
         time: Some(timestamp(event.time)),
-        sandbox: Some(sandbox_to_pb(&event.sandbox)),
+        sandbox: Some(sandbox_to_pb(&event.sandbox, urls)),
     }
 }
 
@@ -310,6 +314,7 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             network_egress: caps.network_egress,
             network_bridge: caps.network_bridge,
             network_allow_list: caps.network_allow_list,
+            port_forward: caps.port_forward,
             resource_limits: caps.resource_limits,
             images: caps.images,
             exec: caps.exec,

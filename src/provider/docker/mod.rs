@@ -229,6 +229,7 @@ impl Provider for DockerProvider {
             images: true,
             exec: true,
             files: true,
+            port_forward: true,
             read_only_root: true,
         }
     }

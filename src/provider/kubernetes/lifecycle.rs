@@ -43,6 +43,7 @@ impl Provider for KubernetesProvider {
             images: true,
             exec: true,
             files: true,
+            port_forward: true,
             read_only_root: true,
         }
     }

@@ -39,7 +39,7 @@ pub struct SqlStore {
 
 const SANDBOX_COLUMNS: &str = "id, tenant, name, provider, provider_ref, state, state_reason, \
      spec, labels, metadata, request_id, request_fingerprint, created_at, updated_at, \
-     started_at, expires_at, last_activity_at, revision";
+     started_at, expires_at, last_activity_at, revision, public_ports";
 
 impl SqlStore {
     /// The tenant's one sandbox matching `condition`, which compares a
@@ -71,7 +71,8 @@ impl Store for SqlStore {
         let revision = insert_event(&mut tx, sandbox, EventType::Created).await?;
         sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO sandboxes ({SANDBOX_COLUMNS}, idle_timeout_ms) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+             $20)"
         )))
         .bind(&sandbox.id)
         .bind(&sandbox.tenant)
@@ -91,6 +92,7 @@ impl Store for SqlStore {
         .bind(sandbox.expires_at.map(clock::to_millis))
         .bind(clock::to_millis(sandbox.last_activity_at))
         .bind(revision)
+        .bind(to_json(&sandbox.public_ports)?)
         .bind(idle_timeout_millis(sandbox))
         .execute(&mut *tx)
         .await
@@ -114,7 +116,8 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE sandboxes SET name = $1, provider_ref = $2, state = $3, state_reason = $4, \
              labels = $5, metadata = $6, updated_at = $7, started_at = $8, expires_at = $9, \
-             last_activity_at = $10, revision = $11 WHERE id = $12 AND revision = $13",
+             last_activity_at = $10, revision = $11, public_ports = $12 \
+             WHERE id = $13 AND revision = $14",
         )
         .bind(&sandbox.name)
         .bind(&sandbox.provider_ref)
@@ -127,6 +130,7 @@ impl Store for SqlStore {
         .bind(sandbox.expires_at.map(clock::to_millis))
         .bind(clock::to_millis(sandbox.last_activity_at))
         .bind(revision)
+        .bind(to_json(&sandbox.public_ports)?)
         .bind(&sandbox.id)
         .bind(expected_revision)
         .execute(&mut *tx)
@@ -146,6 +150,19 @@ impl Store for SqlStore {
 
     async fn get_sandbox(&self, tenant: &str, id: &str) -> Result<Option<Sandbox>> {
         self.find_one("id = $2", tenant, id).await
+    }
+
+    async fn get_sandbox_of_any_tenant(&self, id: &str) -> Result<Option<Sandbox>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {SANDBOX_COLUMNS} FROM sandboxes WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(sandbox_from_row)
+        .transpose()
     }
 
     async fn find_by_name(&self, tenant: &str, name: &str) -> Result<Option<Sandbox>> {
@@ -282,6 +299,30 @@ impl Store for SqlStore {
         .await
         .map_err(db_error)?;
         let row = sqlx::query("SELECT store_id FROM store_identity WHERE singleton = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.try_get::<String, _>(0).map_err(db_error)
+    }
+
+    async fn shared_secret(&self, name: &str) -> Result<String> {
+        let fresh = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        // As for the store's id: racing servers may both insert; one wins.
+        sqlx::query(
+            "INSERT INTO shared_secrets (name, secret) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(&fresh)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let row = sqlx::query("SELECT secret FROM shared_secrets WHERE name = $1")
+            .bind(name)
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)?;

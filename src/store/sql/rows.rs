@@ -29,6 +29,8 @@ pub(super) struct Snapshot {
     started_at: Option<i64>,
     expires_at: Option<i64>,
     last_activity_at: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    public_ports: Vec<u16>,
 }
 
 impl Snapshot {
@@ -52,6 +54,7 @@ impl Snapshot {
             started_at: sandbox.started_at.map(clock::to_millis),
             expires_at: sandbox.expires_at.map(clock::to_millis),
             last_activity_at: clock::to_millis(sandbox.last_activity_at),
+            public_ports: sandbox.public_ports.clone(),
         }
     }
 
@@ -74,6 +77,7 @@ impl Snapshot {
             started_at: self.started_at.map(clock::from_millis),
             expires_at: self.expires_at.map(clock::from_millis),
             last_activity_at: clock::from_millis(self.last_activity_at),
+            public_ports: self.public_ports,
             revision,
         })
     }
@@ -124,6 +128,7 @@ pub(super) fn sandbox_from_row(row: &AnyRow) -> Result<Sandbox> {
         started_at: get_opt_time("started_at")?,
         expires_at: get_opt_time("expires_at")?,
         last_activity_at: get_time("last_activity_at")?,
+        public_ports: from_json("public_ports", &get_text("public_ports")?)?,
         revision: row.try_get::<i64, _>("revision").map_err(db_error)?,
     })
 }

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from paddock.v1 import port_pb2 as _port_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -261,6 +262,7 @@ class Sandbox(_message.Message):
     READ_ONLY_ROOT_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
+    EXPOSED_PORTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The durable id, "sbx_" followed by 32 lowercase hex digits. Never reused."""
     name: _builtins.str
@@ -345,6 +347,12 @@ class Sandbox(_message.Message):
         (lowercase names, ranges as A.B.C.D/N); empty for the other modes.
         """
 
+    @_builtins.property
+    def exposed_ports(self) -> _containers.RepeatedCompositeFieldContainer[_port_pb2.ExposedPort]:
+        """The ports made public with PortService.ExposePort, lowest first, with
+        their preview URLs.
+        """
+
     def __init__(
         self,
         *,
@@ -371,10 +379,11 @@ class Sandbox(_message.Message):
         read_only_root: _builtins.bool = ...,
         runtime: _builtins.str = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
+        exposed_ports: _abc.Iterable[_port_pb2.ExposedPort] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "resources", b"resources", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "create_time", b"create_time", "env_keys", b"env_keys", "expire_time", b"expire_time", "id", b"id", "idle_timeout", b"idle_timeout", "image", b"image", "labels", b"labels", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "name", b"name", "network", b"network", "provider", b"provider", "provider_ref", b"provider_ref", "read_only_root", b"read_only_root", "resources", b"resources", "revision", b"revision", "runtime", b"runtime", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "create_time", b"create_time", "env_keys", b"env_keys", "expire_time", b"expire_time", "exposed_ports", b"exposed_ports", "id", b"id", "idle_timeout", b"idle_timeout", "image", b"image", "labels", b"labels", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "name", b"name", "network", b"network", "provider", b"provider", "provider_ref", b"provider_ref", "read_only_root", b"read_only_root", "resources", b"resources", "revision", b"revision", "runtime", b"runtime", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1142,6 +1151,7 @@ class ProviderCapabilities(_message.Message):
     NETWORK_EGRESS_FIELD_NUMBER: _builtins.int
     NETWORK_BRIDGE_FIELD_NUMBER: _builtins.int
     NETWORK_ALLOW_LIST_FIELD_NUMBER: _builtins.int
+    PORT_FORWARD_FIELD_NUMBER: _builtins.int
     tty: _builtins.bool
     """Commands can run with a terminal."""
     signals: _builtins.bool
@@ -1176,6 +1186,11 @@ class ProviderCapabilities(_message.Message):
     conditions as `network_egress`, and the server answers the sandboxes'
     DNS itself.
     """
+    port_forward: _builtins.bool
+    """TCP ports inside the sandbox can be reached through PortService
+    (PortForward and the preview proxy): the sandbox's agent dials them, so
+    this holds whatever the sandbox's network mode.
+    """
     def __init__(
         self,
         *,
@@ -1192,10 +1207,11 @@ class ProviderCapabilities(_message.Message):
         network_egress: _builtins.bool = ...,
         network_bridge: _builtins.bool = ...,
         network_allow_list: _builtins.bool = ...,
+        port_forward: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "stop_start", b"stop_start", "tty", b"tty", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "port_forward", b"port_forward", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "stop_start", b"stop_start", "tty", b"tty", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
