@@ -239,7 +239,7 @@ async fn a_gib_moves_with_bounded_server_memory(env: &[(&str, &str)]) {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                let rss = rss_bytes(pid);
+                let rss = common::spawned::rss_bytes(pid);
                 peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -276,19 +276,6 @@ async fn a_gib_moves_with_bounded_server_memory(env: &[(&str, &str)]) {
         peak >> 20
     );
     assert!(peak < 96 << 20, "server peak RSS {} MiB", peak >> 20);
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 #[tokio::test]

@@ -68,12 +68,15 @@ async fn sixty_four_mib_cross_one_forward(env: &[(&str, &str)]) {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(rss_bytes(pid), std::sync::atomic::Ordering::Relaxed);
+                peak.fetch_max(
+                    common::spawned::rss_bytes(pid),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
-    let baseline = rss_bytes(pid);
+    let baseline = common::spawned::rss_bytes(pid);
     let mut responses = eventually(Duration::from_secs(20), "nc listens", || async {
         let (requests, outgoing) = mpsc::channel(1);
         requests
@@ -112,7 +115,7 @@ async fn sixty_four_mib_cross_one_forward(env: &[(&str, &str)]) {
     }
     sampling.abort();
     assert_eq!(received, SIZE);
-    assert_eq!(ids_hex(&hasher.finalize()), expected);
+    assert_eq!(paddock::ids::hex(&hasher.finalize()), expected);
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "server RSS {} MiB before, peak {} MiB while forwarding 64 MiB",
@@ -125,23 +128,6 @@ async fn sixty_four_mib_cross_one_forward(env: &[(&str, &str)]) {
         baseline >> 20,
         peak >> 20
     );
-}
-
-fn ids_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }
 
 #[tokio::test]
