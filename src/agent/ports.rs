@@ -168,11 +168,17 @@ async fn dial(port: u16, address: &str) -> Result<TcpStream, Status> {
         }
         vec![ip]
     };
+    // A refusal anywhere means nothing listens there; other failures (an
+    // address family the sandbox lacks, such as IPv6) say less.
+    let mut refused = false;
     let mut last_error = None;
     for ip in candidates {
         let target = SocketAddr::new(ip, port);
         match tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(target)).await {
             Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                refused = true;
+            }
             Ok(Err(error)) => last_error = Some(error),
             Err(_) => {
                 return Err(Status::deadline_exceeded(format!(
@@ -183,11 +189,9 @@ async fn dial(port: u16, address: &str) -> Result<TcpStream, Status> {
         }
     }
     Err(match last_error {
-        Some(error) if error.kind() != std::io::ErrorKind::ConnectionRefused => {
-            Status::unavailable(format!(
-                "cannot connect to port {port} in the sandbox: {error}"
-            ))
-        }
+        Some(error) if !refused => Status::unavailable(format!(
+            "cannot connect to port {port} in the sandbox: {error}"
+        )),
         _ => Status::failed_precondition(format!(
             "refused: nothing listens on port {port} in the sandbox"
         )),

@@ -34,6 +34,7 @@ async fn reflection_lists_services_in_both_versions() {
         "grpc.reflection.v1alpha.ServerReflection",
         "paddock.v1.ExecService",
         "paddock.v1.FileService",
+        "paddock.v1.PortService",
         "paddock.v1.SandboxService",
     ];
 
