@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 /// The most bytes one message carries: large enough that a bulk transfer
 /// pays for few messages, small enough that a forward holds little.
-pub const CHUNK_BYTES: usize = 128 << 10;
+pub const CHUNK_BYTES: usize = 256 << 10;
 
 /// How many messages a direction may have in flight before its reader waits.
 pub const CHANNEL_MESSAGES: usize = 4;
@@ -87,7 +87,9 @@ mod tests {
         let (mut near, far) = tokio::io::duplex(1 << 20);
         let (send, mut receive) = mpsc::channel(CHANNEL_MESSAGES);
         let reading = tokio::spawn(async move { socket_to_messages(far, &send, |p| p).await });
-        near.write_all(&vec![7u8; 300 << 10]).await.unwrap();
+        near.write_all(&vec![7u8; 2 * CHUNK_BYTES + 100])
+            .await
+            .unwrap();
         drop(near);
         let mut bytes = 0;
         let mut pieces = 0;
@@ -96,7 +98,7 @@ mod tests {
             bytes += data.len();
             pieces += 1;
         }
-        assert_eq!(bytes, 300 << 10);
+        assert_eq!(bytes, 2 * CHUNK_BYTES + 100);
         assert!(pieces >= 3, "{pieces} pieces");
         reading.await.unwrap().unwrap();
     }
