@@ -20,7 +20,7 @@ use tracing::debug;
 
 use crate::pb;
 use crate::pb::port_service_server::PortService;
-use crate::wire::forward::{self, Piece, PumpError};
+use crate::wire::forward::{self, PumpError};
 
 /// How long a dial may take before the forward fails.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,26 +69,17 @@ impl PortService for AgentPorts {
         // holds a sender until its direction ends.
         let outgoing = send.clone();
         tokio::spawn(async move {
-            let read = forward::socket_to_messages(reader, &outgoing, |piece| {
-                Ok(response(match piece {
-                    Piece::Data(data) => pb::port_forward_response::Response::Data(data),
-                    Piece::CloseWrite => {
-                        pb::port_forward_response::Response::ClosedWrite(pb::CloseWrite {})
-                    }
-                }))
-            })
-            .await;
+            let read =
+                forward::socket_to_messages(reader, &outgoing, |piece| Ok(piece.into())).await;
             if let Err(error) = read {
                 let _ = outgoing.send(Err(reset(port, &error))).await;
             }
         });
         tokio::spawn(async move {
-            let pieces = requests.map(|message| match message?.request {
-                Some(pb::port_forward_request::Request::Data(data)) => Ok(Piece::Data(data)),
-                Some(pb::port_forward_request::Request::CloseWrite(_)) => Ok(Piece::CloseWrite),
-                Some(pb::port_forward_request::Request::Start(_)) | None => Err(
-                    Status::invalid_argument("only the first PortForward message may be `start`"),
-                ),
+            let pieces = requests.map(|message| {
+                message?.into_piece().ok_or_else(|| {
+                    Status::invalid_argument("only the first PortForward message may be `start`")
+                })
             });
             match forward::messages_to_socket(writer, pieces).await {
                 Ok(()) => {}

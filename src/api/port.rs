@@ -202,7 +202,7 @@ impl PortService for PortApi {
             let target = rules::forward_start(start)?;
             let agent = self
                 .manager
-                .port_agent(&caller.tenant, &target.sandbox_id)
+                .agent(&caller.tenant, &target.sandbox_id)
                 .await?;
             let (refuse, refused) = oneshot::channel();
             let first = pb::PortForwardRequest {

@@ -15,10 +15,9 @@ use super::commands::sandbox_id_of;
 use super::{ClientArgs, Connection};
 use crate::pb;
 use crate::pb::port_forward_request::Request as Up;
-use crate::pb::port_forward_response::Response as Down;
 use crate::pb::port_service_client::PortServiceClient;
 use crate::pb::sandbox_service_client::SandboxServiceClient;
-use crate::wire::forward::{self, CHANNEL_MESSAGES, Piece, PumpError};
+use crate::wire::forward::{self, CHANNEL_MESSAGES, PumpError};
 
 /// `paddock port-forward`.
 #[derive(Debug, clap::Args)]
@@ -167,25 +166,10 @@ async fn forward_connection(
     };
     let (reader, writer) = socket.into_split();
     let sending = tokio::spawn(async move {
-        forward::socket_to_messages(reader, &to_server, |piece| pb::PortForwardRequest {
-            request: Some(match piece {
-                Piece::Data(data) => Up::Data(data),
-                Piece::CloseWrite => Up::CloseWrite(pb::CloseWrite {}),
-            }),
-        })
-        .await
+        forward::socket_to_messages(reader, &to_server, pb::PortForwardRequest::from).await
     });
     let pieces = answers.filter_map(|answer| async move {
-        match answer {
-            Ok(pb::PortForwardResponse {
-                response: Some(Down::Data(data)),
-            }) => Some(Ok(Piece::Data(data))),
-            Ok(pb::PortForwardResponse {
-                response: Some(Down::ClosedWrite(_)),
-            }) => Some(Ok(Piece::CloseWrite)),
-            Ok(_) => None,
-            Err(status) => Some(Err(status)),
-        }
+        answer.map(pb::PortForwardResponse::into_piece).transpose()
     });
     match forward::messages_to_socket(writer, pieces).await {
         Ok(()) => {

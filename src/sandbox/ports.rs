@@ -1,9 +1,9 @@
-//! Reaching a sandbox's TCP ports: the agent that forwards them, and the
-//! ports its owner made public for the preview proxy.
+//! The ports a sandbox's owner made public for the preview proxy. (Its
+//! agent, which forwards connections, is the one `Manager::agent` hands out:
+//! every provider whose sandboxes run the agent forwards ports.)
 
 use super::manager::state_error;
 use super::{EventType, Manager, Sandbox};
-use crate::agent_client::AgentClient;
 use crate::clock;
 use crate::error::{Error, Result};
 
@@ -11,14 +11,6 @@ use crate::error::{Error, Result};
 pub const MAX_PUBLIC_PORTS: usize = 32;
 
 impl Manager {
-    /// The agent that forwards connections into the tenant's sandbox `id`,
-    /// which must be RUNNING. Every provider whose sandboxes run the agent
-    /// forwards ports (the agent dials them), so this is the agent that runs
-    /// commands; it notes activity on the sandbox.
-    pub async fn port_agent(&self, tenant: &str, id: &str) -> Result<AgentClient> {
-        self.agent(tenant, id).await
-    }
-
     /// Makes `port` of the tenant's sandbox `id` public; nothing changes
     /// when it is already.
     pub async fn expose_port(&self, tenant: &str, id: &str, port: u16) -> Result<Sandbox> {

@@ -24,7 +24,6 @@ use crate::agent_client::AgentClient;
 use crate::error::{Error, Result};
 use crate::pb;
 use crate::pb::port_forward_request::Request as Up;
-use crate::pb::port_forward_response::Response as Down;
 use crate::sandbox::Manager;
 use crate::telemetry::Direction;
 use crate::wire::forward::{self, CHANNEL_MESSAGES, CHUNK_BYTES, Piece};
@@ -206,7 +205,7 @@ fn broke(visit: &Visit, error: &hyper::Error) -> Error {
 
 /// A new HTTP/1.1 connection to the sandbox's server.
 async fn connect(manager: &Manager, visit: &Visit) -> Result<SendRequest<hyper::body::Incoming>> {
-    let agent = manager.port_agent(&visit.tenant, &visit.sandbox_id).await?;
+    let agent = manager.agent(&visit.tenant, &visit.sandbox_id).await?;
     let stream = open_forward(&agent, manager, visit).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -243,12 +242,7 @@ async fn open_forward(
             if let Piece::Data(data) = &piece {
                 metrics.bytes_moved(Direction::ForwardIn, data.len() as u64);
             }
-            pb::PortForwardRequest {
-                request: Some(match piece {
-                    Piece::Data(data) => Up::Data(data),
-                    Piece::CloseWrite => Up::CloseWrite(pb::CloseWrite {}),
-                }),
-            }
+            pb::PortForwardRequest::from(piece)
         })
         .await;
     });
@@ -258,22 +252,16 @@ async fn open_forward(
         let manager = manager.clone();
         let sandbox_id = sandbox_id.clone();
         async move {
-            match answer {
-                Ok(pb::PortForwardResponse {
-                    response: Some(Down::Data(data)),
-                }) => {
-                    manager
-                        .metrics()
-                        .bytes_moved(Direction::ForwardOut, data.len() as u64);
-                    let _ = manager.note_activity(&sandbox_id).await;
-                    Some(Ok(Piece::Data(data)))
-                }
-                Ok(pb::PortForwardResponse {
-                    response: Some(Down::ClosedWrite(_)),
-                }) => Some(Ok(Piece::CloseWrite)),
-                Ok(_) => None,
-                Err(error) => Some(Err(error)),
+            let piece = answer
+                .map(pb::PortForwardResponse::into_piece)
+                .transpose()?;
+            if let Ok(Piece::Data(data)) = &piece {
+                manager
+                    .metrics()
+                    .bytes_moved(Direction::ForwardOut, data.len() as u64);
+                let _ = manager.note_activity(&sandbox_id).await;
             }
+            Some(piece)
         }
     });
     tokio::spawn(async move {

@@ -9,3 +9,5 @@ tonic::include_proto!("paddock.v1");
 /// imports, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/paddock_descriptor.bin"));
+
+mod forward;
