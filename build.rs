@@ -13,6 +13,8 @@ const PROTOS: &[&str] = &[
     "proto/paddock/v1/exec.proto",
     "proto/paddock/v1/file.proto",
     "proto/paddock/v1/port.proto",
+    "proto/paddock/v1/volume.proto",
+    "proto/paddock/v1/template.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".paddock.v1.ExecOutput.data",
         ".paddock.v1.PortForwardRequest.data",
         ".paddock.v1.PortForwardResponse.data",
+        ".paddock.v1.BuildTemplateRequest.context",
     ];
     chunks
         .into_iter()

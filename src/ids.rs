@@ -11,6 +11,26 @@ pub fn new_sandbox_id() -> String {
     format!("{SANDBOX_PREFIX}{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The prefix of volume ids.
+pub const VOLUME_PREFIX: &str = "vol_";
+
+/// A new volume id: `vol_` and 32 lowercase hex digits.
+pub fn new_volume_id() -> String {
+    format!("{VOLUME_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// A new template id: `tpl_` and 32 lowercase hex digits.
+pub fn new_template_id() -> String {
+    format!("tpl_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Whether `id` has the shape of a volume id.
+pub fn is_volume_id(id: &str) -> bool {
+    id.strip_prefix(VOLUME_PREFIX).is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Whether `id` has the shape of a sandbox id. Used to answer a malformed id
 /// with INVALID_ARGUMENT rather than NOT_FOUND.
 pub fn is_sandbox_id(id: &str) -> bool {

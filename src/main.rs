@@ -95,6 +95,13 @@ enum Command {
         #[command(flatten)]
         forward: paddock::client::port_forward::PortForwardArgs,
     },
+    /// Build templates: `paddock template build -f Dockerfile -t NAME DIR`.
+    Template {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: paddock::client::template::TemplateCommand,
+    },
     /// Print sandbox lifecycle events as they happen (the retained ones
     /// first).
     Watch {
@@ -202,6 +209,10 @@ fn main() -> ExitCode {
         Command::PortForward { client, forward } => run_client(
             "port-forward",
             paddock::client::port_forward::port_forward(&client, forward),
+        ),
+        Command::Template { client, command } => run_client(
+            "template",
+            paddock::client::template::template(&client, command),
         ),
         Command::Watch { client, watch } => {
             run_client("watch", paddock::client::watch::watch(&client, watch))

@@ -51,6 +51,7 @@ const SANDBOX_VOCABULARY: &[&str] = &[
     "quota.rs",
     "network.rs",
     "requests.rs",
+    "template.rs",
 ];
 
 /// The component of a file under `src/`.

@@ -126,6 +126,48 @@ impl AgentClient {
             .map_err(errors::from_agent)
     }
 
+    /// Runs `shell` with the sandbox's shell in its workdir to its end, as
+    /// a template's setup: `Ok` when it exited 0, else FAILED_PRECONDITION
+    /// saying how it ended and the end of what it printed.
+    pub async fn run_setup(&self, sandbox_id: &str, shell: &str) -> Result<()> {
+        const SHOWN_BYTES: usize = 2048;
+        let ran = self
+            .run_command(pb::RunCommandRequest {
+                sandbox_id: sandbox_id.to_owned(),
+                spec: Some(pb::CommandSpec {
+                    shell: shell.to_owned(),
+                    // A setup that hangs must not hold the create forever.
+                    timeout: Some(prost_types::Duration {
+                        seconds: 30 * 60,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                max_output_bytes: 64 << 10,
+                ..Default::default()
+            })
+            .await?;
+        if ran.exit_code == Some(0) {
+            return Ok(());
+        }
+        let ended = match (ran.exit_code, ran.signal.as_str()) {
+            _ if ran.timed_out => "ran out of its 30 minutes".to_owned(),
+            (Some(code), _) => format!("exited with {code}"),
+            (None, signal) => format!("was ended by {signal}"),
+        };
+        let mut output = String::from_utf8_lossy(&ran.stdout).into_owned();
+        output.push_str(&String::from_utf8_lossy(&ran.stderr));
+        let output = output.trim();
+        let cut = output.len().saturating_sub(SHOWN_BYTES);
+        let start = (cut..=output.len())
+            .find(|&i| output.is_char_boundary(i))
+            .unwrap_or(output.len());
+        Err(crate::error::Error::failed_precondition(format!(
+            "the template's setup command {ended}: {}",
+            &output[start..]
+        )))
+    }
+
     /// Starts a detached command; its environment values come back blank.
     pub async fn start_command(
         &self,

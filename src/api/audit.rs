@@ -168,6 +168,36 @@ audited_requests! {
     pb::ExposePortRequest => "expose port", |r| r.port.to_string();
     pb::UnexposePortRequest => "unexpose port", |r| r.port.to_string();
     pb::CreatePreviewUrlRequest => "create preview url", |r| r.port.to_string();
+    pb::SnapshotSandboxRequest => "snapshot", |r| r.template.clone();
+}
+
+/// `impl Audited` for requests about a named volume or template: no
+/// sandbox, the name as the detail.
+macro_rules! audited_named_requests {
+    ($($request:ty => $action:literal;)*) => {
+        $(
+            impl Audited for $request {
+                fn action(&self) -> &'static str {
+                    $action
+                }
+                fn sandbox_id(&self) -> &str {
+                    ""
+                }
+                fn detail(&self) -> String {
+                    self.name.clone()
+                }
+            }
+        )*
+    };
+}
+
+audited_named_requests! {
+    pb::CreateVolumeRequest => "create volume";
+    pb::DeleteVolumeRequest => "delete volume";
+    pb::CreateTemplateRequest => "create template";
+    pb::UpdateTemplateRequest => "update template";
+    pb::DeleteTemplateRequest => "delete template";
+    pb::BuildTemplateHeader => "build template";
 }
 
 fn forward_detail(start: &pb::PortForwardStart) -> String {
@@ -258,11 +288,26 @@ reads_a_sandbox!(
     pb::GrepRequest,
 );
 
-impl Reads for pb::ListSandboxesRequest {
-    fn sandbox_id(&self) -> &str {
-        ""
-    }
+/// `impl Reads` for requests that read no sandbox.
+macro_rules! reads_no_sandbox {
+    ($($request:ty),* $(,)?) => {
+        $(
+            impl Reads for $request {
+                fn sandbox_id(&self) -> &str {
+                    ""
+                }
+            }
+        )*
+    };
 }
+
+reads_no_sandbox!(
+    pb::ListSandboxesRequest,
+    pb::GetVolumeRequest,
+    pb::ListVolumesRequest,
+    pb::GetTemplateRequest,
+    pb::ListTemplatesRequest,
+);
 
 /// Names the caller's tenant and the sandbox acted on in the current span,
 /// the call's (see `telemetry::rpc`), so that its trace says who and what.

@@ -22,9 +22,13 @@ pub mod preview;
 mod revocation;
 mod sandbox;
 mod status;
+mod template;
+mod volume;
 
 pub use exec::ExecApi;
 pub use file::FileApi;
 pub use port::PortApi;
 pub use sandbox::SandboxApi;
 pub use status::code_name;
+pub use template::TemplateApi;
+pub use volume::VolumeApi;

@@ -230,6 +230,27 @@ impl SandboxService for SandboxApi {
         .await
     }
 
+    async fn snapshot_sandbox(
+        &self,
+        request: Request<pb::SnapshotSandboxRequest>,
+    ) -> Result<Response<pb::SnapshotSandboxResponse>, Status> {
+        audited(request, async |caller, request| {
+            let pb::SnapshotSandboxRequest {
+                sandbox_id,
+                template,
+            } = request;
+            let id = convert::sandbox_id("sandbox_id", sandbox_id)?;
+            let name = convert::template::template_name("template", template)?;
+            let made = self.manager.snapshot(&caller.tenant, &id, &name).await?;
+            Ok(pb::SnapshotSandboxResponse {
+                template: made.name,
+                version: made.version,
+                image: made.owned_image.unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
     async fn list_providers(
         &self,
         _request: Request<pb::ListProvidersRequest>,

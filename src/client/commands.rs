@@ -27,8 +27,11 @@ pub enum SandboxCommand {
     /// Create a sandbox and print its id once it is RUNNING.
     Create {
         /// The image (Docker provider).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "template")]
         image: Option<String>,
+        /// A template, NAME (its latest version) or NAME@VERSION.
+        #[arg(long)]
+        template: Option<String>,
         /// The provider [default: the server's].
         #[arg(long)]
         provider: Option<String>,
@@ -135,6 +138,7 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
     match command {
         SandboxCommand::Create {
             image,
+            template,
             provider,
             name,
             labels,
@@ -146,6 +150,7 @@ pub async fn sandbox(client: &ClientArgs, command: SandboxCommand) -> anyhow::Re
                     name,
                     provider: provider.unwrap_or_default(),
                     image: image.unwrap_or_default(),
+                    template: template.unwrap_or_default(),
                     labels: pairs("--label", &labels)?,
                     env: pairs("--env", &env)?,
                     timeout: timeout.map(proto_duration).transpose()?,
@@ -431,6 +436,9 @@ fn show(out: &mut impl Write, sandbox: &pb::Sandbox) -> std::io::Result<()> {
     }
     writeln!(out, "provider:    {}", sandbox.provider)?;
     writeln!(out, "image:       {}", sandbox.image)?;
+    if !sandbox.template.is_empty() {
+        writeln!(out, "template:    {}", sandbox.template)?;
+    }
     writeln!(out, "workdir:     {}", sandbox.workdir)?;
     let mut labels: Vec<_> = sandbox
         .labels

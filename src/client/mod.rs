@@ -19,6 +19,7 @@ pub mod output;
 pub mod port_forward;
 pub mod run;
 mod session;
+pub mod template;
 mod terminal;
 pub mod transfer;
 pub mod watch;

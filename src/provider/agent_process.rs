@@ -122,6 +122,19 @@ pub struct AgentSandbox<'a> {
     pub workdir: &'a str,
     /// Whether it is cut off the network.
     pub no_network: bool,
+    /// The named volumes it mounts.
+    pub volumes: &'a [VolumeBind],
+}
+
+/// A named volume's directory mounted into a confined sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VolumeBind {
+    /// The volume's directory on the host.
+    pub source: PathBuf,
+    /// Where the sandbox sees it, an absolute sandbox path.
+    pub target: String,
+    /// Whether it is mounted read-only.
+    pub read_only: bool,
 }
 
 /// The files of one sandbox's agent.
@@ -228,6 +241,23 @@ impl AgentFiles {
                         .arg("--bind")
                         .arg(rootfs.join(sandbox.workdir.trim_start_matches('/')))
                         .arg(sandbox.workdir);
+                }
+                // After the workdir, so that a volume may be mounted on it;
+                // twice, so that file operations, which go through the
+                // sandbox's directory, see the volume as commands do.
+                for volume in sandbox.volumes {
+                    let bind = if volume.read_only {
+                        "--ro-bind"
+                    } else {
+                        "--bind"
+                    };
+                    command
+                        .arg(bind)
+                        .arg(&volume.source)
+                        .arg(&volume.target)
+                        .arg(bind)
+                        .arg(&volume.source)
+                        .arg(rootfs.join(volume.target.trim_start_matches('/')));
                 }
                 // The agent's own binary may sit under the directory left
                 // out for the workdir.

@@ -54,7 +54,26 @@ pub struct Capabilities {
     pub read_only_root: bool,
     /// TCP ports inside sandboxes can be forwarded (the agent dials them).
     pub port_forward: bool,
+    /// Template images can be built from a Dockerfile on the engine.
+    pub template_builds: bool,
+    /// A sandbox's filesystem can be captured as a template image.
+    pub snapshots: bool,
 }
+
+/// An image to build from a Dockerfile and its build context.
+#[derive(Debug, Clone)]
+pub struct ImageBuild {
+    /// The image's name, `repository:tag`.
+    pub tag: String,
+    /// The Dockerfile's path inside the context.
+    pub dockerfile: String,
+    /// `ARG` values.
+    pub build_args: std::collections::HashMap<String, String>,
+}
+
+/// A build context: the chunks of a tar archive, as they arrive.
+pub type BuildContext =
+    futures::stream::BoxStream<'static, std::result::Result<bytes::Bytes, std::io::Error>>;
 
 /// How a provider describes itself to callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +258,62 @@ pub trait Provider: Send + Sync + 'static {
     /// What the running sandbox uses now. `NOT_FOUND` when its object is
     /// gone, FAILED_PRECONDITION when it is not running.
     async fn usage(&self, sandbox_id: &str) -> Result<Usage>;
+
+    /// Makes the empty storage of named volume `volume_id` of `tenant`.
+    /// Making one that exists does nothing. FAILED_PRECONDITION for a
+    /// provider without the `volumes` capability (the default).
+    async fn create_volume(&self, volume_id: &str, tenant: &str) -> Result<()> {
+        let _ = (volume_id, tenant);
+        Err(crate::error::Error::failed_precondition(format!(
+            "provider {} cannot hold volumes",
+            self.name()
+        )))
+    }
+
+    /// Removes named volume `volume_id` and its data. Removing a missing one
+    /// succeeds; one that a sandbox's object still mounts is
+    /// FAILED_PRECONDITION.
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        let _ = volume_id;
+        Ok(())
+    }
+
+    /// Builds image `build.tag` from the Dockerfile in `context`, sending
+    /// each line of the build's log to `log` as it comes. INVALID_ARGUMENT
+    /// naming the failing step when the build fails; FAILED_PRECONDITION
+    /// for a provider without the `template_builds` capability (the
+    /// default).
+    async fn build_image(
+        &self,
+        build: ImageBuild,
+        context: BuildContext,
+        log: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<()> {
+        let _ = (build, context, log);
+        Err(crate::error::Error::failed_precondition(format!(
+            "provider {} cannot build images",
+            self.name()
+        )))
+    }
+
+    /// Captures the filesystem of sandbox `sandbox_id` (beyond its volumes)
+    /// as image `tag`. FAILED_PRECONDITION for a provider without the
+    /// `snapshots` capability (the default).
+    async fn snapshot(&self, sandbox_id: &str, tag: &str) -> Result<()> {
+        let _ = (sandbox_id, tag);
+        Err(crate::error::Error::failed_precondition(format!(
+            "provider {} cannot capture a sandbox's filesystem",
+            self.name()
+        )))
+    }
+
+    /// Removes image `tag`, made by [`Provider::build_image`] or
+    /// [`Provider::snapshot`]. Removing a missing one succeeds; one that a
+    /// sandbox's object still uses is FAILED_PRECONDITION.
+    async fn remove_image(&self, tag: &str) -> Result<()> {
+        let _ = tag;
+        Ok(())
+    }
 
     /// Observations of objects changing without Paddock asking (engine
     /// events), for providers that can see them; `None` for those that

@@ -14,8 +14,8 @@ mod process;
 mod registry;
 
 pub use contract::{
-    AgentLaunch, Capabilities, NetworkBytes, Observation, Observed, Provider, ProviderInfo,
-    ProvisionRequest, Usage,
+    AgentLaunch, BuildContext, Capabilities, ImageBuild, NetworkBytes, Observation, Observed,
+    Provider, ProviderInfo, ProvisionRequest, Usage,
 };
 pub use docker::{AgentTransport, DockerProvider, DockerSettings};
 pub use kubernetes::{API_ACCESS, ApiAccess, KubernetesProvider, KubernetesSettings};

@@ -7,6 +7,7 @@
 //! <root>/<sandbox_id>/rootfs/        the sandbox's filesystem, with its workdir
 //! <root>/.creating-<sandbox_id>/     a create in progress (or cut short)
 //! <root>/.deleting-<sandbox_id>/     a delete in progress (or cut short)
+//! <root>/.volumes/<volume_id>/       a named volume's files
 //! ```
 //!
 //! A directory becomes a sandbox only by an atomic rename of a complete
@@ -22,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use tokio::fs;
 use tracing::{debug, instrument, warn};
 
-use super::agent_process::{AgentFiles, AgentSandbox, Confinement};
+use super::agent_process::{AgentFiles, AgentSandbox, Confinement, VolumeBind};
 use super::contract::{
     AgentLaunch, Capabilities, Observed, Provider, ProviderInfo, ProvisionRequest, Usage,
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
-use crate::sandbox::NetworkMode;
+use crate::sandbox::{NetworkMode, SandboxSpec, Volume};
 
 const MARKER: &str = "sandbox.json";
 /// The sandbox's environment, for its agent; it holds secrets, so 0600.
@@ -36,6 +37,8 @@ const ENV_FILE: &str = "env.json";
 const ROOTFS: &str = "rootfs";
 const CREATING_PREFIX: &str = ".creating-";
 const DELETING_PREFIX: &str = ".deleting-";
+/// The directory of named volumes.
+const VOLUMES: &str = ".volumes";
 
 /// The marker file that makes a directory a sandbox.
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,6 +49,9 @@ struct Marker {
     workdir: String,
     /// Whether the sandbox is cut off the network.
     no_network: bool,
+    /// The named volumes it mounts.
+    #[serde(default)]
+    volumes: Vec<VolumeBind>,
     running: bool,
 }
 
@@ -117,6 +123,7 @@ impl ProcessProvider {
                 sandbox_id,
                 workdir: &marker.workdir,
                 no_network: marker.no_network,
+                volumes: &marker.volumes,
             };
             agent
                 .ensure_running(&self.agent, &self.confinement, sandbox)
@@ -131,6 +138,48 @@ impl ProcessProvider {
         Ok(())
     }
 
+    /// The directory of volume `volume_id`.
+    fn volume_dir(&self, volume_id: &str) -> Result<PathBuf> {
+        if !crate::ids::is_volume_id(volume_id) {
+            return Err(Error::internal(
+                "locating a process volume",
+                format!("malformed volume id {volume_id:?}"),
+            ));
+        }
+        Ok(self
+            .root
+            .join(VOLUMES)
+            .join(Volume::object_name_of(volume_id)))
+    }
+
+    /// The binds of the volumes `spec` mounts. FAILED_PRECONDITION for a
+    /// mount path the sandbox cannot hold: only the workdir's top-level
+    /// directory, /tmp and top-level directories the host lacks are the
+    /// sandbox's own; the rest is the host's, read-only.
+    fn volume_binds(&self, spec: &SandboxSpec) -> Result<Vec<VolumeBind>> {
+        let workdir_top = top_level(&spec.workdir);
+        spec.volumes
+            .iter()
+            .map(|volume| {
+                let top = top_level(&volume.mount_path);
+                let own = top == workdir_top || top == "tmp" || !Path::new("/").join(top).exists();
+                if !own {
+                    return Err(Error::failed_precondition(format!(
+                        "volumes: provider process cannot mount a volume at {:?}: /{top} is the \
+                         host's, visible read-only; mount it under the workdir ({}), /tmp or a \
+                         new top-level directory",
+                        volume.mount_path, spec.workdir
+                    )));
+                }
+                Ok(VolumeBind {
+                    source: self.volume_dir(&volume.volume_id)?,
+                    target: volume.mount_path.clone(),
+                    read_only: volume.read_only,
+                })
+            })
+            .collect()
+    }
+
     async fn remove_leftover(&self, path: &Path) {
         if let Err(e) = fs::remove_dir_all(path).await
             && e.kind() != IoErrorKind::NotFound
@@ -138,6 +187,11 @@ impl ProcessProvider {
             warn!(path = %path.display(), error = %e, "cannot remove a leftover sandbox directory");
         }
     }
+}
+
+/// The first component of an absolute path.
+fn top_level(path: &str) -> &str {
+    path.trim_start_matches('/').split('/').next().unwrap_or("")
 }
 
 async fn create_private_dir_all(path: &Path) -> std::io::Result<()> {
@@ -192,6 +246,8 @@ impl Provider for ProcessProvider {
             files: true,
             port_forward: true,
             network_none: matches!(self.confinement, Confinement::Bubblewrap(_)),
+            // Bubblewrap mounts them; unconfined sandboxes have no mounts.
+            volumes: matches!(self.confinement, Confinement::Bubblewrap(_)),
             // The host's own network: nothing stands between a sandbox and
             // the host's services, so EGRESS cannot be enforced.
             network_bridge: true,
@@ -242,6 +298,7 @@ impl Provider for ProcessProvider {
         if self.read_marker(&dir).await?.is_some() {
             return Ok(dir.display().to_string());
         }
+        let volumes = self.volume_binds(request.spec)?;
         let staging = self
             .root
             .join(format!("{CREATING_PREFIX}{}", request.sandbox_id));
@@ -257,6 +314,7 @@ impl Provider for ProcessProvider {
             tenant: request.tenant.to_owned(),
             workdir: request.spec.workdir.clone(),
             no_network: request.spec.network == NetworkMode::None,
+            volumes,
             running: false,
         };
         write_private(
@@ -271,6 +329,29 @@ impl Provider for ProcessProvider {
             .map_err(|e| io_error("creating a process sandbox", &dir, e))?;
         debug!(path = %dir.display(), "process sandbox created");
         Ok(dir.display().to_string())
+    }
+
+    async fn create_volume(&self, volume_id: &str, tenant: &str) -> Result<()> {
+        let _ = tenant;
+        if !self.capabilities().volumes {
+            return Err(Error::failed_precondition(
+                "provider process mounts volumes only where bubblewrap confines its sandboxes, \
+                 and bwrap is not available here",
+            ));
+        }
+        let dir = self.volume_dir(volume_id)?;
+        create_private_dir_all(&dir)
+            .await
+            .map_err(|e| io_error("creating a volume", &dir, e))
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        let dir = self.volume_dir(volume_id)?;
+        match fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == IoErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting a volume", &dir, e)),
+        }
     }
 
     #[instrument(name = "provider.process.start", skip(self))]

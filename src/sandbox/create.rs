@@ -19,17 +19,14 @@ impl Manager {
     #[instrument(name = "sandbox.create", skip_all, fields(tenant = %tenant, sandbox_id))]
     pub async fn create(&self, tenant: &str, request: CreateSandbox) -> Result<(Sandbox, bool)> {
         let began = std::time::Instant::now();
+        let fingerprint = fingerprint(&request)?;
+        let mut request = request;
+        self.apply_template(tenant, &mut request).await?;
         let provider_name = request
             .provider
             .clone()
             .unwrap_or_else(|| self.providers().default_name().to_owned());
         let provider = self.providers().get(&provider_name)?.clone();
-        if let Some(template) = &request.template {
-            return Err(Error::not_found(format!(
-                "template: no template named {:?} is defined on this server",
-                super::rules::shorten(template)
-            )));
-        }
         self.config()
             .quotas
             .check_resources(tenant, &request.spec.resources)?;
@@ -37,8 +34,6 @@ impl Manager {
             .quotas
             .check_allowed_hosts(tenant, &request.spec.allowed_hosts)?;
         let info = provider.info().await;
-        let fingerprint = fingerprint(&request)?;
-        let mut request = request;
         request.spec.network =
             resolve_network(&info, request.network, self.config().allow_bridge_network)?;
         if info.capabilities.resource_limits {
@@ -61,6 +56,8 @@ impl Manager {
                 info.detail
             )));
         }
+        self.resolve_volumes(tenant, &provider_name, &mut request.spec)
+            .await?;
         // Not under the provider-call deadline: a pull may take longer, and
         // the provider bounds it with its own.
         provider
@@ -183,7 +180,13 @@ impl Manager {
             let agent = self
                 .call("provider.start", provider.start(&sandbox.id))
                 .await?;
-            self.agent_clients().remember(&sandbox.id, agent);
+            let client = self.agent_clients().remember(&sandbox.id, agent);
+            if let Some(setup) = &sandbox.spec.setup_command {
+                client
+                    .run_setup(&sandbox.id, setup)
+                    .instrument(tracing::info_span!("sandbox.setup"))
+                    .await?;
+            }
             Ok::<_, Error>(provider_ref)
         }
         .await;

@@ -2,10 +2,10 @@
 //! allows, and the [`Manager`] that drives the store and the providers.
 //!
 //! Its vocabulary (model.rs, state.rs, rules.rs, selector.rs, quota.rs,
-//! requests.rs) depends on nothing else here, so the store and the
+//! requests.rs, template.rs) depends on nothing else here, so the store and the
 //! providers can use it. The Manager (manager.rs, with its actions by theme
 //! in create.rs, lifecycle.rs, listing.rs, agents.rs, reconcile.rs,
-//! reaper.rs, ports.rs and watch.rs) sits above the store, the providers and the
+//! reaper.rs, ports.rs, volumes.rs, templates.rs and watch.rs) sits above the store, the providers and the
 //! agent client. This file only names the parts.
 
 mod agent_cache;
@@ -26,14 +26,17 @@ mod requests;
 pub mod rules;
 pub mod selector;
 mod state;
+pub mod template;
+mod templates;
 mod usage;
+mod volumes;
 mod watch;
 
 pub use lease::{Lease, LeaseKeeper, REAPER_LEASE, keep_lease};
 pub use manager::{LifecycleConfig, Manager};
 pub use model::{
     DEFAULT_TENANT, EventType, Labels, Metadata, NetworkMode, Resources, Sandbox, SandboxEvent,
-    SandboxSpec, Volume,
+    SandboxSpec, TemplateRef, Volume,
 };
 pub use ports::MAX_PUBLIC_PORTS;
 pub use quota::CommandAdmission;
@@ -42,4 +45,7 @@ pub use reconcile::ReconcileReport;
 pub use requests::{CreateSandbox, IfExists, ListQuery, SandboxPage, SandboxUpdate, TimeoutUpdate};
 pub use selector::LabelSelector;
 pub use state::SandboxState;
+pub use template::{DEFAULT_WORKDIR, TemplateRecord, TemplateSpec};
+pub use templates::TemplateBuild;
 pub use usage::SandboxUsage;
+pub use volumes::MAX_VOLUMES_PER_TENANT;

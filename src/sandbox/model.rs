@@ -77,14 +77,55 @@ impl Resources {
 }
 
 /// A named volume mounted into a sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
-    /// The volume's name.
+    /// The volume's name, as its tenant calls it.
     pub name: String,
+    /// The volume's id (`vol_…`), which names the provider's object; filled
+    /// in when the sandbox is created. Empty in records made before volumes
+    /// had ids, whose providers mount the volume by its name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub volume_id: String,
     /// The absolute path it is mounted at inside the sandbox.
     pub mount_path: String,
     /// Whether it is mounted read-only.
     pub read_only: bool,
+}
+
+impl Volume {
+    /// The name of the provider object holding a volume of id `volume_id`
+    /// (a Docker volume, a directory): `paddock-vol_…`.
+    pub fn object_name_of(volume_id: &str) -> String {
+        format!("paddock-{volume_id}")
+    }
+
+    /// The name of the provider object this mount names: from its id, or
+    /// for a record made before volumes had ids, the name as given.
+    pub fn object_name(&self) -> String {
+        if self.volume_id.is_empty() {
+            self.name.clone()
+        } else {
+            Self::object_name_of(&self.volume_id)
+        }
+    }
+}
+
+/// Which template version a sandbox was made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// The template's id.
+    pub id: String,
+    /// Its name when the sandbox was made.
+    pub name: String,
+    /// The version.
+    pub version: i64,
+}
+
+impl TemplateRef {
+    /// "NAME@VERSION", as the API shows it.
+    pub fn display(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
 }
 
 /// What a sandbox is made of; fixed when it is created.
@@ -121,6 +162,12 @@ pub struct SandboxSpec {
     /// The container runtime (such as `runsc`); `None`: the engine's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<String>,
+    /// A shell line run once when the sandbox first starts (its template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_command: Option<String>,
+    /// The template version it was made from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
 }
 
 /// The durable record of one sandbox.

@@ -307,6 +307,54 @@ pub fn check_volume_name(field: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A template name: 1 to 63 of `[a-z0-9._-]`, starting alphanumeric.
+pub fn check_template_name(field: &str, name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(
+            field,
+            format!(
+                "{:?} is not a template name: 1 to 63 characters of [a-z0-9._-], starting with a letter or digit",
+                shorten(name)
+            ),
+        ))
+    }
+}
+
+/// A template reference: "NAME" or "NAME@VERSION" with a positive version.
+pub fn check_template_reference(field: &str, reference: &str) -> Result<()> {
+    let Some((name, _)) = parse_template_reference(reference) else {
+        return Err(Error::invalid_argument(
+            field,
+            format!(
+                "{:?} is not a template reference: NAME, or NAME@VERSION with a version from 1",
+                shorten(reference)
+            ),
+        ));
+    };
+    check_template_name(field, name)
+}
+
+/// Splits "NAME" or "NAME@VERSION"; `None` for the latest version.
+/// `None` overall when the version is not a positive number.
+pub fn parse_template_reference(reference: &str) -> Option<(&str, Option<i64>)> {
+    match reference.split_once('@') {
+        None => Some((reference, None)),
+        Some((name, version)) => {
+            let version: i64 = version.parse().ok()?;
+            (version > 0).then_some((name, Some(version)))
+        }
+    }
+}
+
 /// Cuts a long user-supplied value for an error message.
 pub(crate) fn shorten(value: &str) -> String {
     const MAX_CHARS: usize = 80;
@@ -321,6 +369,20 @@ pub(crate) fn shorten(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_references_name_a_version_or_the_latest() {
+        assert_eq!(
+            parse_template_reference("tf-1.5.5"),
+            Some(("tf-1.5.5", None))
+        );
+        assert_eq!(
+            parse_template_reference("tf-1.5.5@2"),
+            Some(("tf-1.5.5", Some(2)))
+        );
+        assert_eq!(parse_template_reference("tf@0"), None);
+        assert_eq!(parse_template_reference("tf@x"), None);
+    }
 
     #[test]
     fn names() {

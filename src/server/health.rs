@@ -10,10 +10,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::{info, warn};
 
-use crate::api::{ExecApi, FileApi, SandboxApi};
+use crate::api::{ExecApi, FileApi, PortApi, SandboxApi, TemplateApi, VolumeApi};
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
+use crate::pb::port_service_server::PortServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
+use crate::pb::template_service_server::TemplateServiceServer;
+use crate::pb::volume_service_server::VolumeServiceServer;
 use crate::store::{DatabaseHealth, Store};
 
 /// How often the database is checked.
@@ -29,24 +32,17 @@ pub(super) async fn set_serving(reporter: &HealthReporter, serving: bool) {
     } else {
         ServingStatus::NotServing
     };
-    reporter
-        .set_service_status(
-            <SandboxServiceServer<SandboxApi> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
-    reporter
-        .set_service_status(
-            <ExecServiceServer<ExecApi> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
-    reporter
-        .set_service_status(
-            <FileServiceServer<FileApi> as tonic::server::NamedService>::NAME,
-            status,
-        )
-        .await;
+    let services = [
+        <SandboxServiceServer<SandboxApi> as tonic::server::NamedService>::NAME,
+        <ExecServiceServer<ExecApi> as tonic::server::NamedService>::NAME,
+        <FileServiceServer<FileApi> as tonic::server::NamedService>::NAME,
+        <PortServiceServer<PortApi> as tonic::server::NamedService>::NAME,
+        <VolumeServiceServer<VolumeApi> as tonic::server::NamedService>::NAME,
+        <TemplateServiceServer<TemplateApi> as tonic::server::NamedService>::NAME,
+    ];
+    for service in services {
+        reporter.set_service_status(service, status).await;
+    }
     reporter.set_service_status("", status).await;
 }
 

@@ -17,13 +17,15 @@ use tracing::{info, warn};
 
 use crate::api::auth::{AuthLayer, AuthMode};
 use crate::api::preview::{PreviewProxy, PreviewSite};
-use crate::api::{ExecApi, FileApi, PortApi, SandboxApi};
+use crate::api::{ExecApi, FileApi, PortApi, SandboxApi, TemplateApi, VolumeApi};
 use crate::config::{CorsOrigins, GrpcWeb, ProviderChoice, ServerConfig};
 use crate::pb;
 use crate::pb::exec_service_server::ExecServiceServer;
 use crate::pb::file_service_server::FileServiceServer;
 use crate::pb::port_service_server::PortServiceServer;
 use crate::pb::sandbox_service_server::SandboxServiceServer;
+use crate::pb::template_service_server::TemplateServiceServer;
+use crate::pb::volume_service_server::VolumeServiceServer;
 use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, KubernetesProvider, KubernetesSettings,
     ProcessProvider, Provider, Providers,
@@ -299,6 +301,11 @@ impl Server {
                     preview.clone(),
                 ))
                 .max_decoding_message_size(4 << 20),
+            )
+            .add_service(VolumeServiceServer::new(VolumeApi::new(manager.clone())))
+            .add_service(
+                TemplateServiceServer::new(TemplateApi::new(manager.clone()))
+                    .max_decoding_message_size(4 << 20),
             )
             .add_service(SandboxServiceServer::new(SandboxApi::new(
                 manager,

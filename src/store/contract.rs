@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::sandbox::{EventType, LabelSelector, Sandbox, SandboxEvent, SandboxState};
+use crate::sandbox::{
+    EventType, LabelSelector, Sandbox, SandboxEvent, SandboxState, TemplateRecord,
+};
 
 /// Which sandboxes a list asks for, newest first.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +54,44 @@ pub struct ApiKey {
     pub created_at: SystemTime,
     /// When it was revoked, if it was.
     pub revoked_at: Option<SystemTime>,
+}
+
+/// A named volume as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeRecord {
+    /// `vol_…`, never reused: the provider names its object after it.
+    pub id: String,
+    /// The owner.
+    pub tenant: String,
+    /// A name unique among the tenant's volumes.
+    pub name: String,
+    /// The provider that holds it.
+    pub provider: String,
+    /// When it was made.
+    pub created_at: SystemTime,
+}
+
+/// What a volume deletion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VolumeRemoval {
+    /// The record is gone; its provider object is the caller's to remove.
+    Removed(VolumeRecord),
+    /// The tenant has no volume of that name.
+    Missing,
+    /// Nothing was removed: these sandboxes, not DELETED, mount it.
+    InUse(Vec<String>),
+}
+
+/// What a template deletion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateRemoval {
+    /// Every version is gone (listed); their images are the caller's to
+    /// remove.
+    Removed(Vec<TemplateRecord>),
+    /// The tenant has no template of that name.
+    Missing,
+    /// Nothing was removed: these sandboxes, not DELETED, were made from it.
+    InUse(Vec<String>),
 }
 
 /// The durable home of sandbox records and events.
@@ -141,6 +181,49 @@ pub trait Store: Send + Sync + 'static {
     /// without waiting for it to expire; nothing when `holder` does not hold
     /// it.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Writes a new volume. `ALREADY_EXISTS` when its id or the tenant's name
+    /// is taken.
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<()>;
+
+    /// The tenant's volume called `name`, if any.
+    async fn get_volume(&self, tenant: &str, name: &str) -> Result<Option<VolumeRecord>>;
+
+    /// The tenant's volumes, by name.
+    async fn list_volumes(&self, tenant: &str) -> Result<Vec<VolumeRecord>>;
+
+    /// The sandboxes, not DELETED, that mount volume `volume_id`, by id.
+    async fn volume_users(&self, volume_id: &str) -> Result<Vec<String>>;
+
+    /// Removes the tenant's volume `name` unless a sandbox that is not
+    /// DELETED mounts it. Serialised with sandbox inserts, so that no new
+    /// sandbox mounts a volume while it goes.
+    async fn delete_volume(&self, tenant: &str, name: &str) -> Result<VolumeRemoval>;
+
+    /// Writes a template version. `ALREADY_EXISTS` when the tenant's
+    /// template has that version already (for version 1: the name is taken).
+    async fn insert_template(&self, template: &TemplateRecord) -> Result<()>;
+
+    /// The tenant's template `name` at `version`, or at its latest when
+    /// `None`.
+    async fn get_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<TemplateRecord>>;
+
+    /// The tenant's templates, each at its latest version, by name.
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>>;
+
+    /// Removes every version of the tenant's template `name`, unless a
+    /// sandbox that is not DELETED was made from it and `force` is false.
+    async fn delete_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<TemplateRemoval>;
 
     /// The greatest revision written so far (0 when none).
     async fn latest_revision(&self) -> Result<i64>;

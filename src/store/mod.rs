@@ -1,4 +1,5 @@
-//! Durable state: sandbox records and their lifecycle events.
+//! Durable state: sandbox records and their lifecycle events, API keys,
+//! named volumes, templates.
 //!
 //! [`Store`] is the contract; [`SqlStore`] implements it on SQLite (the
 //! embedded default) and on Postgres (shared by several replicas), with
@@ -9,6 +10,8 @@ mod contract;
 mod observed;
 mod sql;
 
-pub use contract::{ApiKey, EventQuery, SandboxQuery, Store};
+pub use contract::{
+    ApiKey, EventQuery, SandboxQuery, Store, TemplateRemoval, VolumeRecord, VolumeRemoval,
+};
 pub use observed::{DatabaseHealth, ObservedStore};
 pub use sql::SqlStore;

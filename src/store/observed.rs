@@ -12,9 +12,11 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use tracing::Instrument;
 
-use super::contract::{ApiKey, EventQuery, SandboxQuery, Store};
+use super::contract::{
+    ApiKey, EventQuery, SandboxQuery, Store, TemplateRemoval, VolumeRecord, VolumeRemoval,
+};
 use crate::error::{Error, ErrorKind, Result};
-use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState};
+use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState, TemplateRecord};
 use crate::telemetry::Metrics;
 
 /// Whether the database answered its last health check, and if not, since
@@ -213,6 +215,67 @@ impl Store for ObservedStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         self.run("release_lease", self.inner.release_lease(name, holder))
             .await
+    }
+
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<()> {
+        self.run("insert_volume", self.inner.insert_volume(volume))
+            .await
+    }
+
+    async fn get_volume(&self, tenant: &str, name: &str) -> Result<Option<VolumeRecord>> {
+        self.run("get_volume", self.inner.get_volume(tenant, name))
+            .await
+    }
+
+    async fn list_volumes(&self, tenant: &str) -> Result<Vec<VolumeRecord>> {
+        self.run("list_volumes", self.inner.list_volumes(tenant))
+            .await
+    }
+
+    async fn volume_users(&self, volume_id: &str) -> Result<Vec<String>> {
+        self.run("volume_users", self.inner.volume_users(volume_id))
+            .await
+    }
+
+    async fn delete_volume(&self, tenant: &str, name: &str) -> Result<VolumeRemoval> {
+        self.run("delete_volume", self.inner.delete_volume(tenant, name))
+            .await
+    }
+
+    async fn insert_template(&self, template: &TemplateRecord) -> Result<()> {
+        self.run("insert_template", self.inner.insert_template(template))
+            .await
+    }
+
+    async fn get_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<TemplateRecord>> {
+        self.run(
+            "get_template",
+            self.inner.get_template(tenant, name, version),
+        )
+        .await
+    }
+
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
+        self.run("list_templates", self.inner.list_templates(tenant))
+            .await
+    }
+
+    async fn delete_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<TemplateRemoval> {
+        self.run(
+            "delete_template",
+            self.inner.delete_template(tenant, name, force),
+        )
+        .await
     }
 
     async fn latest_revision(&self) -> Result<i64> {

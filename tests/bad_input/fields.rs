@@ -213,7 +213,7 @@ async fn create_rejects_bad_input_with_the_field_named() {
             "resources:",
         ),
         (
-            "volumes on the process provider",
+            "a volume that was never made",
             pb::CreateSandboxRequest {
                 volumes: vec![pb::Volume {
                     name: "cache".into(),
@@ -222,8 +222,8 @@ async fn create_rejects_bad_input_with_the_field_named() {
                 }],
                 ..Default::default()
             },
-            Code::FailedPrecondition,
-            "volumes:",
+            Code::NotFound,
+            "volumes[0].name: there is no volume named \"cache\"",
         ),
         (
             "overlong request id",

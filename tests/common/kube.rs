@@ -229,6 +229,18 @@ impl KubeApi {
     }
 }
 
+impl KubeApi {
+    /// Whether a PersistentVolumeClaim of the namespace holds the volume
+    /// whose provider object is `object` (`paddock-vol_…`, in its
+    /// annotation).
+    pub fn volume_claim_exists(&self, object: &str) -> bool {
+        let path = format!("/api/v1/namespaces/{NAMESPACE}/persistentvolumeclaims");
+        let (code, body) = self.request("GET", &path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        body.contains(object)
+    }
+}
+
 impl Drop for KubeApi {
     fn drop(&mut self) {
         // SIGTERM: the double removes its containers before it exits.

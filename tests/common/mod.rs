@@ -306,6 +306,12 @@ impl TestServer {
         kube::with_double(&self.kubeconfig(), |api| api.sandbox_exists(id))
     }
 
+    /// Whether this server's test API server holds the claim of the volume
+    /// whose provider object is `object`.
+    pub fn volume_claim_exists(&self, object: &str) -> bool {
+        kube::with_double(&self.kubeconfig(), |api| api.volume_claim_exists(object))
+    }
+
     /// The process provider's directory of sandbox `id`.
     pub fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.data_dir.join("sandboxes").join(id)

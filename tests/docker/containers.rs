@@ -31,6 +31,8 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             files: true,
             read_only_root: true,
             port_forward: true,
+            template_builds: true,
+            snapshots: true,
         })
     );
 
@@ -176,48 +178,46 @@ async fn read_only_root_leaves_the_workdir_and_tmp_writable() {
 }
 
 #[tokio::test]
-async fn named_volumes_outlive_their_sandboxes_and_can_be_read_only() {
+async fn engine_volumes_are_not_volumes_of_a_tenant() {
+    // Before VolumeService a request's volume name went to the engine as it
+    // was: any volume on it could be mounted, the agent's own included.
+    // Now a name is looked up among the tenant's volumes (tests/sandboxes
+    // /volumes.rs covers mounting them).
     let Some(server) = docker_server().await else {
         return;
     };
-    let volume = format!("paddock-test-{}", uuid::Uuid::now_v7().simple());
+    let engine_volume = format!("paddock-test-{}", uuid::Uuid::now_v7().simple());
+    assert!(docker::docker(&["volume", "create", &engine_volume]));
+    let agent_volume = docker::docker_output(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        "label=io.paddock.agent-sha256",
+    ]);
     let mut sandboxes = server.sandboxes().await;
-    let mut exec = ExecServiceClient::new(server.channel().await);
-    let mounting = |read_only| pb::CreateSandboxRequest {
-        volumes: vec![pb::Volume {
-            name: volume.clone(),
-            mount_path: "/data".into(),
-            read_only,
-        }],
-        ..Default::default()
-    };
-    let writer = server.running_sandbox(mounting(false)).await;
-    let out = run(
-        &mut exec,
-        &writer.id,
-        &["sh", "-c", "echo persisted > /data/note"],
-    )
-    .await;
-    assert_eq!(out.exit_code, Some(0), "{out:?}");
-    sandboxes
-        .delete_sandbox(pb::DeleteSandboxRequest {
-            sandbox_id: writer.id.clone(),
-        })
+    for name in [engine_volume.as_str(), agent_volume.lines().next().unwrap()] {
+        let refused = sandboxes
+            .create_sandbox(pb::CreateSandboxRequest {
+                volumes: vec![pb::Volume {
+                    name: name.into(),
+                    mount_path: "/data".into(),
+                    read_only: false,
+                }],
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound, "{name}: {refused:?}");
+    }
+    let listed = sandboxes
+        .list_sandboxes(pb::ListSandboxesRequest::default())
         .await
-        .unwrap();
-
-    let reader = server.running_sandbox(mounting(true)).await;
-    let out = run(&mut exec, &reader.id, &["cat", "/data/note"]).await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "persisted\n");
-    let out = run(&mut exec, &reader.id, &["touch", "/data/other"]).await;
-    assert_ne!(out.exit_code, Some(0));
-    sandboxes
-        .delete_sandbox(pb::DeleteSandboxRequest {
-            sandbox_id: reader.id.clone(),
-        })
-        .await
-        .unwrap();
-    assert!(docker::docker(&["volume", "rm", &volume]));
+        .unwrap()
+        .into_inner()
+        .sandboxes;
+    assert!(listed.is_empty(), "nothing was made: {listed:?}");
+    assert!(docker::docker(&["volume", "rm", &engine_volume]));
 }
 
 #[tokio::test]

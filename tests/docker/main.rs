@@ -1,5 +1,6 @@
 //! The Docker provider against the real engine: containers, engine
-//! events, image pulls, a remote engine over mutual TLS, volumes, requests
+//! events, image pulls, a remote engine over mutual TLS, templates built
+//! and captured, engine volumes that are no tenant's, requests
 //! the engine would refuse, and a server killed mid-create.
 
 #[path = "../common/mod.rs"]
@@ -10,6 +11,7 @@ mod crash;
 mod events;
 mod images;
 mod remote;
+mod templates;
 
 use common::docker::{self, BUSYBOX, containers_of, docker_output};
 use common::spawned::ServerProcess;

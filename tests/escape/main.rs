@@ -15,11 +15,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod builds;
 mod dns;
 mod host;
 mod network;
 mod outside;
 mod ports;
+mod volumes;
 
 use common::api_keys::{Authed, make_key, with_header};
 use common::{Provider, TestServer};

@@ -12,7 +12,9 @@ mod listing;
 mod providers;
 mod reaper;
 mod service;
+mod templates;
 mod updates;
+mod volumes;
 mod watch;
 
 use common::calls::state;

@@ -7,7 +7,15 @@ use super::*;
 async fn health_reports_every_service_serving() {
     let server = TestServer::start().await;
     let mut health = server.health().await;
-    for service in ["", "paddock.v1.SandboxService", "paddock.v1.ExecService"] {
+    for service in [
+        "",
+        "paddock.v1.SandboxService",
+        "paddock.v1.ExecService",
+        "paddock.v1.FileService",
+        "paddock.v1.PortService",
+        "paddock.v1.VolumeService",
+        "paddock.v1.TemplateService",
+    ] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
                 service: service.to_owned(),
@@ -36,6 +44,8 @@ async fn reflection_lists_services_in_both_versions() {
         "paddock.v1.FileService",
         "paddock.v1.PortService",
         "paddock.v1.SandboxService",
+        "paddock.v1.TemplateService",
+        "paddock.v1.VolumeService",
     ];
 
     let mut client =
@@ -112,6 +122,7 @@ async fn list_providers_reports_the_process_provider_honestly() {
             exec: true,
             files: true,
             network_none: confined,
+            volumes: confined,
             port_forward: true,
             ..Default::default()
         })

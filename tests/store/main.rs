@@ -97,3 +97,5 @@ mod keys;
 mod leases;
 mod ports;
 mod sandboxes;
+mod templates;
+mod volumes;

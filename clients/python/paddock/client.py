@@ -21,6 +21,8 @@ from paddock.v1 import (
     port_pb2_grpc,
     sandbox_pb2,
     sandbox_pb2_grpc,
+    template_pb2_grpc,
+    volume_pb2_grpc,
 )
 
 
@@ -99,6 +101,8 @@ class Client:
         self.exec = exec_pb2_grpc.ExecServiceStub(self.channel)
         self.files = file_pb2_grpc.FileServiceStub(self.channel)
         self.ports = port_pb2_grpc.PortServiceStub(self.channel)
+        self.volumes = volume_pb2_grpc.VolumeServiceStub(self.channel)
+        self.templates = template_pb2_grpc.TemplateServiceStub(self.channel)
 
     def close(self) -> None:
         self._raw_channel.close()

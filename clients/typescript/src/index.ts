@@ -27,11 +27,15 @@ import {
 } from "./gen/paddock/v1/exec_pb.js";
 import { FileService } from "./gen/paddock/v1/file_pb.js";
 import { PortService } from "./gen/paddock/v1/port_pb.js";
+import { TemplateService } from "./gen/paddock/v1/template_pb.js";
+import { VolumeService } from "./gen/paddock/v1/volume_pb.js";
 import { CreateSandboxRequestSchema, SandboxService, type Sandbox } from "./gen/paddock/v1/sandbox_pb.js";
 
 export * from "./gen/paddock/v1/exec_pb.js";
 export * from "./gen/paddock/v1/file_pb.js";
 export * from "./gen/paddock/v1/port_pb.js";
+export * from "./gen/paddock/v1/template_pb.js";
+export * from "./gen/paddock/v1/volume_pb.js";
 export * from "./gen/paddock/v1/sandbox_pb.js";
 
 /** Where a client connects when given no address and PADDOCK_ADDR is unset. */
@@ -74,12 +78,16 @@ export class PaddockClient {
   readonly exec: Client<typeof ExecService>;
   readonly files: Client<typeof FileService>;
   readonly ports: Client<typeof PortService>;
+  readonly volumes: Client<typeof VolumeService>;
+  readonly templates: Client<typeof TemplateService>;
 
   constructor(readonly transport: Transport) {
     this.sandboxes = createClient(SandboxService, transport);
     this.exec = createClient(ExecService, transport);
     this.files = createClient(FileService, transport);
     this.ports = createClient(PortService, transport);
+    this.volumes = createClient(VolumeService, transport);
+    this.templates = createClient(TemplateService, transport);
   }
 
   /** Creates a sandbox; it comes back RUNNING, or FAILED with `stateReason`. */

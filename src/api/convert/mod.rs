@@ -10,7 +10,9 @@ pub mod file;
 mod metadata;
 pub mod port;
 mod sandbox;
+pub mod template;
 mod usage;
+pub mod volume;
 
 pub use sandbox::{
     DEFAULT_PAGE_SIZE, DEFAULT_WORKDIR, MAX_PAGE_SIZE, create_request, event_to_pb, list_query,

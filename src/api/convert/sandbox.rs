@@ -1,7 +1,7 @@
 //! SandboxService messages to validated domain requests, and sandboxes,
 //! events and providers back to messages.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use super::fields::{
     as_i64, duration_to_pb, enum_value, non_empty, positive_duration, sandbox_id, timestamp,
@@ -12,14 +12,13 @@ use crate::error::{Error, Result};
 use crate::pb;
 use crate::provider::ProviderInfo;
 use crate::sandbox::network::{AllowedHost, MAX_ALLOWED_HOSTS};
-use crate::sandbox::rules::{self, MAX_VOLUMES};
+use crate::sandbox::rules;
 use crate::sandbox::{
     CreateSandbox, IfExists, LabelSelector, ListQuery, NetworkMode, Resources, Sandbox,
-    SandboxEvent, SandboxSpec, SandboxState, SandboxUpdate, TimeoutUpdate, Volume,
+    SandboxEvent, SandboxSpec, SandboxState, SandboxUpdate, TemplateRef, TimeoutUpdate,
 };
 
-/// The working directory of a sandbox whose request sets none.
-pub const DEFAULT_WORKDIR: &str = "/workspace";
+pub use crate::sandbox::DEFAULT_WORKDIR;
 
 /// The page size of a list request that sets none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -80,18 +79,29 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
         rules::check_image("image", image)?;
     }
     let template = non_empty(template);
-    if image.is_some() && template.is_some() {
-        return Err(Error::invalid_argument(
-            "template",
-            "set image or template, not both",
-        ));
+    if let Some(template) = &template {
+        rules::check_template_reference("template", template)?;
+        if image.is_some() {
+            return Err(Error::invalid_argument(
+                "template",
+                "set image or template, not both",
+            ));
+        }
     }
     let env: BTreeMap<_, _> = env.into_iter().collect();
     rules::check_env("env", &env)?;
     let labels: BTreeMap<_, _> = labels.into_iter().collect();
     rules::check_labels("labels", &labels)?;
-    let workdir = non_empty(workdir).unwrap_or_else(|| DEFAULT_WORKDIR.to_owned());
-    rules::check_absolute_path("workdir", &workdir)?;
+    // Unset with a template: the template's, else the default (filled in by
+    // the manager once it has read the template).
+    let workdir = match non_empty(workdir) {
+        Some(workdir) => {
+            rules::check_absolute_path("workdir", &workdir)?;
+            workdir
+        }
+        None if template.is_some() => String::new(),
+        None => DEFAULT_WORKDIR.to_owned(),
+    };
     let network = network_from_pb(network)?;
     let allowed_hosts = allowed_hosts_from_pb(network, allowed_hosts)?;
 
@@ -109,7 +119,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             // Resolved from `network` below by the manager.
             network: NetworkMode::default(),
             allowed_hosts,
-            volumes: volumes_from_pb(volumes)?,
+            volumes: super::volume::volumes_from_pb(volumes)?,
             read_only_root,
             user: None,
             runtime: match non_empty(runtime) {
@@ -119,6 +129,8 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
                 }
                 None => None,
             },
+            setup_command: None,
+            template: None,
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
@@ -279,6 +291,11 @@ pub fn sandbox_to_pb(sandbox: &Sandbox, urls: &PreviewUrls) -> pb::Sandbox {
         runtime: spec.runtime.clone().unwrap_or_default(),
         allowed_hosts: spec.allowed_hosts.clone(),
         exposed_ports: urls.exposed(id, public_ports),
+        template: spec
+            .template
+            .as_ref()
+            .map(TemplateRef::display)
+            .unwrap_or_default(),
     }
 }
 
@@ -320,6 +337,8 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             exec: caps.exec,
             files: caps.files,
             read_only_root: caps.read_only_root,
+            template_builds: caps.template_builds,
+            snapshots: caps.snapshots,
         }),
         runtimes: info.runtimes.clone(),
     }
@@ -358,7 +377,7 @@ fn state_from_pb(field: &str, value: i32) -> Result<SandboxState> {
 }
 
 /// The network asked for; `None` leaves the choice to the provider.
-fn network_from_pb(value: i32) -> Result<Option<NetworkMode>> {
+pub(super) fn network_from_pb(value: i32) -> Result<Option<NetworkMode>> {
     Ok(match enum_value::<pb::NetworkMode>("network", value)? {
         pb::NetworkMode::Unspecified => None,
         pb::NetworkMode::Egress => Some(NetworkMode::Egress),
@@ -370,7 +389,7 @@ fn network_from_pb(value: i32) -> Result<Option<NetworkMode>> {
 
 /// The checked, canonical `allowed_hosts` of a request for `network`:
 /// entries only with NETWORK_MODE_ALLOW_LIST, each parsed, no repeats.
-fn allowed_hosts_from_pb(
+pub(super) fn allowed_hosts_from_pb(
     network: Option<NetworkMode>,
     entries: Vec<String>,
 ) -> Result<Vec<String>> {
@@ -407,7 +426,7 @@ fn allowed_hosts_from_pb(
     Ok(canonical)
 }
 
-fn resources_from_pb(resources: Option<pb::Resources>) -> Result<Resources> {
+pub(super) fn resources_from_pb(resources: Option<pb::Resources>) -> Result<Resources> {
     let Some(pb::Resources {
         cpu_millis,
         memory_bytes,
@@ -436,44 +455,6 @@ fn resources_from_pb(resources: Option<pb::Resources>) -> Result<Resources> {
         )?,
         pids: limit("resources.pids", pids, 1, MAX_PIDS)?,
     })
-}
-
-fn volumes_from_pb(volumes: Vec<pb::Volume>) -> Result<Vec<Volume>> {
-    if volumes.len() > MAX_VOLUMES {
-        return Err(Error::invalid_argument(
-            "volumes",
-            format!(
-                "has {} volumes; at most {MAX_VOLUMES} are allowed",
-                volumes.len()
-            ),
-        ));
-    }
-    let mut mount_paths = HashSet::new();
-    volumes
-        .into_iter()
-        .enumerate()
-        .map(|(i, volume)| {
-            let pb::Volume {
-                name,
-                mount_path,
-                read_only,
-            } = volume;
-            rules::check_volume_name(&format!("volumes[{i}].name"), &name)?;
-            let field = format!("volumes[{i}].mount_path");
-            rules::check_absolute_path(&field, &mount_path)?;
-            if !mount_paths.insert(mount_path.clone()) {
-                return Err(Error::invalid_argument(
-                    &field,
-                    format!("{mount_path:?} is used by another volume"),
-                ));
-            }
-            Ok(Volume {
-                name,
-                mount_path,
-                read_only,
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

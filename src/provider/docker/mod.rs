@@ -18,6 +18,7 @@ mod admission;
 mod agent_volume;
 mod allow_list;
 mod bridge;
+mod builds;
 mod egress;
 mod engine;
 mod errors;
@@ -30,6 +31,7 @@ mod reach;
 mod rules_status;
 mod spec;
 mod usage;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,8 +49,8 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, instrument};
 
 use super::contract::{
-    AgentLaunch, Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest,
-    Usage,
+    AgentLaunch, BuildContext, Capabilities, ImageBuild, Observation, Observed, Provider,
+    ProviderInfo, ProvisionRequest, Usage,
 };
 use crate::agent_client::AgentChannel;
 use crate::error::{Error, Result};
@@ -231,6 +233,8 @@ impl Provider for DockerProvider {
             files: true,
             port_forward: true,
             read_only_root: true,
+            template_builds: true,
+            snapshots: true,
         }
     }
 
@@ -272,6 +276,31 @@ impl Provider for DockerProvider {
 
     async fn prepare(&self, spec: &mut SandboxSpec) -> Result<()> {
         self.prepare_spec(spec).await
+    }
+
+    async fn create_volume(&self, volume_id: &str, tenant: &str) -> Result<()> {
+        self.make_volume(volume_id, tenant).await
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        self.remove_volume(volume_id).await
+    }
+
+    async fn build_image(
+        &self,
+        build: ImageBuild,
+        context: BuildContext,
+        log: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<()> {
+        self.build(build, context, log).await
+    }
+
+    async fn snapshot(&self, sandbox_id: &str, tag: &str) -> Result<()> {
+        self.commit(sandbox_id, tag).await
+    }
+
+    async fn remove_image(&self, tag: &str) -> Result<()> {
+        self.remove_template_image(tag).await
     }
 
     #[instrument(name = "provider.docker.create", skip_all, fields(sandbox_id = request.sandbox_id))]

@@ -65,7 +65,7 @@ pub(super) fn container_spec(
     ];
     mounts.extend(spec.volumes.iter().map(|volume| Mount {
         target: Some(volume.mount_path.clone()),
-        source: Some(volume.name.clone()),
+        source: Some(volume.object_name()),
         typ: Some(MountType::VOLUME),
         read_only: Some(volume.read_only),
         ..Default::default()
@@ -344,6 +344,7 @@ mod tests {
                 name: "cache".into(),
                 mount_path: "/cache".into(),
                 read_only: true,
+                ..Volume::default()
             }],
             ..SandboxSpec::default()
         });
@@ -366,6 +367,7 @@ mod tests {
                 name: "cache".into(),
                 mount_path: "/cache".into(),
                 read_only: false,
+                ..Volume::default()
             }],
             ..SandboxSpec::default()
         });

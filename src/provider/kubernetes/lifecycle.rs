@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::provider::contract::{
     Capabilities, Observation, Observed, Provider, ProviderInfo, ProvisionRequest, Usage,
 };
-use crate::sandbox::SandboxSpec;
+use crate::sandbox::{SandboxSpec, Volume};
 
 /// How old a half-made sandbox's objects (no Secret) must be before a
 /// listing clears them: younger ones may be a create still under way on
@@ -45,6 +45,10 @@ impl Provider for KubernetesProvider {
             files: true,
             port_forward: true,
             read_only_root: true,
+            // No engine to build on or commit with: images come from a
+            // registry the cluster pulls from.
+            template_builds: false,
+            snapshots: false,
         }
     }
 
@@ -76,7 +80,7 @@ impl Provider for KubernetesProvider {
             .map_err(|e| api_error("checking the sandbox's pod", e))?;
         for volume in &spec.volumes {
             self.make(
-                &objects::volume_claim(&volume.name, &self.settings),
+                &objects::volume_claim(&volume.object_name(), &self.settings),
                 "a volume's claim",
             )
             .await?;
@@ -134,6 +138,21 @@ impl Provider for KubernetesProvider {
         self.delete_pod(&pod, objects::STOP_GRACE_SECONDS as u32)
             .await?;
         self.wait_gone(&name).await
+    }
+
+    async fn create_volume(&self, volume_id: &str, tenant: &str) -> Result<()> {
+        let _ = tenant;
+        self.make(
+            &objects::volume_claim(&Volume::object_name_of(volume_id), &self.settings),
+            "a volume's claim",
+        )
+        .await
+    }
+
+    async fn delete_volume(&self, volume_id: &str) -> Result<()> {
+        let claim = names::volume_claim_name(&Volume::object_name_of(volume_id));
+        self.remove::<PersistentVolumeClaim>(&claim, &DeleteParams::default(), "volume claim")
+            .await
     }
 
     #[instrument(name = "provider.kubernetes.delete", skip(self))]

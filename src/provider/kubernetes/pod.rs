@@ -76,7 +76,7 @@ pub(super) fn pod(id: &str, recorded: &Recorded, settings: &KubernetesSettings) 
         volumes.push(Volume {
             name: volume_name.clone(),
             persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: names::volume_claim_name(&volume.name),
+                claim_name: names::volume_claim_name(&volume.object_name()),
                 read_only: Some(volume.read_only),
             }),
             ..Default::default()
@@ -389,6 +389,7 @@ mod tests {
                 name: "Cache_1".into(),
                 mount_path: "/data".into(),
                 read_only: true,
+                ..Volume::default()
             }],
             ..SandboxSpec::default()
         });

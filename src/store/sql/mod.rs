@@ -8,19 +8,25 @@ mod errors;
 mod leases;
 mod query;
 mod rows;
+mod templates;
+mod volumes;
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 
-use super::contract::{ApiKey, EventQuery, SandboxQuery, Store};
+use super::contract::{
+    ApiKey, EventQuery, SandboxQuery, Store, TemplateRemoval, VolumeRecord, VolumeRemoval,
+};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::sandbox::selector::Requirement;
-use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState};
+use crate::sandbox::{EventType, Sandbox, SandboxEvent, SandboxState, TemplateRecord};
 use errors::db_error;
-use query::{Bind, QueryText, insert_event, limit_value, replace_labels};
+use query::{
+    Bind, QueryText, insert_event, insert_mounts, limit_value, record_template_use, replace_labels,
+};
 use rows::{Snapshot, api_key_from_row, from_json, idle_timeout_millis, sandbox_from_row, to_json};
 
 /// The SQL dialect behind the pool.
@@ -98,6 +104,8 @@ impl Store for SqlStore {
         .await
         .map_err(db_error)?;
         replace_labels(&mut tx, sandbox).await?;
+        insert_mounts(&mut tx, sandbox).await?;
+        record_template_use(&mut tx, sandbox).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Sandbox {
             revision,
@@ -414,6 +422,52 @@ impl Store for SqlStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         self.end_lease(name, holder).await
+    }
+
+    async fn insert_volume(&self, volume: &VolumeRecord) -> Result<()> {
+        self.write_volume(volume).await
+    }
+
+    async fn get_volume(&self, tenant: &str, name: &str) -> Result<Option<VolumeRecord>> {
+        self.read_volume(tenant, name).await
+    }
+
+    async fn list_volumes(&self, tenant: &str) -> Result<Vec<VolumeRecord>> {
+        self.read_volumes(tenant).await
+    }
+
+    async fn volume_users(&self, volume_id: &str) -> Result<Vec<String>> {
+        self.read_volume_users(volume_id).await
+    }
+
+    async fn delete_volume(&self, tenant: &str, name: &str) -> Result<VolumeRemoval> {
+        self.remove_volume(tenant, name).await
+    }
+
+    async fn insert_template(&self, template: &TemplateRecord) -> Result<()> {
+        self.write_template(template).await
+    }
+
+    async fn get_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<TemplateRecord>> {
+        self.read_template(tenant, name, version).await
+    }
+
+    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
+        self.read_templates(tenant).await
+    }
+
+    async fn delete_template(
+        &self,
+        tenant: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<TemplateRemoval> {
+        self.remove_template(tenant, name, force).await
     }
 
     async fn latest_revision(&self) -> Result<i64> {

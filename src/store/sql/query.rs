@@ -7,7 +7,7 @@ use sqlx::{AnyPool, AssertSqlSafe, Row};
 use super::errors::db_error;
 use super::rows::{Snapshot, to_json};
 use crate::clock;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sandbox::{EventType, Sandbox};
 
 /// Appends an event for `sandbox` and returns its revision.
@@ -42,6 +42,51 @@ pub(super) async fn replace_labels(tx: &mut sqlx::AnyConnection, sandbox: &Sandb
             .bind(&sandbox.id)
             .bind(key)
             .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Records which volumes `sandbox` mounts, in its insert's transaction. A
+/// volume deleted since the caller looked it up fails the insert.
+pub(super) async fn insert_mounts(tx: &mut sqlx::AnyConnection, sandbox: &Sandbox) -> Result<()> {
+    for volume in &sandbox.spec.volumes {
+        if volume.volume_id.is_empty() {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO sandbox_volumes (sandbox_id, volume_id) VALUES ($1, $2) \
+             ON CONFLICT (sandbox_id, volume_id) DO NOTHING",
+        )
+        .bind(&sandbox.id)
+        .bind(&volume.volume_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                Error::failed_precondition(format!(
+                    "volumes: volume {:?} was deleted while the sandbox was being made",
+                    volume.name
+                ))
+            }
+            _ => db_error(e),
+        })?;
+    }
+    Ok(())
+}
+
+/// Records the template `sandbox` was made from, in its insert's
+/// transaction.
+pub(super) async fn record_template_use(
+    tx: &mut sqlx::AnyConnection,
+    sandbox: &Sandbox,
+) -> Result<()> {
+    if let Some(template) = &sandbox.spec.template {
+        sqlx::query("UPDATE sandboxes SET template_id = $1 WHERE id = $2")
+            .bind(&template.id)
+            .bind(&sandbox.id)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;

@@ -263,6 +263,7 @@ class Sandbox(_message.Message):
     RUNTIME_FIELD_NUMBER: _builtins.int
     ALLOWED_HOSTS_FIELD_NUMBER: _builtins.int
     EXPOSED_PORTS_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The durable id, "sbx_" followed by 32 lowercase hex digits. Never reused."""
     name: _builtins.str
@@ -292,6 +293,10 @@ class Sandbox(_message.Message):
     runtime: _builtins.str
     """The container runtime that runs it; empty for the engine's default (or
     a provider without runtimes).
+    """
+    template: _builtins.str
+    """The template version it was made from ("NAME@VERSION"); empty when it
+    was made from an image.
     """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -380,10 +385,11 @@ class Sandbox(_message.Message):
         runtime: _builtins.str = ...,
         allowed_hosts: _abc.Iterable[_builtins.str] | None = ...,
         exposed_ports: _abc.Iterable[_port_pb2.ExposedPort] | None = ...,
+        template: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time", "idle_timeout", b"idle_timeout", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "resources", b"resources", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "create_time", b"create_time", "env_keys", b"env_keys", "expire_time", b"expire_time", "exposed_ports", b"exposed_ports", "id", b"id", "idle_timeout", b"idle_timeout", "image", b"image", "labels", b"labels", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "name", b"name", "network", b"network", "provider", b"provider", "provider_ref", b"provider_ref", "read_only_root", b"read_only_root", "resources", b"resources", "revision", b"revision", "runtime", b"runtime", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "update_time", b"update_time", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "create_time", b"create_time", "env_keys", b"env_keys", "expire_time", b"expire_time", "exposed_ports", b"exposed_ports", "id", b"id", "idle_timeout", b"idle_timeout", "image", b"image", "labels", b"labels", "last_activity_time", b"last_activity_time", "metadata", b"metadata", "name", b"name", "network", b"network", "provider", b"provider", "provider_ref", b"provider_ref", "read_only_root", b"read_only_root", "resources", b"resources", "revision", b"revision", "runtime", b"runtime", "start_time", b"start_time", "state", b"state", "state_reason", b"state_reason", "template", b"template", "update_time", b"update_time", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -436,11 +442,18 @@ class Volume(_message.Message):
     MOUNT_PATH_FIELD_NUMBER: _builtins.int
     READ_ONLY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The volume's name: 1 to 63 characters of [a-zA-Z0-9_.-], starting with a
-    letter or digit.
+    """The name of one of the caller's volumes (VolumeService.CreateVolume),
+    held by the sandbox's provider: 1 to 63 characters of [a-zA-Z0-9_.-],
+    starting with a letter or digit. A name the caller has no volume of is
+    NOT_FOUND; one held by another provider FAILED_PRECONDITION.
     """
     mount_path: _builtins.str
-    """Where it is mounted: an absolute path inside the sandbox."""
+    """Where it is mounted: an absolute path inside the sandbox, neither "/"
+    nor under "/.paddock" (the agent's). The process provider mounts
+    volumes only under the workdir's top-level directory, /tmp, or a
+    top-level directory the host lacks (the rest is the host's, read-only):
+    elsewhere is FAILED_PRECONDITION.
+    """
     read_only: _builtins.bool
     """Mount it read-only."""
     def __init__(
@@ -550,8 +563,11 @@ class CreateSandboxRequest(_message.Message):
     `template`.
     """
     template: _builtins.str
-    """A template defined in the server's configuration. No templates can be
-    defined yet, so any value is NOT_FOUND.
+    """One of the caller's templates (TemplateService), by name for its
+    latest version or as "NAME@VERSION": the sandbox is made of the
+    template's spec, with every field this request sets taking precedence
+    (environment variables merge, the request's winning). A template that
+    does not exist is NOT_FOUND. Mutually exclusive with `image`.
     """
     workdir: _builtins.str
     """The working directory of commands: an absolute path of at most 4096
@@ -1152,6 +1168,8 @@ class ProviderCapabilities(_message.Message):
     NETWORK_BRIDGE_FIELD_NUMBER: _builtins.int
     NETWORK_ALLOW_LIST_FIELD_NUMBER: _builtins.int
     PORT_FORWARD_FIELD_NUMBER: _builtins.int
+    TEMPLATE_BUILDS_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_FIELD_NUMBER: _builtins.int
     tty: _builtins.bool
     """Commands can run with a terminal."""
     signals: _builtins.bool
@@ -1159,7 +1177,10 @@ class ProviderCapabilities(_message.Message):
     stop_start: _builtins.bool
     """Sandboxes can be stopped and started again with their filesystem kept."""
     volumes: _builtins.bool
-    """Named volumes can be mounted."""
+    """Named volumes (VolumeService) can be held and mounted: on docker as
+    the engine's named volumes, on process as directories (only where
+    bubblewrap confines sandboxes), on kubernetes as PersistentVolumeClaims.
+    """
     network_none: _builtins.bool
     """NETWORK_MODE_NONE is enforced."""
     resource_limits: _builtins.bool
@@ -1191,6 +1212,14 @@ class ProviderCapabilities(_message.Message):
     (PortForward and the preview proxy): the sandbox's agent dials them, so
     this holds whatever the sandbox's network mode.
     """
+    template_builds: _builtins.bool
+    """Templates can be built from a Dockerfile (TemplateService.BuildTemplate)
+    on the provider's engine: docker only.
+    """
+    snapshots: _builtins.bool
+    """A sandbox's filesystem can be captured as a template version
+    (SandboxService.SnapshotSandbox): docker only.
+    """
     def __init__(
         self,
         *,
@@ -1208,10 +1237,12 @@ class ProviderCapabilities(_message.Message):
         network_bridge: _builtins.bool = ...,
         network_allow_list: _builtins.bool = ...,
         port_forward: _builtins.bool = ...,
+        template_builds: _builtins.bool = ...,
+        snapshots: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "port_forward", b"port_forward", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "stop_start", b"stop_start", "tty", b"tty", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "port_forward", b"port_forward", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "snapshots", b"snapshots", "stop_start", b"stop_start", "template_builds", b"template_builds", "tty", b"tty", "volumes", b"volumes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1294,6 +1325,64 @@ class ListProvidersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
+
+@_typing.final
+class SnapshotSandboxRequest(_message.Message):
+    """Asks to capture a sandbox's filesystem as a template version."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SANDBOX_ID_FIELD_NUMBER: _builtins.int
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    sandbox_id: _builtins.str
+    """The sandbox's id."""
+    template: _builtins.str
+    """The template to make or give a new version: a name as TemplateService
+    takes it.
+    """
+    def __init__(
+        self,
+        *,
+        sandbox_id: _builtins.str = ...,
+        template: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sandbox_id", b"sandbox_id", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotSandboxRequest: _TypeAlias = SnapshotSandboxRequest  # noqa: Y015
+
+@_typing.final
+class SnapshotSandboxResponse(_message.Message):
+    """The template version a snapshot made."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    IMAGE_FIELD_NUMBER: _builtins.int
+    template: _builtins.str
+    """The template's name."""
+    version: _builtins.int
+    """The version made; "NAME@VERSION" names it in CreateSandbox."""
+    image: _builtins.str
+    """The image the snapshot made."""
+    def __init__(
+        self,
+        *,
+        template: _builtins.str = ...,
+        version: _builtins.int = ...,
+        image: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "template", b"template", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapshotSandboxResponse: _TypeAlias = SnapshotSandboxResponse  # noqa: Y015
 
 @_typing.final
 class GetSandboxMetricsRequest(_message.Message):

@@ -110,6 +110,11 @@ class SandboxServiceStub:
                 request_serializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.SerializeToString,
                 response_deserializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.FromString,
                 _registered_method=True)
+        self.SnapshotSandbox = channel.unary_unary(
+                '/paddock.v1.SandboxService/SnapshotSandbox',
+                request_serializer=paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxRequest.SerializeToString,
+                response_deserializer=paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxResponse.FromString,
+                _registered_method=True)
 
 
 class SandboxServiceServicer:
@@ -237,6 +242,20 @@ class SandboxServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SnapshotSandbox(self, request, context):
+        """Captures a sandbox's filesystem (its root, workdir included; not its
+        volumes) as an image, and makes it the image of a new version of
+        template `template` (version 1 when the caller has no template of that
+        name; else the new version keeps the last one's other settings).
+        Sandboxes made from that version see the files as they were. The
+        sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+        provider capability `snapshots`; a sandbox with a read-only root (whose
+        workdir is a volume) is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SandboxServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -289,6 +308,11 @@ def add_SandboxServiceServicer_to_server(servicer, server):
                     servicer.GetSandboxMetrics,
                     request_deserializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.FromString,
                     response_serializer=paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.SerializeToString,
+            ),
+            'SnapshotSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotSandbox,
+                    request_deserializer=paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxRequest.FromString,
+                    response_serializer=paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -587,6 +611,33 @@ class SandboxService:
             '/paddock.v1.SandboxService/GetSandboxMetrics',
             paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsRequest.SerializeToString,
             paddock_dot_v1_dot_sandbox__pb2.GetSandboxMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/paddock.v1.SandboxService/SnapshotSandbox',
+            paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxRequest.SerializeToString,
+            paddock_dot_v1_dot_sandbox__pb2.SnapshotSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,6 +113,16 @@ class SandboxServiceStub:
     disk written and network bytes. A sandbox in any other state is
     FAILED_PRECONDITION.
     """
+    SnapshotSandbox: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.SnapshotSandboxRequest, _sandbox_pb2.SnapshotSandboxResponse]
+    """Captures a sandbox's filesystem (its root, workdir included; not its
+    volumes) as an image, and makes it the image of a new version of
+    template `template` (version 1 when the caller has no template of that
+    name; else the new version keeps the last one's other settings).
+    Sandboxes made from that version see the files as they were. The
+    sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+    provider capability `snapshots`; a sandbox with a read-only root (whose
+    workdir is a volume) is FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class SandboxServiceAsyncStub(SandboxServiceStub):
@@ -198,6 +208,16 @@ class SandboxServiceAsyncStub(SandboxServiceStub):
     time and share, memory (current and peak) against its limit, processes,
     disk written and network bytes. A sandbox in any other state is
     FAILED_PRECONDITION.
+    """
+    SnapshotSandbox: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.SnapshotSandboxRequest, _sandbox_pb2.SnapshotSandboxResponse]  # type: ignore[assignment]
+    """Captures a sandbox's filesystem (its root, workdir included; not its
+    volumes) as an image, and makes it the image of a new version of
+    template `template` (version 1 when the caller has no template of that
+    name; else the new version keeps the last one's other settings).
+    Sandboxes made from that version see the files as they were. The
+    sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+    provider capability `snapshots`; a sandbox with a read-only root (whose
+    workdir is a volume) is FAILED_PRECONDITION.
     """
 
 class SandboxServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -341,6 +361,22 @@ class SandboxServiceServicer(metaclass=_abc_1.ABCMeta):
         time and share, memory (current and peak) against its limit, processes,
         disk written and network bytes. A sandbox in any other state is
         FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def SnapshotSandbox(
+        self,
+        request: _sandbox_pb2.SnapshotSandboxRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.SnapshotSandboxResponse, _abc.Awaitable[_sandbox_pb2.SnapshotSandboxResponse]]:
+        """Captures a sandbox's filesystem (its root, workdir included; not its
+        volumes) as an image, and makes it the image of a new version of
+        template `template` (version 1 when the caller has no template of that
+        name; else the new version keeps the last one's other settings).
+        Sandboxes made from that version see the files as they were. The
+        sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+        provider capability `snapshots`; a sandbox with a read-only root (whose
+        workdir is a volume) is FAILED_PRECONDITION.
         """
 
 def add_SandboxServiceServicer_to_server(servicer: SandboxServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

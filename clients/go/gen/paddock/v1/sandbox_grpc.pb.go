@@ -63,6 +63,15 @@ type SandboxServiceClient interface {
 	// disk written and network bytes. A sandbox in any other state is
 	// FAILED_PRECONDITION.
 	GetSandboxMetrics(ctx context.Context, in *GetSandboxMetricsRequest, opts ...grpc.CallOption) (*GetSandboxMetricsResponse, error)
+	// Captures a sandbox's filesystem (its root, workdir included; not its
+	// volumes) as an image, and makes it the image of a new version of
+	// template `template` (version 1 when the caller has no template of that
+	// name; else the new version keeps the last one's other settings).
+	// Sandboxes made from that version see the files as they were. The
+	// sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+	// provider capability `snapshots`; a sandbox with a read-only root (whose
+	// workdir is a volume) is FAILED_PRECONDITION.
+	SnapshotSandbox(ctx context.Context, in *SnapshotSandboxRequest, opts ...grpc.CallOption) (*SnapshotSandboxResponse, error)
 }
 
 type sandboxServiceClient struct {
@@ -186,6 +195,15 @@ func (c *sandboxServiceClient) GetSandboxMetrics(ctx context.Context, in *GetSan
 	return out, nil
 }
 
+func (c *sandboxServiceClient) SnapshotSandbox(ctx context.Context, in *SnapshotSandboxRequest, opts ...grpc.CallOption) (*SnapshotSandboxResponse, error) {
+	out := new(SnapshotSandboxResponse)
+	err := c.cc.Invoke(ctx, "/paddock.v1.SandboxService/SnapshotSandbox", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SandboxServiceServer is the server API for SandboxService service.
 // All implementations must embed UnimplementedSandboxServiceServer
 // for forward compatibility
@@ -236,6 +254,15 @@ type SandboxServiceServer interface {
 	// disk written and network bytes. A sandbox in any other state is
 	// FAILED_PRECONDITION.
 	GetSandboxMetrics(context.Context, *GetSandboxMetricsRequest) (*GetSandboxMetricsResponse, error)
+	// Captures a sandbox's filesystem (its root, workdir included; not its
+	// volumes) as an image, and makes it the image of a new version of
+	// template `template` (version 1 when the caller has no template of that
+	// name; else the new version keeps the last one's other settings).
+	// Sandboxes made from that version see the files as they were. The
+	// sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+	// provider capability `snapshots`; a sandbox with a read-only root (whose
+	// workdir is a volume) is FAILED_PRECONDITION.
+	SnapshotSandbox(context.Context, *SnapshotSandboxRequest) (*SnapshotSandboxResponse, error)
 	mustEmbedUnimplementedSandboxServiceServer()
 }
 
@@ -272,6 +299,9 @@ func (UnimplementedSandboxServiceServer) ListProviders(context.Context, *ListPro
 }
 func (UnimplementedSandboxServiceServer) GetSandboxMetrics(context.Context, *GetSandboxMetricsRequest) (*GetSandboxMetricsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetSandboxMetrics not implemented")
+}
+func (UnimplementedSandboxServiceServer) SnapshotSandbox(context.Context, *SnapshotSandboxRequest) (*SnapshotSandboxResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SnapshotSandbox not implemented")
 }
 func (UnimplementedSandboxServiceServer) mustEmbedUnimplementedSandboxServiceServer() {}
 
@@ -469,6 +499,24 @@ func _SandboxService_GetSandboxMetrics_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SandboxService_SnapshotSandbox_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SnapshotSandboxRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SandboxServiceServer).SnapshotSandbox(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/paddock.v1.SandboxService/SnapshotSandbox",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SandboxServiceServer).SnapshotSandbox(ctx, req.(*SnapshotSandboxRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _SandboxService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "paddock.v1.SandboxService",
 	HandlerType: (*SandboxServiceServer)(nil),
@@ -508,6 +556,10 @@ var _SandboxService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSandboxMetrics",
 			Handler:    _SandboxService_GetSandboxMetrics_Handler,
+		},
+		{
+			MethodName: "SnapshotSandbox",
+			Handler:    _SandboxService_SnapshotSandbox_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file paddock/v1/sandbox.proto.
  */
 export const file_paddock_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhwYWRkb2NrL3YxL3NhbmRib3gucHJvdG8SCnBhZGRvY2sudjEiyQYKB1NhbmRib3gSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghwcm92aWRlchgDIAEoCRIUCgxwcm92aWRlcl9yZWYYBCABKAkSJwoFc3RhdGUYBSABKA4yGC5wYWRkb2NrLnYxLlNhbmRib3hTdGF0ZRIUCgxzdGF0ZV9yZWFzb24YBiABKAkSDQoFaW1hZ2UYByABKAkSLwoGbGFiZWxzGAggAygLMh8ucGFkZG9jay52MS5TYW5kYm94LkxhYmVsc0VudHJ5EikKCG1ldGFkYXRhGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd3b3JrZGlyGAogASgJEigKCXJlc291cmNlcxgLIAEoCzIVLnBhZGRvY2sudjEuUmVzb3VyY2VzEigKB25ldHdvcmsYDCABKA4yFy5wYWRkb2NrLnYxLk5ldHdvcmtNb2RlEhAKCGVudl9rZXlzGA0gAygJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmxhc3RfYWN0aXZpdHlfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoMaWRsZV90aW1lb3V0GBMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCHJldmlzaW9uGBQgASgDEhYKDnJlYWRfb25seV9yb290GBUgASgIEg8KB3J1bnRpbWUYFiABKAkSFQoNYWxsb3dlZF9ob3N0cxgXIAMoCRIuCg1leHBvc2VkX3BvcnRzGBggAygLMhcucGFkZG9jay52MS5FeHBvc2VkUG9ydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkMKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAxIMCgRwaWRzGAMgASgDIj0KBlZvbHVtZRIMCgRuYW1lGAEgASgJEhIKCm1vdW50X3BhdGgYAiABKAkSEQoJcmVhZF9vbmx5GAMgASgIIsUFChRDcmVhdGVTYW5kYm94UmVxdWVzdBIRCgRuYW1lGAEgASgJSACIAQESJwoJaWZfZXhpc3RzGAIgASgOMhQucGFkZG9jay52MS5JZkV4aXN0cxISCgpyZXF1ZXN0X2lkGAMgASgJEhAKCHByb3ZpZGVyGAQgASgJEg0KBWltYWdlGAUgASgJEhAKCHRlbXBsYXRlGAYgASgJEjYKA2VudhgHIAMoCzIpLnBhZGRvY2sudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSPAoGbGFiZWxzGAggAygLMiwucGFkZG9jay52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIpCghtZXRhZGF0YRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHd29ya2RpchgKIAEoCRIoCglyZXNvdXJjZXMYCyABKAsyFS5wYWRkb2NrLnYxLlJlc291cmNlcxIoCgduZXR3b3JrGAwgASgOMhcucGFkZG9jay52MS5OZXR3b3JrTW9kZRIqCgd0aW1lb3V0GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDGlkbGVfdGltZW91dBgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIjCgd2b2x1bWVzGA8gAygLMhIucGFkZG9jay52MS5Wb2x1bWUSFgoOcmVhZF9vbmx5X3Jvb3QYECABKAgSDwoHcnVudGltZRgRIAEoCRIVCg1hbGxvd2VkX2hvc3RzGBIgAygJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZSJOChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveBIPCgdjcmVhdGVkGAIgASgIIicKEUdldFNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiOgoSR2V0U2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3gifwoUTGlzdFNhbmRib3hlc1JlcXVlc3QSKAoGc3RhdGVzGAEgAygOMhgucGFkZG9jay52MS5TYW5kYm94U3RhdGUSFgoObGFiZWxfc2VsZWN0b3IYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiWAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEiYKCXNhbmRib3hlcxgBIAMoCzITLnBhZGRvY2sudjEuU2FuZGJveBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinwIKFFVwZGF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEjwKBmxhYmVscxgDIAMoCzIsLnBhZGRvY2sudjEuVXBkYXRlU2FuZGJveFJlcXVlc3QuTGFiZWxzRW50cnkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI9ChVVcGRhdGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveCIoChJTdG9wU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSI7ChNTdG9wU2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giKQoTU3RhcnRTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIjwKFFN0YXJ0U2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giKgoURGVsZXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSI9ChVEZWxldGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveCJDChVXYXRjaFNhbmRib3hlc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAMSEgoKc2FuZGJveF9pZBgCIAEoCSKmAQoWV2F0Y2hTYW5kYm94ZXNSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAxIqCgR0eXBlGAIgASgOMhwucGFkZG9jay52MS5TYW5kYm94RXZlbnRUeXBlEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB3NhbmRib3gYBCABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giFgoUTGlzdFByb3ZpZGVyc1JlcXVlc3QirwIKFFByb3ZpZGVyQ2FwYWJpbGl0aWVzEgsKA3R0eRgBIAEoCBIPCgdzaWduYWxzGAIgASgIEhIKCnN0b3Bfc3RhcnQYAyABKAgSDwoHdm9sdW1lcxgEIAEoCBIUCgxuZXR3b3JrX25vbmUYBSABKAgSFwoPcmVzb3VyY2VfbGltaXRzGAYgASgIEg4KBmltYWdlcxgHIAEoCBIMCgRleGVjGAggASgIEg0KBWZpbGVzGAkgASgIEhYKDnJlYWRfb25seV9yb290GAogASgIEhYKDm5ldHdvcmtfZWdyZXNzGAsgASgIEhYKDm5ldHdvcmtfYnJpZGdlGAwgASgIEhoKEm5ldHdvcmtfYWxsb3dfbGlzdBgNIAEoCBIUCgxwb3J0X2ZvcndhcmQYDiABKAgirAEKCFByb3ZpZGVyEgwKBG5hbWUYASABKAkSEQoJYXZhaWxhYmxlGAIgASgIEg4KBmRldGFpbBgDIAEoCRISCgppc19kZWZhdWx0GAQgASgIEhEKCWlzb2xhdGlvbhgFIAEoCRI2CgxjYXBhYmlsaXRpZXMYBiABKAsyIC5wYWRkb2NrLnYxLlByb3ZpZGVyQ2FwYWJpbGl0aWVzEhAKCHJ1bnRpbWVzGAcgAygJIkAKFUxpc3RQcm92aWRlcnNSZXNwb25zZRInCglwcm92aWRlcnMYASADKAsyFC5wYWRkb2NrLnYxLlByb3ZpZGVyIi4KGEdldFNhbmRib3hNZXRyaWNzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIkgKGUdldFNhbmRib3hNZXRyaWNzUmVzcG9uc2USKwoHbWV0cmljcxgBIAEoCzIaLnBhZGRvY2sudjEuU2FuZGJveE1ldHJpY3Mi3gMKDlNhbmRib3hNZXRyaWNzEhIKCnNhbmRib3hfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIY3B1X3RpbWUYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJY3B1X3NoYXJlGAQgASgBEi0KCmNwdV93aW5kb3cYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFAoMbWVtb3J5X2J5dGVzGAYgASgDEh4KEW1lbW9yeV9wZWFrX2J5dGVzGAcgASgDSACIAQESJQoGbGltaXRzGAggASgLMhUucGFkZG9jay52MS5SZXNvdXJjZXMSDAoEcGlkcxgJIAEoAxIXCgpkaXNrX2J5dGVzGAogASgDSAGIAQESIwoWbmV0d29ya19yZWNlaXZlZF9ieXRlcxgLIAEoA0gCiAEBEh8KEm5ldHdvcmtfc2VudF9ieXRlcxgMIAEoA0gDiAEBQhQKEl9tZW1vcnlfcGVha19ieXRlc0INCgtfZGlza19ieXRlc0IZChdfbmV0d29ya19yZWNlaXZlZF9ieXRlc0IVChNfbmV0d29ya19zZW50X2J5dGVzKocCCgxTYW5kYm94U3RhdGUSHQoZU0FOREJPWF9TVEFURV9VTlNQRUNJRklFRBAAEhkKFVNBTkRCT1hfU1RBVEVfUEVORElORxABEhoKFlNBTkRCT1hfU1RBVEVfU1RBUlRJTkcQAhIZChVTQU5EQk9YX1NUQVRFX1JVTk5JTkcQAxIaChZTQU5EQk9YX1NUQVRFX1NUT1BQSU5HEAQSGQoVU0FOREJPWF9TVEFURV9TVE9QUEVEEAUSGgoWU0FOREJPWF9TVEFURV9ERUxFVElORxAGEhkKFVNBTkRCT1hfU1RBVEVfREVMRVRFRBAHEhgKFFNBTkRCT1hfU1RBVEVfRkFJTEVEEAgqWAoISWZFeGlzdHMSGQoVSUZfRVhJU1RTX1VOU1BFQ0lGSUVEEAASEgoOSUZfRVhJU1RTX0ZBSUwQARIdChlJRl9FWElTVFNfUkVUVVJOX0VYSVNUSU5HEAIqkQEKC05ldHdvcmtNb2RlEhwKGE5FVFdPUktfTU9ERV9VTlNQRUNJRklFRBAAEhUKEU5FVFdPUktfTU9ERV9OT05FEAESFwoTTkVUV09SS19NT0RFX0JSSURHRRACEhcKE05FVFdPUktfTU9ERV9FR1JFU1MQAxIbChdORVRXT1JLX01PREVfQUxMT1dfTElTVBAEKpwBChBTYW5kYm94RXZlbnRUeXBlEiIKHlNBTkRCT1hfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGlNBTkRCT1hfRVZFTlRfVFlQRV9DUkVBVEVEEAESJAogU0FOREJPWF9FVkVOVF9UWVBFX1NUQVRFX0NIQU5HRUQQAhIeChpTQU5EQk9YX0VWRU5UX1RZUEVfVVBEQVRFRBADMusGCg5TYW5kYm94U2VydmljZRJUCg1DcmVhdGVTYW5kYm94EiAucGFkZG9jay52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnBhZGRvY2sudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEksKCkdldFNhbmRib3gSHS5wYWRkb2NrLnYxLkdldFNhbmRib3hSZXF1ZXN0Gh4ucGFkZG9jay52MS5HZXRTYW5kYm94UmVzcG9uc2USVAoNTGlzdFNhbmRib3hlcxIgLnBhZGRvY2sudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5wYWRkb2NrLnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJUCg1VcGRhdGVTYW5kYm94EiAucGFkZG9jay52MS5VcGRhdGVTYW5kYm94UmVxdWVzdBohLnBhZGRvY2sudjEuVXBkYXRlU2FuZGJveFJlc3BvbnNlEk4KC1N0b3BTYW5kYm94Eh4ucGFkZG9jay52MS5TdG9wU2FuZGJveFJlcXVlc3QaHy5wYWRkb2NrLnYxLlN0b3BTYW5kYm94UmVzcG9uc2USUQoMU3RhcnRTYW5kYm94Eh8ucGFkZG9jay52MS5TdGFydFNhbmRib3hSZXF1ZXN0GiAucGFkZG9jay52MS5TdGFydFNhbmRib3hSZXNwb25zZRJUCg1EZWxldGVTYW5kYm94EiAucGFkZG9jay52MS5EZWxldGVTYW5kYm94UmVxdWVzdBohLnBhZGRvY2sudjEuRGVsZXRlU2FuZGJveFJlc3BvbnNlElkKDldhdGNoU2FuZGJveGVzEiEucGFkZG9jay52MS5XYXRjaFNhbmRib3hlc1JlcXVlc3QaIi5wYWRkb2NrLnYxLldhdGNoU2FuZGJveGVzUmVzcG9uc2UwARJUCg1MaXN0UHJvdmlkZXJzEiAucGFkZG9jay52MS5MaXN0UHJvdmlkZXJzUmVxdWVzdBohLnBhZGRvY2sudjEuTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEmAKEUdldFNhbmRib3hNZXRyaWNzEiQucGFkZG9jay52MS5HZXRTYW5kYm94TWV0cmljc1JlcXVlc3QaJS5wYWRkb2NrLnYxLkdldFNhbmRib3hNZXRyaWNzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_paddock_v1_port]);
+  fileDesc("ChhwYWRkb2NrL3YxL3NhbmRib3gucHJvdG8SCnBhZGRvY2sudjEi2wYKB1NhbmRib3gSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIQCghwcm92aWRlchgDIAEoCRIUCgxwcm92aWRlcl9yZWYYBCABKAkSJwoFc3RhdGUYBSABKA4yGC5wYWRkb2NrLnYxLlNhbmRib3hTdGF0ZRIUCgxzdGF0ZV9yZWFzb24YBiABKAkSDQoFaW1hZ2UYByABKAkSLwoGbGFiZWxzGAggAygLMh8ucGFkZG9jay52MS5TYW5kYm94LkxhYmVsc0VudHJ5EikKCG1ldGFkYXRhGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgd3b3JrZGlyGAogASgJEigKCXJlc291cmNlcxgLIAEoCzIVLnBhZGRvY2sudjEuUmVzb3VyY2VzEigKB25ldHdvcmsYDCABKA4yFy5wYWRkb2NrLnYxLk5ldHdvcmtNb2RlEhAKCGVudl9rZXlzGA0gAygJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmxhc3RfYWN0aXZpdHlfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoMaWRsZV90aW1lb3V0GBMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhAKCHJldmlzaW9uGBQgASgDEhYKDnJlYWRfb25seV9yb290GBUgASgIEg8KB3J1bnRpbWUYFiABKAkSFQoNYWxsb3dlZF9ob3N0cxgXIAMoCRIuCg1leHBvc2VkX3BvcnRzGBggAygLMhcucGFkZG9jay52MS5FeHBvc2VkUG9ydBIQCgh0ZW1wbGF0ZRgZIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkMKCVJlc291cmNlcxISCgpjcHVfbWlsbGlzGAEgASgDEhQKDG1lbW9yeV9ieXRlcxgCIAEoAxIMCgRwaWRzGAMgASgDIj0KBlZvbHVtZRIMCgRuYW1lGAEgASgJEhIKCm1vdW50X3BhdGgYAiABKAkSEQoJcmVhZF9vbmx5GAMgASgIIsUFChRDcmVhdGVTYW5kYm94UmVxdWVzdBIRCgRuYW1lGAEgASgJSACIAQESJwoJaWZfZXhpc3RzGAIgASgOMhQucGFkZG9jay52MS5JZkV4aXN0cxISCgpyZXF1ZXN0X2lkGAMgASgJEhAKCHByb3ZpZGVyGAQgASgJEg0KBWltYWdlGAUgASgJEhAKCHRlbXBsYXRlGAYgASgJEjYKA2VudhgHIAMoCzIpLnBhZGRvY2sudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSPAoGbGFiZWxzGAggAygLMiwucGFkZG9jay52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIpCghtZXRhZGF0YRgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHd29ya2RpchgKIAEoCRIoCglyZXNvdXJjZXMYCyABKAsyFS5wYWRkb2NrLnYxLlJlc291cmNlcxIoCgduZXR3b3JrGAwgASgOMhcucGFkZG9jay52MS5OZXR3b3JrTW9kZRIqCgd0aW1lb3V0GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KDGlkbGVfdGltZW91dBgOIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIjCgd2b2x1bWVzGA8gAygLMhIucGFkZG9jay52MS5Wb2x1bWUSFgoOcmVhZF9vbmx5X3Jvb3QYECABKAgSDwoHcnVudGltZRgRIAEoCRIVCg1hbGxvd2VkX2hvc3RzGBIgAygJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIHCgVfbmFtZSJOChVDcmVhdGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveBIPCgdjcmVhdGVkGAIgASgIIicKEUdldFNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiOgoSR2V0U2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3gifwoUTGlzdFNhbmRib3hlc1JlcXVlc3QSKAoGc3RhdGVzGAEgAygOMhgucGFkZG9jay52MS5TYW5kYm94U3RhdGUSFgoObGFiZWxfc2VsZWN0b3IYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiWAoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEiYKCXNhbmRib3hlcxgBIAMoCzITLnBhZGRvY2sudjEuU2FuZGJveBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinwIKFFVwZGF0ZVNhbmRib3hSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrEjwKBmxhYmVscxgDIAMoCzIsLnBhZGRvY2sudjEuVXBkYXRlU2FuZGJveFJlcXVlc3QuTGFiZWxzRW50cnkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI9ChVVcGRhdGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveCIoChJTdG9wU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSI7ChNTdG9wU2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giKQoTU3RhcnRTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJIjwKFFN0YXJ0U2FuZGJveFJlc3BvbnNlEiQKB3NhbmRib3gYASABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giKgoURGVsZXRlU2FuZGJveFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCSI9ChVEZWxldGVTYW5kYm94UmVzcG9uc2USJAoHc2FuZGJveBgBIAEoCzITLnBhZGRvY2sudjEuU2FuZGJveCJDChVXYXRjaFNhbmRib3hlc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAMSEgoKc2FuZGJveF9pZBgCIAEoCSKmAQoWV2F0Y2hTYW5kYm94ZXNSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAxIqCgR0eXBlGAIgASgOMhwucGFkZG9jay52MS5TYW5kYm94RXZlbnRUeXBlEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiQKB3NhbmRib3gYBCABKAsyEy5wYWRkb2NrLnYxLlNhbmRib3giFgoUTGlzdFByb3ZpZGVyc1JlcXVlc3Qi2wIKFFByb3ZpZGVyQ2FwYWJpbGl0aWVzEgsKA3R0eRgBIAEoCBIPCgdzaWduYWxzGAIgASgIEhIKCnN0b3Bfc3RhcnQYAyABKAgSDwoHdm9sdW1lcxgEIAEoCBIUCgxuZXR3b3JrX25vbmUYBSABKAgSFwoPcmVzb3VyY2VfbGltaXRzGAYgASgIEg4KBmltYWdlcxgHIAEoCBIMCgRleGVjGAggASgIEg0KBWZpbGVzGAkgASgIEhYKDnJlYWRfb25seV9yb290GAogASgIEhYKDm5ldHdvcmtfZWdyZXNzGAsgASgIEhYKDm5ldHdvcmtfYnJpZGdlGAwgASgIEhoKEm5ldHdvcmtfYWxsb3dfbGlzdBgNIAEoCBIUCgxwb3J0X2ZvcndhcmQYDiABKAgSFwoPdGVtcGxhdGVfYnVpbGRzGA8gASgIEhEKCXNuYXBzaG90cxgQIAEoCCKsAQoIUHJvdmlkZXISDAoEbmFtZRgBIAEoCRIRCglhdmFpbGFibGUYAiABKAgSDgoGZGV0YWlsGAMgASgJEhIKCmlzX2RlZmF1bHQYBCABKAgSEQoJaXNvbGF0aW9uGAUgASgJEjYKDGNhcGFiaWxpdGllcxgGIAEoCzIgLnBhZGRvY2sudjEuUHJvdmlkZXJDYXBhYmlsaXRpZXMSEAoIcnVudGltZXMYByADKAkiQAoVTGlzdFByb3ZpZGVyc1Jlc3BvbnNlEicKCXByb3ZpZGVycxgBIAMoCzIULnBhZGRvY2sudjEuUHJvdmlkZXIiPgoWU25hcHNob3RTYW5kYm94UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEhAKCHRlbXBsYXRlGAIgASgJIksKF1NuYXBzaG90U2FuZGJveFJlc3BvbnNlEhAKCHRlbXBsYXRlGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSDQoFaW1hZ2UYAyABKAkiLgoYR2V0U2FuZGJveE1ldHJpY3NSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkiSAoZR2V0U2FuZGJveE1ldHJpY3NSZXNwb25zZRIrCgdtZXRyaWNzGAEgASgLMhoucGFkZG9jay52MS5TYW5kYm94TWV0cmljcyLeAwoOU2FuZGJveE1ldHJpY3MSEgoKc2FuZGJveF9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghjcHVfdGltZRgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIRCgljcHVfc2hhcmUYBCABKAESLQoKY3B1X3dpbmRvdxgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIUCgxtZW1vcnlfYnl0ZXMYBiABKAMSHgoRbWVtb3J5X3BlYWtfYnl0ZXMYByABKANIAIgBARIlCgZsaW1pdHMYCCABKAsyFS5wYWRkb2NrLnYxLlJlc291cmNlcxIMCgRwaWRzGAkgASgDEhcKCmRpc2tfYnl0ZXMYCiABKANIAYgBARIjChZuZXR3b3JrX3JlY2VpdmVkX2J5dGVzGAsgASgDSAKIAQESHwoSbmV0d29ya19zZW50X2J5dGVzGAwgASgDSAOIAQFCFAoSX21lbW9yeV9wZWFrX2J5dGVzQg0KC19kaXNrX2J5dGVzQhkKF19uZXR3b3JrX3JlY2VpdmVkX2J5dGVzQhUKE19uZXR3b3JrX3NlbnRfYnl0ZXMqhwIKDFNhbmRib3hTdGF0ZRIdChlTQU5EQk9YX1NUQVRFX1VOU1BFQ0lGSUVEEAASGQoVU0FOREJPWF9TVEFURV9QRU5ESU5HEAESGgoWU0FOREJPWF9TVEFURV9TVEFSVElORxACEhkKFVNBTkRCT1hfU1RBVEVfUlVOTklORxADEhoKFlNBTkRCT1hfU1RBVEVfU1RPUFBJTkcQBBIZChVTQU5EQk9YX1NUQVRFX1NUT1BQRUQQBRIaChZTQU5EQk9YX1NUQVRFX0RFTEVUSU5HEAYSGQoVU0FOREJPWF9TVEFURV9ERUxFVEVEEAcSGAoUU0FOREJPWF9TVEFURV9GQUlMRUQQCCpYCghJZkV4aXN0cxIZChVJRl9FWElTVFNfVU5TUEVDSUZJRUQQABISCg5JRl9FWElTVFNfRkFJTBABEh0KGUlGX0VYSVNUU19SRVRVUk5fRVhJU1RJTkcQAiqRAQoLTmV0d29ya01vZGUSHAoYTkVUV09SS19NT0RFX1VOU1BFQ0lGSUVEEAASFQoRTkVUV09SS19NT0RFX05PTkUQARIXChNORVRXT1JLX01PREVfQlJJREdFEAISFwoTTkVUV09SS19NT0RFX0VHUkVTUxADEhsKF05FVFdPUktfTU9ERV9BTExPV19MSVNUEAQqnAEKEFNhbmRib3hFdmVudFR5cGUSIgoeU0FOREJPWF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHgoaU0FOREJPWF9FVkVOVF9UWVBFX0NSRUFURUQQARIkCiBTQU5EQk9YX0VWRU5UX1RZUEVfU1RBVEVfQ0hBTkdFRBACEh4KGlNBTkRCT1hfRVZFTlRfVFlQRV9VUERBVEVEEAMyxwcKDlNhbmRib3hTZXJ2aWNlElQKDUNyZWF0ZVNhbmRib3gSIC5wYWRkb2NrLnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEucGFkZG9jay52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USSwoKR2V0U2FuZGJveBIdLnBhZGRvY2sudjEuR2V0U2FuZGJveFJlcXVlc3QaHi5wYWRkb2NrLnYxLkdldFNhbmRib3hSZXNwb25zZRJUCg1MaXN0U2FuZGJveGVzEiAucGFkZG9jay52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnBhZGRvY2sudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlElQKDVVwZGF0ZVNhbmRib3gSIC5wYWRkb2NrLnYxLlVwZGF0ZVNhbmRib3hSZXF1ZXN0GiEucGFkZG9jay52MS5VcGRhdGVTYW5kYm94UmVzcG9uc2USTgoLU3RvcFNhbmRib3gSHi5wYWRkb2NrLnYxLlN0b3BTYW5kYm94UmVxdWVzdBofLnBhZGRvY2sudjEuU3RvcFNhbmRib3hSZXNwb25zZRJRCgxTdGFydFNhbmRib3gSHy5wYWRkb2NrLnYxLlN0YXJ0U2FuZGJveFJlcXVlc3QaIC5wYWRkb2NrLnYxLlN0YXJ0U2FuZGJveFJlc3BvbnNlElQKDURlbGV0ZVNhbmRib3gSIC5wYWRkb2NrLnYxLkRlbGV0ZVNhbmRib3hSZXF1ZXN0GiEucGFkZG9jay52MS5EZWxldGVTYW5kYm94UmVzcG9uc2USWQoOV2F0Y2hTYW5kYm94ZXMSIS5wYWRkb2NrLnYxLldhdGNoU2FuZGJveGVzUmVxdWVzdBoiLnBhZGRvY2sudjEuV2F0Y2hTYW5kYm94ZXNSZXNwb25zZTABElQKDUxpc3RQcm92aWRlcnMSIC5wYWRkb2NrLnYxLkxpc3RQcm92aWRlcnNSZXF1ZXN0GiEucGFkZG9jay52MS5MaXN0UHJvdmlkZXJzUmVzcG9uc2USYAoRR2V0U2FuZGJveE1ldHJpY3MSJC5wYWRkb2NrLnYxLkdldFNhbmRib3hNZXRyaWNzUmVxdWVzdBolLnBhZGRvY2sudjEuR2V0U2FuZGJveE1ldHJpY3NSZXNwb25zZRJaCg9TbmFwc2hvdFNhbmRib3gSIi5wYWRkb2NrLnYxLlNuYXBzaG90U2FuZGJveFJlcXVlc3QaIy5wYWRkb2NrLnYxLlNuYXBzaG90U2FuZGJveFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp, file_paddock_v1_port]);
 
 /**
  * A sandbox: the durable record of one isolated environment.
@@ -198,6 +198,14 @@ export type Sandbox = Message<"paddock.v1.Sandbox"> & {
    * @generated from field: repeated paddock.v1.ExposedPort exposed_ports = 24;
    */
   exposedPorts: ExposedPort[];
+
+  /**
+   * The template version it was made from ("NAME@VERSION"); empty when it
+   * was made from an image.
+   *
+   * @generated from field: string template = 25;
+   */
+  template: string;
 };
 
 /**
@@ -254,15 +262,21 @@ export const ResourcesSchema: GenMessage<Resources> = /*@__PURE__*/
  */
 export type Volume = Message<"paddock.v1.Volume"> & {
   /**
-   * The volume's name: 1 to 63 characters of [a-zA-Z0-9_.-], starting with a
-   * letter or digit.
+   * The name of one of the caller's volumes (VolumeService.CreateVolume),
+   * held by the sandbox's provider: 1 to 63 characters of [a-zA-Z0-9_.-],
+   * starting with a letter or digit. A name the caller has no volume of is
+   * NOT_FOUND; one held by another provider FAILED_PRECONDITION.
    *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
-   * Where it is mounted: an absolute path inside the sandbox.
+   * Where it is mounted: an absolute path inside the sandbox, neither "/"
+   * nor under "/.paddock" (the agent's). The process provider mounts
+   * volumes only under the workdir's top-level directory, /tmp, or a
+   * top-level directory the host lacks (the rest is the host's, read-only):
+   * elsewhere is FAILED_PRECONDITION.
    *
    * @generated from field: string mount_path = 2;
    */
@@ -337,8 +351,11 @@ export type CreateSandboxRequest = Message<"paddock.v1.CreateSandboxRequest"> & 
   image: string;
 
   /**
-   * A template defined in the server's configuration. No templates can be
-   * defined yet, so any value is NOT_FOUND.
+   * One of the caller's templates (TemplateService), by name for its
+   * latest version or as "NAME@VERSION": the sandbox is made of the
+   * template's spec, with every field this request sets taking precedence
+   * (environment variables merge, the request's winning). A template that
+   * does not exist is NOT_FOUND. Mutually exclusive with `image`.
    *
    * @generated from field: string template = 6;
    */
@@ -925,7 +942,9 @@ export type ProviderCapabilities = Message<"paddock.v1.ProviderCapabilities"> & 
   stopStart: boolean;
 
   /**
-   * Named volumes can be mounted.
+   * Named volumes (VolumeService) can be held and mounted: on docker as
+   * the engine's named volumes, on process as directories (only where
+   * bubblewrap confines sandboxes), on kubernetes as PersistentVolumeClaims.
    *
    * @generated from field: bool volumes = 4;
    */
@@ -1007,6 +1026,22 @@ export type ProviderCapabilities = Message<"paddock.v1.ProviderCapabilities"> & 
    * @generated from field: bool port_forward = 14;
    */
   portForward: boolean;
+
+  /**
+   * Templates can be built from a Dockerfile (TemplateService.BuildTemplate)
+   * on the provider's engine: docker only.
+   *
+   * @generated from field: bool template_builds = 15;
+   */
+  templateBuilds: boolean;
+
+  /**
+   * A sandbox's filesystem can be captured as a template version
+   * (SandboxService.SnapshotSandbox): docker only.
+   *
+   * @generated from field: bool snapshots = 16;
+   */
+  snapshots: boolean;
 };
 
 /**
@@ -1103,6 +1138,70 @@ export const ListProvidersResponseSchema: GenMessage<ListProvidersResponse> = /*
   messageDesc(file_paddock_v1_sandbox, 22);
 
 /**
+ * Asks to capture a sandbox's filesystem as a template version.
+ *
+ * @generated from message paddock.v1.SnapshotSandboxRequest
+ */
+export type SnapshotSandboxRequest = Message<"paddock.v1.SnapshotSandboxRequest"> & {
+  /**
+   * The sandbox's id.
+   *
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * The template to make or give a new version: a name as TemplateService
+   * takes it.
+   *
+   * @generated from field: string template = 2;
+   */
+  template: string;
+};
+
+/**
+ * Describes the message paddock.v1.SnapshotSandboxRequest.
+ * Use `create(SnapshotSandboxRequestSchema)` to create a new message.
+ */
+export const SnapshotSandboxRequestSchema: GenMessage<SnapshotSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_paddock_v1_sandbox, 23);
+
+/**
+ * The template version a snapshot made.
+ *
+ * @generated from message paddock.v1.SnapshotSandboxResponse
+ */
+export type SnapshotSandboxResponse = Message<"paddock.v1.SnapshotSandboxResponse"> & {
+  /**
+   * The template's name.
+   *
+   * @generated from field: string template = 1;
+   */
+  template: string;
+
+  /**
+   * The version made; "NAME@VERSION" names it in CreateSandbox.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * The image the snapshot made.
+   *
+   * @generated from field: string image = 3;
+   */
+  image: string;
+};
+
+/**
+ * Describes the message paddock.v1.SnapshotSandboxResponse.
+ * Use `create(SnapshotSandboxResponseSchema)` to create a new message.
+ */
+export const SnapshotSandboxResponseSchema: GenMessage<SnapshotSandboxResponse> = /*@__PURE__*/
+  messageDesc(file_paddock_v1_sandbox, 24);
+
+/**
  * Asks for a running sandbox's resource use.
  *
  * @generated from message paddock.v1.GetSandboxMetricsRequest
@@ -1121,7 +1220,7 @@ export type GetSandboxMetricsRequest = Message<"paddock.v1.GetSandboxMetricsRequ
  * Use `create(GetSandboxMetricsRequestSchema)` to create a new message.
  */
 export const GetSandboxMetricsRequestSchema: GenMessage<GetSandboxMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_sandbox, 23);
+  messageDesc(file_paddock_v1_sandbox, 25);
 
 /**
  * A running sandbox's resource use.
@@ -1142,7 +1241,7 @@ export type GetSandboxMetricsResponse = Message<"paddock.v1.GetSandboxMetricsRes
  * Use `create(GetSandboxMetricsResponseSchema)` to create a new message.
  */
 export const GetSandboxMetricsResponseSchema: GenMessage<GetSandboxMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_sandbox, 24);
+  messageDesc(file_paddock_v1_sandbox, 26);
 
 /**
  * A sandbox's resource use at one moment. Fields a provider cannot measure
@@ -1245,7 +1344,7 @@ export type SandboxMetrics = Message<"paddock.v1.SandboxMetrics"> & {
  * Use `create(SandboxMetricsSchema)` to create a new message.
  */
 export const SandboxMetricsSchema: GenMessage<SandboxMetrics> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_sandbox, 25);
+  messageDesc(file_paddock_v1_sandbox, 27);
 
 /**
  * The lifecycle state of a sandbox.
@@ -1625,6 +1724,23 @@ export const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof GetSandboxMetricsRequestSchema;
     output: typeof GetSandboxMetricsResponseSchema;
+  },
+  /**
+   * Captures a sandbox's filesystem (its root, workdir included; not its
+   * volumes) as an image, and makes it the image of a new version of
+   * template `template` (version 1 when the caller has no template of that
+   * name; else the new version keeps the last one's other settings).
+   * Sandboxes made from that version see the files as they were. The
+   * sandbox may be RUNNING or STOPPED; it goes on as it was. Needs the
+   * provider capability `snapshots`; a sandbox with a read-only root (whose
+   * workdir is a volume) is FAILED_PRECONDITION.
+   *
+   * @generated from rpc paddock.v1.SandboxService.SnapshotSandbox
+   */
+  snapshotSandbox: {
+    methodKind: "unary";
+    input: typeof SnapshotSandboxRequestSchema;
+    output: typeof SnapshotSandboxResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_paddock_v1_sandbox, 0);
