@@ -13,7 +13,7 @@ use super::{CreateSandbox, Manager, SandboxState};
 use crate::clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids;
-use crate::provider::{BuildContext, ImageBuild};
+use crate::provider::{BuildContext, ImageBuild, Provider};
 use crate::store::TemplateRemoval;
 
 /// What a build makes: the template, its Dockerfile and `ARG` values, and
@@ -168,10 +168,7 @@ impl Manager {
                  capability in ListProviders)"
             )));
         }
-        let (id, version) = match &last {
-            Some(last) => (last.id.clone(), last.version + 1),
-            None => (ids::new_template_id(), 1),
-        };
+        let (id, version) = version_after(last.as_ref());
         let image = template_image(&id, version);
         // A build takes as long as its Dockerfile asks: no provider-call
         // deadline, as for pulls.
@@ -198,11 +195,7 @@ impl Manager {
             owned_image: Some(image.clone()),
             created_at: clock::now(),
         };
-        if let Err(error) = self.store().insert_template(&record).await {
-            // Another change won the version: the image is no template's.
-            let _ = provider.remove_image(&image).await;
-            return Err(changed_meanwhile(error));
-        }
+        let record = keep_version_with_image(self, provider.as_ref(), record).await?;
         info!(template_id = %record.id, version, "template built");
         Ok(record)
     }
@@ -233,10 +226,7 @@ impl Manager {
             )));
         }
         let last = self.store().get_template(tenant, name, None).await?;
-        let (template_id, version) = match &last {
-            Some(last) => (last.id.clone(), last.version + 1),
-            None => (ids::new_template_id(), 1),
-        };
+        let (template_id, version) = version_after(last.as_ref());
         let image = template_image(&template_id, version);
         self.call("provider.snapshot", provider.snapshot(id, &image))
             .await?;
@@ -255,10 +245,7 @@ impl Manager {
             owned_image: Some(image.clone()),
             created_at: clock::now(),
         };
-        if let Err(error) = self.store().insert_template(&record).await {
-            let _ = provider.remove_image(&image).await;
-            return Err(changed_meanwhile(error));
-        }
+        let record = keep_version_with_image(self, provider.as_ref(), record).await?;
         info!(template_id = %record.id, version, "sandbox captured");
         Ok(record)
     }
@@ -319,6 +306,34 @@ impl Manager {
             .quotas
             .check_allowed_hosts(tenant, &spec.allowed_hosts)
     }
+}
+
+/// The id and number of the version after `last`: 1 of a new template
+/// when there is none.
+fn version_after(last: Option<&TemplateRecord>) -> (String, i64) {
+    match last {
+        Some(last) => (last.id.clone(), last.version + 1),
+        None => (ids::new_template_id(), 1),
+    }
+}
+
+/// Writes `record`, a version whose image a build or a snapshot just made;
+/// when another change took that version first, the image is no
+/// template's and goes.
+async fn keep_version_with_image(
+    manager: &Manager,
+    provider: &dyn Provider,
+    record: TemplateRecord,
+) -> Result<TemplateRecord> {
+    if let Err(error) = manager.store().insert_template(&record).await {
+        if let Some(image) = &record.owned_image
+            && let Err(cleanup) = provider.remove_image(image).await
+        {
+            warn!(%image, error = %cleanup, "an image no template owns stays");
+        }
+        return Err(changed_meanwhile(error));
+    }
+    Ok(record)
 }
 
 /// A version conflict said as such: another change made that version first.
