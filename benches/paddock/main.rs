@@ -17,12 +17,15 @@
 //!
 //! Sections can be chosen by name after `--`: `process`, `docker`,
 //! `gvisor` (Docker sandboxes under runsc next to runc), `ports` (PortForward
-//! and the preview proxy next to a published port), `api`, `memory`,
+//! and the preview proxy next to a published port), `api`, `density` (how
+//! many idle Docker sandboxes the machine holds, and what each costs),
+//! `memory`,
 //! `tracing` (the cost of exporting traces) (all by default). The Docker sections need an engine, the
 //! static agent and the image paddock-test/busybox; without them they say
 //! so and are skipped, except under CI=true, where that is an error.
 
 mod api;
+mod density;
 mod docker;
 mod engine;
 mod gvisor;
@@ -284,6 +287,11 @@ async fn main() {
     }
     if wants("api") {
         rows.extend(api::rates(&plan, docker.as_ref()).await);
+    }
+    if let Some(docker) = &docker
+        && wants("density")
+    {
+        rows.extend(density::run(&plan, docker).await);
     }
     if wants("tracing") {
         rows.extend(tracing::run(&plan).await);

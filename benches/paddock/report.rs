@@ -39,6 +39,8 @@ pub enum Measured {
     Rate(f64),
     /// A resident memory size in bytes.
     Memory(u64),
+    /// A number of things (more is better).
+    Count(u64),
 }
 
 /// What a row is expected to reach.
@@ -60,6 +62,8 @@ pub enum Goal {
     RateAtLeast(f64),
     /// Memory under this many bytes.
     MemoryUnder(u64),
+    /// At least this many.
+    CountAtLeast(u64),
 }
 
 pub struct Row {
@@ -98,6 +102,7 @@ fn describe(m: &Measured) -> String {
         ),
         Measured::Rate(r) => format!("{r:.0} req/s"),
         Measured::Memory(b) => size(b),
+        Measured::Count(n) => n.to_string(),
     }
 }
 
@@ -138,7 +143,7 @@ impl Row {
             Measured::Latency(_) => format!("{ratio:.2}× the time"),
             Measured::Transfer { .. } => format!("{ratio:.2}× the throughput"),
             Measured::Rate(_) => format!("{ratio:.2}× the rate"),
-            Measured::Memory(_) => format!("{ratio:.2}×"),
+            Measured::Memory(_) | Measured::Count(_) => format!("{ratio:.2}×"),
         }
     }
 
@@ -159,6 +164,7 @@ impl Row {
             }
             (Goal::RateAtLeast(x), Measured::Rate(r)) => r >= x,
             (Goal::MemoryUnder(x), Measured::Memory(b)) => b < x,
+            (Goal::CountAtLeast(x), Measured::Count(n)) => n >= x,
             _ => false,
         })
     }
@@ -176,6 +182,7 @@ impl Row {
             Goal::BytesPerSecondAtLeast(x) => format!("≥ {:.0} MB/s", x / 1e6),
             Goal::RateAtLeast(x) => format!("≥ {x:.0} req/s"),
             Goal::MemoryUnder(x) => format!("< {}", size(x)),
+            Goal::CountAtLeast(x) => format!("≥ {x}"),
         };
         let verdict = if self.met() == Some(true) {
             "met"
