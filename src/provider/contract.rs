@@ -224,6 +224,7 @@ pub trait Provider: Send + Sync + 'static {
     /// provider reference. If an object for this sandbox id exists already
     /// (a retry, or a crash after making it), returns that one's reference.
     /// A half-made object from an earlier attempt is cleared and made anew.
+    /// The storage of a named volume it mounts is made, empty, when missing.
     async fn create(&self, request: ProvisionRequest<'_>) -> Result<String>;
 
     /// Starts the sandbox's object and returns once its agent answers, with

@@ -299,6 +299,12 @@ impl Provider for ProcessProvider {
             return Ok(dir.display().to_string());
         }
         let volumes = self.volume_binds(request.spec)?;
+        // A volume whose storage a crash lost is made again, empty.
+        for volume in &volumes {
+            create_private_dir_all(&volume.source)
+                .await
+                .map_err(|e| io_error("creating a volume", &volume.source, e))?;
+        }
         let staging = self
             .root
             .join(format!("{CREATING_PREFIX}{}", request.sandbox_id));

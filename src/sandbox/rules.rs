@@ -287,42 +287,43 @@ pub fn check_image(field: &str, image: &str) -> Result<()> {
 
 /// A volume name: 1 to 63 of `[a-zA-Z0-9_.-]`, starting alphanumeric.
 pub fn check_volume_name(field: &str, name: &str) -> Result<()> {
-    let bytes = name.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::invalid_argument(
-            field,
-            format!(
-                "{:?} is not a volume name: 1 to 63 characters of [a-zA-Z0-9_.-], starting with a letter or digit",
-                shorten(name)
-            ),
-        ))
-    }
+    check_short_name(field, name, "volume", "[a-zA-Z0-9_.-]", |b| {
+        b.is_ascii_alphanumeric()
+    })
 }
 
 /// A template name: 1 to 63 of `[a-z0-9._-]`, starting alphanumeric.
 pub fn check_template_name(field: &str, name: &str) -> Result<()> {
+    check_short_name(field, name, "template", "[a-z0-9._-]", |b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit()
+    })
+}
+
+/// A name of 1 to 63 bytes that starts with an alphanumeric byte accepted
+/// by `letter` and goes on with such bytes or `_`, `.` and `-`; the error
+/// names it a `what` name made of `charset`.
+fn check_short_name(
+    field: &str,
+    name: &str,
+    what: &str,
+    charset: &str,
+    letter: impl Fn(u8) -> bool,
+) -> Result<()> {
     let bytes = name.as_bytes();
     let valid = !bytes.is_empty()
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-        });
+        && letter(bytes[0])
+        && bytes
+            .iter()
+            .all(|&b| letter(b) || matches!(b, b'_' | b'.' | b'-'));
     if valid {
         Ok(())
     } else {
         Err(Error::invalid_argument(
             field,
             format!(
-                "{:?} is not a template name: 1 to 63 characters of [a-z0-9._-], starting with a letter or digit",
+                "{:?} is not a {what} name: 1 to 63 characters of {charset}, starting with a letter or digit",
                 shorten(name)
             ),
         ))

@@ -114,8 +114,9 @@ impl Manager {
     }
 
     /// Fills in the id of each volume `spec` mounts from the tenant's
-    /// volumes of those names, held by `provider`, and makes sure the
-    /// provider's storage is there (it is made again if a crash lost it).
+    /// volumes of those names, held by `provider`. Providers make a
+    /// volume's storage again when they make a sandbox that mounts it, so a
+    /// crash between a volume's record and its storage loses nothing.
     pub(super) async fn resolve_volumes(
         &self,
         tenant: &str,
@@ -141,12 +142,6 @@ impl Manager {
                     mount.name, volume.provider
                 )));
             }
-            let held_by = self.providers().get(provider)?.clone();
-            self.call(
-                "provider.create_volume",
-                held_by.create_volume(&volume.id, tenant),
-            )
-            .await?;
             mount.volume_id = volume.id;
         }
         Ok(())

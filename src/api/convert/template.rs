@@ -66,13 +66,7 @@ pub fn spec_from_pb(field: &str, spec: Option<pb::TemplateSpec>) -> Result<Templ
             format!("must be at most {MAX_SETUP_BYTES} bytes with no NUL byte"),
         ));
     }
-    let provider = non_empty(provider);
-    if provider.as_ref().is_some_and(|p| p.len() > 63) {
-        return Err(Error::invalid_argument(
-            &format!("{field}.provider"),
-            "is longer than 63 characters; ListProviders names the providers",
-        ));
-    }
+    let provider = super::volume::provider(provider).map_err(named)?;
     Ok(TemplateSpec {
         provider,
         image,
