@@ -10,8 +10,34 @@ use paddock::pb::port_forward_response::Response as Down;
 use paddock::pb::port_service_client::PortServiceClient;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// Opens a forward and reads what the server on the other side says first.
+/// How long one forward in these tests may take to answer.
+const FORWARD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Opens a forward and reads what the server on the other side says first:
+/// its first line (the listeners here answer one), or everything it sends
+/// before closing. A forward that answers nothing within
+/// [`FORWARD_DEADLINE`] fails the test, naming the forward.
 async fn forward(
+    server: &TestServer,
+    key: &str,
+    sandbox_id: &str,
+    port: u16,
+    address: &str,
+) -> Result<String, tonic::Status> {
+    tokio::time::timeout(
+        FORWARD_DEADLINE,
+        first_words(server, key, sandbox_id, port, address),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "a forward to port {port} at {address:?} of {sandbox_id} answered nothing within {}s",
+            FORWARD_DEADLINE.as_secs()
+        )
+    })
+}
+
+async fn first_words(
     server: &TestServer,
     key: &str,
     sandbox_id: &str,
@@ -39,7 +65,12 @@ async fn forward(
     let mut said = Vec::new();
     while let Some(answer) = answers.message().await? {
         match answer.response {
-            Some(Down::Data(data)) => said.extend_from_slice(&data),
+            Some(Down::Data(data)) => {
+                said.extend_from_slice(&data);
+                if said.contains(&b'\n') {
+                    break;
+                }
+            }
             Some(Down::ClosedWrite(_)) => break,
             _ => {}
         }
