@@ -1,5 +1,7 @@
 //! Two servers sharing one real Postgres behave as one service: each sees
-//! the other's sandboxes, and a watch on one streams the other's events.
+//! the other's sandboxes, a watch on one streams the other's events, one
+//! reaps at a time, and claims from a warm pool through both never share a
+//! sandbox.
 
 mod common;
 
@@ -69,6 +71,35 @@ async fn replicas_share_state_and_events_through_postgres() {
     }
     assert!(revisions.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(*revisions.last().unwrap(), made_on_a.revision);
+}
+
+#[tokio::test]
+async fn claims_through_two_replicas_never_share_a_warm_sandbox() {
+    // On Docker: both servers reach every sandbox of the engine they share
+    // (a process sandbox is reached only through its server's directory).
+    if !common::docker::available() {
+        return;
+    }
+    let Some(url) = common::postgres::fresh_database().await else {
+        return;
+    };
+    let on_docker = |args: &mut paddock::config::ServeArgs| {
+        common::Provider::Docker.configure(args);
+        args.database_url = Some(url.clone());
+    };
+    let a = TestServer::start_with(on_docker).await;
+    let b = TestServer::start_with(on_docker).await;
+    common::warm::warm_template(&a, "shared", 5).await;
+    // One server (the lease's holder) fills it; both see it full.
+    common::warm::wait_until_ready(&b, "shared", 5).await;
+    common::warm::claim_at_once(&[&a, &b], "shared", 20).await;
+    let (on_a, on_b) = (
+        common::warm::pool_of(&a, "shared").await,
+        common::warm::pool_of(&b, "shared").await,
+    );
+    assert_eq!(on_a.hits + on_a.misses, 10, "{on_a:?}");
+    assert_eq!(on_b.hits + on_b.misses, 10, "{on_b:?}");
+    assert!(on_a.hits + on_b.hits >= 5, "{on_a:?} {on_b:?}");
 }
 
 /// The lease time the lease test runs with, and how soon after its

@@ -15,8 +15,10 @@ mod channel;
 mod errors;
 mod traced;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -48,6 +50,9 @@ pub struct AgentClient {
     exec: ExecServiceClient<Traced<Channel>>,
     files: FileServiceClient<Traced<Channel>>,
     ports: PortServiceClient<Traced<Channel>>,
+    /// Environment variables every command started through this client
+    /// gets, under its own (see [`AgentClient::with_command_env`]).
+    command_env: Arc<BTreeMap<String, String>>,
 }
 
 impl std::fmt::Debug for AgentClient {
@@ -82,6 +87,30 @@ impl AgentClient {
             ports: PortServiceClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            command_env: Arc::default(),
+        }
+    }
+
+    /// This client, adding `env` to the environment of every command it
+    /// starts (Exec, RunCommand, StartCommand); a command's own variables
+    /// win. For env the sandbox's processes lack: a warm sandbox's claim.
+    #[must_use]
+    pub fn with_command_env(self, env: &BTreeMap<String, String>) -> Self {
+        if *self.command_env == *env {
+            return self;
+        }
+        Self {
+            command_env: Arc::new(env.clone()),
+            ..self
+        }
+    }
+
+    /// Fills `spec`'s environment in from [`AgentClient::with_command_env`].
+    fn add_command_env(&self, spec: Option<&mut pb::CommandSpec>) {
+        if let Some(spec) = spec {
+            for (key, value) in self.command_env.iter() {
+                spec.env.entry(key.clone()).or_insert_with(|| value.clone());
+            }
         }
     }
 
@@ -91,6 +120,13 @@ impl AgentClient {
         &self,
         requests: impl Stream<Item = pb::ExecRequest> + Send + 'static,
     ) -> Result<AgentStream<pb::ExecResponse>> {
+        let with_env = self.clone();
+        let requests = requests.map(move |mut request| {
+            if let Some(pb::exec_request::Request::Start(start)) = &mut request.request {
+                with_env.add_command_env(start.spec.as_mut());
+            }
+            request
+        });
         let answers = self
             .exec
             .clone()
@@ -116,8 +152,9 @@ impl AgentClient {
     /// Runs a command to its end. No deadline beyond the command's own.
     pub async fn run_command(
         &self,
-        request: pb::RunCommandRequest,
+        mut request: pb::RunCommandRequest,
     ) -> Result<pb::RunCommandResponse> {
+        self.add_command_env(request.spec.as_mut());
         self.exec
             .clone()
             .run_command(request)
@@ -171,8 +208,9 @@ impl AgentClient {
     /// Starts a detached command; its environment values come back blank.
     pub async fn start_command(
         &self,
-        request: pb::StartCommandRequest,
+        mut request: pb::StartCommandRequest,
     ) -> Result<pb::StartCommandResponse> {
+        self.add_command_env(request.spec.as_mut());
         let mut answer = bounded(self.exec.clone().start_command(request)).await?;
         answer.command.iter_mut().for_each(hide_env_values);
         Ok(answer)

@@ -18,7 +18,7 @@ use crate::pb;
 use crate::pb::build_template_request::Request as Up;
 use crate::pb::build_template_response::Response as Down;
 use crate::pb::template_service_server::TemplateService;
-use crate::sandbox::{Manager, TemplateBuild};
+use crate::sandbox::{Manager, TemplateBuild, TemplateRecord};
 
 /// How long a build may wait for its header.
 const FIRST_MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
@@ -37,6 +37,12 @@ impl TemplateApi {
     /// A service over `manager`.
     pub fn new(manager: Manager) -> Self {
         Self { manager }
+    }
+
+    /// `template` as the API shows it, with its warm pool now.
+    async fn shown(&self, template: &TemplateRecord) -> crate::error::Result<pb::Template> {
+        let pool = self.manager.warm_pool(template).await?;
+        Ok(template_to_pb(template, pool.as_ref()))
     }
 }
 
@@ -57,7 +63,7 @@ impl TemplateService for TemplateApi {
                 .create_template(&caller.tenant, &name, spec)
                 .await?;
             Ok(pb::CreateTemplateResponse {
-                template: Some(template_to_pb(&template)),
+                template: Some(self.shown(&template).await?),
             })
         })
         .await
@@ -72,7 +78,7 @@ impl TemplateService for TemplateApi {
             let reference = template_reference("name", name)?;
             let template = self.manager.get_template(&tenant, &reference).await?;
             Ok(pb::GetTemplateResponse {
-                template: Some(template_to_pb(&template)),
+                template: Some(self.shown(&template).await?),
             })
         })
         .await
@@ -86,7 +92,13 @@ impl TemplateService for TemplateApi {
             let pb::ListTemplatesRequest {} = request;
             let templates = self.manager.list_templates(&tenant).await?;
             Ok(pb::ListTemplatesResponse {
-                templates: templates.iter().map(template_to_pb).collect(),
+                templates: {
+                    let mut shown = Vec::with_capacity(templates.len());
+                    for template in &templates {
+                        shown.push(self.shown(template).await?);
+                    }
+                    shown
+                },
             })
         })
         .await
@@ -105,7 +117,7 @@ impl TemplateService for TemplateApi {
                 .update_template(&caller.tenant, &name, spec)
                 .await?;
             Ok(pb::UpdateTemplateResponse {
-                template: Some(template_to_pb(&template)),
+                template: Some(self.shown(&template).await?),
             })
         })
         .await
@@ -178,7 +190,7 @@ impl TemplateService for TemplateApi {
             };
             let last = entry.record(built.map_err(Status::from)).map(|template| {
                 pb::BuildTemplateResponse {
-                    response: Some(Down::Template(template_to_pb(&template))),
+                    response: Some(Down::Template(template_to_pb(&template, None))),
                 }
             });
             let _ = answers.send(last).await;

@@ -49,6 +49,15 @@ impl AgentClients {
         agent
     }
 
+    /// Keeps `agent` as the way to sandbox `sandbox_id`'s agent, in place of
+    /// any earlier one (the same connection with other command env).
+    pub(super) fn keep(&self, sandbox_id: &str, agent: &AgentClient) {
+        self.clients
+            .lock()
+            .expect("agent clients")
+            .insert(sandbox_id.to_owned(), agent.clone());
+    }
+
     /// Forgets a sandbox's agent (it left RUNNING).
     pub(super) fn forget(&self, sandbox_id: &str) {
         {

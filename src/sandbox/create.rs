@@ -4,6 +4,7 @@
 use tracing::{Instrument, info, instrument, warn};
 
 use super::manager::{advance, detached, expect_state};
+use super::warm::{claimable, pool_tenant};
 use super::{
     CreateSandbox, EventType, IfExists, Manager, NetworkMode, Sandbox, SandboxSpec, SandboxState,
 };
@@ -20,8 +21,37 @@ impl Manager {
     pub async fn create(&self, tenant: &str, request: CreateSandbox) -> Result<(Sandbox, bool)> {
         let began = std::time::Instant::now();
         let fingerprint = fingerprint(&request)?;
+        let asked = request.clone();
         let mut request = request;
-        self.apply_template(tenant, &mut request).await?;
+        let template = self.apply_template(tenant, &mut request).await?;
+        if let Some(template) = template.filter(|template| claimable(&asked, template)) {
+            if let Some(existing) = self.find_existing(tenant, &request, &fingerprint).await? {
+                return Ok((existing, false));
+            }
+            if let Some(claimed) = self
+                .claim_warm(tenant, &template, &asked, &fingerprint)
+                .await?
+            {
+                tracing::Span::current().record("sandbox_id", claimed.id.as_str());
+                self.metrics()
+                    .sandbox_created(&claimed.provider, began.elapsed());
+                return Ok((claimed, true));
+            }
+        }
+        self.make(tenant, Some(fingerprint), request, began).await
+    }
+
+    /// Makes a sandbox of `owner` from `request` (its template applied):
+    /// the caller's, with its request's `fingerprint`, or (for `None`) a
+    /// pooled sandbox of `owner`'s pool, without lifetime and outside the
+    /// quota of running sandboxes until claimed.
+    pub(super) async fn make(
+        &self,
+        owner: &str,
+        fingerprint: Option<String>,
+        mut request: CreateSandbox,
+        began: std::time::Instant,
+    ) -> Result<(Sandbox, bool)> {
         let provider_name = request
             .provider
             .clone()
@@ -29,25 +59,30 @@ impl Manager {
         let provider = self.providers().get(&provider_name)?.clone();
         self.config()
             .quotas
-            .check_resources(tenant, &request.spec.resources)?;
+            .check_resources(owner, &request.spec.resources)?;
         self.config()
             .quotas
-            .check_allowed_hosts(tenant, &request.spec.allowed_hosts)?;
+            .check_allowed_hosts(owner, &request.spec.allowed_hosts)?;
         let info = provider.info().await;
         request.spec.network =
             resolve_network(&info, request.network, self.config().allow_bridge_network)?;
         if info.capabilities.resource_limits {
             request.spec.resources = self.config().quotas.with_defaults(
-                tenant,
+                owner,
                 request.spec.resources,
                 self.config().default_resources,
             );
         }
         check_capabilities(&info, &request.spec)?;
         let now = clock::now();
-        let expires_at = self.expiry(now, request.timeout, "timeout")?;
+        let expires_at = match fingerprint {
+            Some(_) => self.expiry(now, request.timeout, "timeout")?,
+            None => None,
+        };
 
-        if let Some(existing) = self.find_existing(tenant, &request, &fingerprint).await? {
+        if let Some(fingerprint) = &fingerprint
+            && let Some(existing) = self.find_existing(owner, &request, fingerprint).await?
+        {
             return Ok((existing, false));
         }
         if !info.available {
@@ -56,7 +91,7 @@ impl Manager {
                 info.detail
             )));
         }
-        self.resolve_volumes(tenant, &provider_name, &mut request.spec)
+        self.resolve_volumes(owner, &provider_name, &mut request.spec)
             .await?;
         // Not under the provider-call deadline: a pull may take longer, and
         // the provider bounds it with its own.
@@ -68,9 +103,14 @@ impl Manager {
             ))
             .await?;
 
+        let pooled = fingerprint.is_none();
         let record = Sandbox {
             id: ids::new_sandbox_id(),
-            tenant: tenant.to_owned(),
+            tenant: if pooled {
+                pool_tenant(owner)
+            } else {
+                owner.to_owned()
+            },
             name: request.name.clone(),
             provider: provider_name,
             provider_ref: None,
@@ -80,7 +120,7 @@ impl Manager {
             labels: request.labels.clone(),
             metadata: request.metadata.clone(),
             request_id: request.request_id.clone(),
-            request_fingerprint: Some(fingerprint.clone()),
+            request_fingerprint: fingerprint.clone(),
             created_at: now,
             updated_at: now,
             started_at: None,
@@ -92,12 +132,16 @@ impl Manager {
         tracing::Span::current().record("sandbox_id", record.id.as_str());
         // Counting and inserting under the tenant's lock keeps concurrent
         // creates through this server from passing the quota together.
-        let counted = self.count_running(tenant).await?;
+        let counted = match pooled {
+            false => self.count_running(owner).await?,
+            true => None,
+        };
         let inserted = match self.store().insert_sandbox(&record).await {
             Ok(inserted) => inserted,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && !pooled => {
                 // A concurrent create with the same key or name won the race.
-                return match self.find_existing(tenant, &request, &fingerprint).await? {
+                let fingerprint = fingerprint.unwrap_or_default();
+                return match self.find_existing(owner, &request, &fingerprint).await? {
                     Some(existing) => Ok((existing, false)),
                     None => Err(e),
                 };
@@ -110,7 +154,7 @@ impl Manager {
 
         let manager = self.clone();
         let sandbox = detached(async move { manager.provision(inserted).await }).await?;
-        if sandbox.state == SandboxState::Running {
+        if sandbox.state == SandboxState::Running && !pooled {
             self.metrics()
                 .sandbox_created(&sandbox.provider, began.elapsed());
         }

@@ -96,6 +96,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     /// Each sandbox's last measured CPU time, for CPU shares.
     cpu_samples: super::cpu_samples::CpuSamples,
+    warm_pools: super::warm_counters::WarmPools,
 }
 
 impl Manager {
@@ -119,6 +120,7 @@ impl Manager {
                 tenant_locks: Default::default(),
                 metrics,
                 cpu_samples: Default::default(),
+                warm_pools: Default::default(),
             }),
         })
     }
@@ -134,6 +136,10 @@ impl Manager {
 
     pub(super) fn cpu_samples(&self) -> &super::cpu_samples::CpuSamples {
         &self.inner.cpu_samples
+    }
+
+    pub(super) fn warm_pools(&self) -> &super::warm_counters::WarmPools {
+        &self.inner.warm_pools
     }
 
     /// Commands in flight through this server: RunCommand calls and Exec

@@ -5,7 +5,7 @@
 //! requests.rs, template.rs) depends on nothing else here, so the store and the
 //! providers can use it. The Manager (manager.rs, with its actions by theme
 //! in create.rs, lifecycle.rs, listing.rs, agents.rs, reconcile.rs,
-//! reaper.rs, ports.rs, volumes.rs, templates.rs and watch.rs) sits above the store, the providers and the
+//! reaper.rs, ports.rs, volumes.rs, templates.rs, warm.rs and watch.rs) sits above the store, the providers and the
 //! agent client. This file only names the parts.
 
 mod agent_cache;
@@ -30,6 +30,8 @@ pub mod template;
 mod templates;
 mod usage;
 mod volumes;
+mod warm;
+mod warm_counters;
 mod watch;
 
 pub use lease::{Lease, LeaseKeeper, REAPER_LEASE, keep_lease};
@@ -49,3 +51,5 @@ pub use template::{DEFAULT_WORKDIR, TemplateRecord, TemplateSpec};
 pub use templates::TemplateBuild;
 pub use usage::SandboxUsage;
 pub use volumes::MAX_VOLUMES_PER_TENANT;
+pub use warm::{pool_tenant, spawn_warm_pools};
+pub use warm_counters::WarmPoolStatus;

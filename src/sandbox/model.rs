@@ -168,6 +168,12 @@ pub struct SandboxSpec {
     /// The template version it was made from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<TemplateRef>,
+    /// Environment variables that every command gets from the control plane
+    /// rather than from the sandbox's own environment: those a create gave
+    /// when it claimed a warm sandbox made without them. A command's own
+    /// env wins over these. Also in `env`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub command_env: BTreeMap<String, String>,
 }
 
 /// The durable record of one sandbox.

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::lease::Lease;
 use super::{Manager, Sandbox, SandboxState};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::provider::Observation;
 use crate::store::SandboxQuery;
 
@@ -127,14 +127,22 @@ impl Manager {
         tasks
     }
 
+    /// The record an observation is about, found by id alone: the tenant
+    /// its object was labelled with is the one it was made for, which a
+    /// warm sandbox's claim changed since.
+    async fn observed(&self, sandbox_id: &str) -> Result<Sandbox> {
+        self.store()
+            .get_sandbox_of_any_tenant(sandbox_id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("no sandbox has id {sandbox_id:?}")))
+    }
+
     async fn apply_observation(&self, provider: &str, observation: Observation) -> Result<()> {
         match observation {
             Observation::Stopped {
-                tenant,
-                sandbox_id,
-                reason,
+                sandbox_id, reason, ..
             } => {
-                let sandbox = self.get(&tenant, &sandbox_id).await?;
+                let sandbox = self.observed(&sandbox_id).await?;
                 if sandbox.state == SandboxState::Running {
                     info!(%sandbox_id, %reason, "sandbox stopped by itself");
                     self.transition(
@@ -147,11 +155,9 @@ impl Manager {
                 }
             }
             Observation::Removed {
-                tenant,
-                sandbox_id,
-                reason,
+                sandbox_id, reason, ..
             } => {
-                let sandbox = self.get(&tenant, &sandbox_id).await?;
+                let sandbox = self.observed(&sandbox_id).await?;
                 if matches!(sandbox.state, SandboxState::Running | SandboxState::Stopped) {
                     info!(%sandbox_id, %reason, "sandbox's object removed by someone else");
                     self.transition(&sandbox, sandbox.state, SandboxState::Failed, &reason)

@@ -50,6 +50,9 @@ pub struct TemplateSpec {
     /// The container runtime.
     #[serde(default)]
     pub runtime: Option<String>,
+    /// How many sandboxes of the latest version to keep ready to claim.
+    #[serde(default)]
+    pub warm_pool_size: u32,
 }
 
 /// One version of a template, as the store keeps it.
@@ -151,6 +154,7 @@ pub fn spec_of_snapshot(sandbox: &SandboxSpec, image: &str, provider: &str) -> T
         setup_command: None,
         read_only_root: sandbox.read_only_root,
         runtime: sandbox.runtime.clone(),
+        warm_pool_size: 0,
     }
 }
 

@@ -52,6 +52,7 @@ impl Manager {
             created_at: clock::now(),
         };
         self.store().insert_template(&record).await?;
+        self.wake_warm_pools();
         info!(template_id = %record.id, "template made");
         Ok(record)
     }
@@ -75,7 +76,7 @@ impl Manager {
 
     /// The tenant's templates at their latest versions, by name.
     pub async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
-        self.store().list_templates(tenant).await
+        self.store().list_templates(Some(tenant)).await
     }
 
     /// Makes a new version of the tenant's template `name` with `spec`.
@@ -114,6 +115,10 @@ impl Manager {
                 )));
             }
         };
+        // Its pool goes before its images, which the pool's sandboxes use.
+        if let Some(first) = versions.first() {
+            self.drain_pool(tenant, &first.id).await?;
+        }
         for version in &versions {
             let Some(image) = &version.owned_image else {
                 continue;
@@ -250,14 +255,15 @@ impl Manager {
         Ok(record)
     }
 
-    /// Fills a create request in from the template it names, if any.
+    /// Fills a create request in from the template it names, if any, and
+    /// returns that template.
     pub(super) async fn apply_template(
         &self,
         tenant: &str,
         request: &mut CreateSandbox,
-    ) -> Result<()> {
+    ) -> Result<Option<TemplateRecord>> {
         let Some(reference) = request.template.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let template = self.get_template(tenant, &reference).await.map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -267,7 +273,7 @@ impl Manager {
             }
         })?;
         request.apply_template(&template);
-        Ok(())
+        Ok(Some(template))
     }
 
     async fn next_version(
@@ -289,6 +295,7 @@ impl Manager {
             .insert_template(&record)
             .await
             .map_err(changed_meanwhile)?;
+        self.wake_warm_pools();
         info!(template_id = %record.id, version = record.version, "template version made");
         Ok(record)
     }

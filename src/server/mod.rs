@@ -30,7 +30,7 @@ use crate::provider::{
     AgentLaunch, DockerProvider, DockerSettings, KubernetesProvider, KubernetesSettings,
     ProcessProvider, Provider, Providers,
 };
-use crate::sandbox::{Manager, keep_lease, spawn_reaper};
+use crate::sandbox::{Manager, keep_lease, spawn_reaper, spawn_warm_pools};
 use crate::store::{DatabaseHealth, ObservedStore, SqlStore, Store};
 use crate::telemetry::{self, Metrics, ObserveLayer};
 use crate::tls::ReloadingTls;
@@ -226,6 +226,7 @@ impl Server {
 
         let lease = keep_lease(manager.clone(), lease_holder(), config.reaper_lease_ttl);
         let reaper = spawn_reaper(manager.clone(), config.reap_interval, lease.lease.clone());
+        let warm_pools = spawn_warm_pools(manager.clone(), lease.lease.clone());
         let observers = manager.spawn_observers(lease.lease.clone());
         let exposition = metrics_listener.map(|listener| {
             if let Ok(metrics_addr) = listener.local_addr() {
@@ -373,6 +374,7 @@ impl Server {
             }
         };
         reaper.abort();
+        warm_pools.abort();
         lease.release().await;
         if let Some(exposition) = exposition {
             exposition.abort();

@@ -130,7 +130,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replaces the record `sandbox.id` if its stored revision is still
     /// `expected_revision`, writing one event of `event_type`, and returns the
-    /// record with the new revision. Returns `None` and writes nothing when the
+    /// record with the new revision. Every field but the id, provider and
+    /// template is written: a warm sandbox's claim moves it to its tenant,
+    /// with its request's name, spec and idempotency key, in this one update. Returns `None` and writes nothing when the
     /// record is missing or has moved on (a concurrent change won): the caller
     /// re-reads and decides again. `ALREADY_EXISTS` when the change would take a
     /// live name that another sandbox holds.
@@ -213,11 +215,13 @@ pub trait Store: Send + Sync + 'static {
         version: Option<i64>,
     ) -> Result<Option<TemplateRecord>>;
 
-    /// The tenant's templates, each at its latest version, by name.
-    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>>;
+    /// The tenant's templates (every tenant's for `None`), each at its
+    /// latest version, by tenant and name.
+    async fn list_templates(&self, tenant: Option<&str>) -> Result<Vec<TemplateRecord>>;
 
     /// Removes every version of the tenant's template `name`, unless a
-    /// sandbox that is not DELETED was made from it and `force` is false.
+    /// sandbox of the tenant that is not DELETED was made from it and `force`
+    /// is false (its warm pool, which is no tenant's, does not count).
     async fn delete_template(
         &self,
         tenant: &str,

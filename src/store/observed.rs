@@ -260,7 +260,7 @@ impl Store for ObservedStore {
         .await
     }
 
-    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
+    async fn list_templates(&self, tenant: Option<&str>) -> Result<Vec<TemplateRecord>> {
         self.run("list_templates", self.inner.list_templates(tenant))
             .await
     }

@@ -18,6 +18,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::sandbox_figures::{SandboxFamilies, SandboxFigures, signed};
+use super::warm_pools::WarmPoolFamilies;
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -205,6 +206,7 @@ pub struct Metrics {
     store_errors: Family<OperationLabels, Counter>,
     lease_held: Gauge,
     sandbox_figures: SandboxFamilies,
+    warm_pools: WarmPoolFamilies,
     /// Serialises encoding with the census refresh before it, so two scrapes
     /// at once never write a half-refreshed census.
     encoding: Mutex<()>,
@@ -310,6 +312,7 @@ impl Metrics {
             lease_held.clone(),
         );
         let sandbox_figures = SandboxFamilies::register(&mut registry);
+        let warm_pools = WarmPoolFamilies::register(&mut registry);
         registry.register(
             "build",
             "The running build",
@@ -333,8 +336,14 @@ impl Metrics {
             store_errors,
             lease_held,
             sandbox_figures,
+            warm_pools,
             encoding: Mutex::new(()),
         }
+    }
+
+    /// The warm pools' metrics.
+    pub fn warm_pools(&self) -> &WarmPoolFamilies {
+        &self.warm_pools
     }
 
     /// A gRPC call of `service`/`method` ended with status `code` (its

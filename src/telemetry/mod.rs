@@ -12,9 +12,11 @@ mod metrics;
 mod rpc;
 mod sandbox_figures;
 pub mod traces;
+mod warm_pools;
 
 pub use codes::code_name;
 pub use logs::{AUDIT_TARGET, LogFormat, Telemetry, init, init_with_traces};
 pub use metrics::{CensusEntry, CommandKind, Direction, Metrics, ReapCause, ScrapeFigures};
 pub use rpc::{KnownMethods, ObserveLayer};
 pub use sandbox_figures::SandboxFigures;
+pub use warm_pools::WarmPoolFamilies;

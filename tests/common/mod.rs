@@ -21,6 +21,7 @@ pub mod docker;
 pub mod kube;
 pub mod postgres;
 pub mod spawned;
+pub mod warm;
 
 /// A provider a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -33,6 +33,7 @@ async fn auto_picks_docker_when_the_engine_answers_and_lists_it_honestly() {
             port_forward: true,
             template_builds: true,
             snapshots: true,
+            warm_pools: true,
         })
     );
 

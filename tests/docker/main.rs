@@ -12,6 +12,7 @@ mod events;
 mod images;
 mod remote;
 mod templates;
+mod warm_pools;
 
 use common::docker::{self, BUSYBOX, containers_of, docker_output};
 use common::spawned::ServerProcess;

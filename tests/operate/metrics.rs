@@ -234,3 +234,56 @@ async fn a_taken_metrics_address_stops_the_start_with_a_reason() {
     );
     assert!(error.contains("--metrics-listen"), "{error}");
 }
+
+#[tokio::test]
+async fn warm_pool_claims_refills_and_readiness_are_exported() {
+    let server = TestServer::start_with(|args| {
+        args.metrics_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let template = common::warm::warm_template(&server, "metered", 2).await;
+    common::warm::wait_until_ready(&server, "metered", 2).await;
+    server
+        .running_sandbox(pb::CreateSandboxRequest {
+            template: "metered".into(),
+            ..Default::default()
+        })
+        .await;
+    common::warm::wait_until_ready(&server, "metered", 2).await;
+    let id = &template.id;
+    let ready = format!(r#"paddock_warm_pool_ready{{template_id="{id}"}}"#);
+    // The gauge follows the refill that the API already shows.
+    let mut scrape = None;
+    for _ in 0..50 {
+        let Some(now) = Scrape::of(&server).await else {
+            return;
+        };
+        let done = now.value(&ready) == 2.0;
+        scrape = Some(now);
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let scrape = scrape.unwrap();
+    assert_eq!(scrape.value(&ready), 2.0, "{:?}", scrape.samples);
+    assert_eq!(
+        scrape.value(&format!(
+            r#"paddock_warm_pool_claims_total{{result="hit",template_id="{id}"}}"#
+        )),
+        1.0,
+        "{:?}",
+        scrape.samples
+    );
+    assert_eq!(
+        scrape.value(&format!(
+            r#"paddock_warm_pool_claims_total{{result="miss",template_id="{id}"}}"#
+        )),
+        0.0
+    );
+    // Two made to fill it, one after the claim.
+    assert_eq!(
+        scrape.value("paddock_warm_pool_refill_seconds_count{}"),
+        3.0
+    );
+}

@@ -15,6 +15,7 @@ mod service;
 mod templates;
 mod updates;
 mod volumes;
+mod warm_pools;
 mod watch;
 
 use common::calls::state;

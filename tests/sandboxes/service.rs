@@ -124,6 +124,7 @@ async fn list_providers_reports_the_process_provider_honestly() {
             network_none: confined,
             volumes: confined,
             port_forward: true,
+            warm_pools: true,
             ..Default::default()
         })
     );

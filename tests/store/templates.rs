@@ -67,7 +67,7 @@ async fn template_versions_are_kept_under_one_name(store: Arc<dyn Store>) {
         None
     );
     let listed: Vec<(String, i64)> = store
-        .list_templates("acme")
+        .list_templates(Some("acme"))
         .await
         .unwrap()
         .into_iter()
@@ -124,7 +124,121 @@ async fn a_template_in_use_is_deleted_only_when_forced(store: Arc<dyn Store>) {
     );
 }
 
+/// A warm pool's sandbox: its owner's pool tenant's, made from `id`@1.
+async fn pooled(store: &Arc<dyn Store>, owner: &str, id: &str) -> Sandbox {
+    let mut member = record(&paddock::sandbox::pool_tenant(owner), None);
+    member.spec.template = Some(TemplateRef {
+        id: id.into(),
+        name: "py".into(),
+        version: 1,
+    });
+    store.insert_sandbox(&member).await.unwrap()
+}
+
+async fn a_claim_moves_a_pooled_sandbox_to_its_tenant_once(store: Arc<dyn Store>) {
+    let id = ids::new_template_id();
+    store
+        .insert_template(&version("acme", "py", &id, 1))
+        .await
+        .unwrap();
+    let member = pooled(&store, "acme", &id).await;
+    assert_eq!(store.get_sandbox("acme", &member.id).await.unwrap(), None);
+
+    // Two claims of the same revision: one wins, the other writes nothing.
+    let mut claim = member.clone();
+    claim.tenant = "acme".into();
+    claim.name = Some("mine".into());
+    claim.request_id = Some("req-1".into());
+    claim.request_fingerprint = Some("fingerprint".into());
+    claim.spec.env.insert("TOKEN".into(), "s3cret".into());
+    claim
+        .spec
+        .command_env
+        .insert("TOKEN".into(), "s3cret".into());
+    claim.spec.idle_timeout = Some(Duration::from_secs(60));
+    claim.expires_at =
+        Some(clock::from_millis(clock::to_millis(clock::now())) + Duration::from_secs(600));
+    let won = store
+        .update_sandbox(&claim, member.revision, EventType::Created)
+        .await
+        .unwrap()
+        .expect("the first claim wins");
+    let mut rival = member.clone();
+    rival.tenant = "globex".into();
+    assert_eq!(
+        store
+            .update_sandbox(&rival, member.revision, EventType::Created)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get_sandbox("acme", &member.id).await.unwrap(),
+        Some(won.clone())
+    );
+    assert_eq!(store.get_sandbox("globex", &member.id).await.unwrap(), None);
+    let pool = paddock::sandbox::pool_tenant("acme");
+    assert_eq!(store.get_sandbox(&pool, &member.id).await.unwrap(), None);
+    assert_eq!(
+        store.find_by_name("acme", "mine").await.unwrap(),
+        Some(won.clone())
+    );
+    assert_eq!(
+        store.find_by_request_id("acme", "req-1").await.unwrap(),
+        Some(won.clone())
+    );
+
+    // The tenant's first event of it is the claim, with env values blanked.
+    let events = store
+        .list_events(&EventQuery {
+            tenant: Some("acme".into()),
+            limit: 10,
+            ..EventQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].event_type, EventType::Created);
+    assert_eq!(events[0].sandbox.spec.env["TOKEN"], "");
+    assert_eq!(events[0].sandbox.spec.command_env["TOKEN"], "");
+
+    // A pooled sandbox is no tenant's use of the template; a claimed one is.
+    pooled(&store, "acme", &id).await;
+    assert_eq!(
+        store.delete_template("acme", "py", false).await.unwrap(),
+        TemplateRemoval::InUse(vec![won.id.clone()])
+    );
+}
+
+async fn templates_of_every_tenant_are_listed_at_their_latest_versions(store: Arc<dyn Store>) {
+    let py = ids::new_template_id();
+    let r = ids::new_template_id();
+    for record in [
+        version("acme", "py", &py, 1),
+        version("acme", "py", &py, 2),
+        version("globex", "r", &r, 1),
+    ] {
+        store.insert_template(&record).await.unwrap();
+    }
+    let every: Vec<(String, String, i64)> = store
+        .list_templates(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.tenant, t.name, t.version))
+        .collect();
+    assert_eq!(
+        every,
+        [
+            ("acme".to_owned(), "py".to_owned(), 2),
+            ("globex".to_owned(), "r".to_owned(), 1)
+        ]
+    );
+}
+
 store_suite!(
     template_versions_are_kept_under_one_name,
-    a_template_in_use_is_deleted_only_when_forced
+    a_template_in_use_is_deleted_only_when_forced,
+    a_claim_moves_a_pooled_sandbox_to_its_tenant_once,
+    templates_of_every_tenant_are_listed_at_their_latest_versions
 );

@@ -131,6 +131,7 @@ pub fn create_request(request: pb::CreateSandboxRequest) -> Result<CreateSandbox
             },
             setup_command: None,
             template: None,
+            command_env: BTreeMap::new(),
             idle_timeout: idle_timeout
                 .map(|d| positive_duration("idle_timeout", d))
                 .transpose()?,
@@ -339,6 +340,8 @@ pub fn provider_to_pb(info: &ProviderInfo, is_default: bool) -> pb::Provider {
             read_only_root: caps.read_only_root,
             template_builds: caps.template_builds,
             snapshots: caps.snapshots,
+            // The pools are the control plane's: they need only commands.
+            warm_pools: caps.exec,
         }),
         runtimes: info.runtimes.clone(),
     }

@@ -3,15 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use super::fields::{as_i64, non_empty, timestamp};
+use super::fields::{as_i64, duration_to_pb, non_empty, timestamp};
 use super::sandbox::{allowed_hosts_from_pb, network_from_pb, resources_from_pb};
 use super::volume::volumes_from_pb;
 use crate::error::{Error, Result};
 use crate::pb;
-use crate::sandbox::{NetworkMode, TemplateRecord, TemplateSpec, rules};
+use crate::sandbox::{NetworkMode, TemplateRecord, TemplateSpec, WarmPoolStatus, rules};
 
 /// The longest setup command.
 const MAX_SETUP_BYTES: usize = 16 << 10;
+
+/// The most sandboxes one template may keep warm.
+const MAX_WARM_POOL_SIZE: u32 = 50;
 
 /// A template name from field `field`, checked.
 pub fn template_name(field: &str, name: String) -> Result<String> {
@@ -39,6 +42,7 @@ pub fn spec_from_pb(field: &str, spec: Option<pb::TemplateSpec>) -> Result<Templ
         setup_command,
         read_only_root,
         runtime,
+        warm_pool_size,
     } = spec.unwrap_or_default();
     let named = |error: Error| prefixed(field, error);
     let image = non_empty(image);
@@ -66,6 +70,15 @@ pub fn spec_from_pb(field: &str, spec: Option<pb::TemplateSpec>) -> Result<Templ
             format!("must be at most {MAX_SETUP_BYTES} bytes with no NUL byte"),
         ));
     }
+    if warm_pool_size > MAX_WARM_POOL_SIZE {
+        return Err(Error::invalid_argument(
+            &format!("{field}.warm_pool_size"),
+            format!(
+                "{warm_pool_size} is more than the {MAX_WARM_POOL_SIZE} sandboxes a template \
+                 may keep warm"
+            ),
+        ));
+    }
     let provider = super::volume::provider(provider).map_err(named)?;
     Ok(TemplateSpec {
         provider,
@@ -79,6 +92,7 @@ pub fn spec_from_pb(field: &str, spec: Option<pb::TemplateSpec>) -> Result<Templ
         setup_command,
         read_only_root,
         runtime,
+        warm_pool_size,
     })
 }
 
@@ -87,8 +101,9 @@ fn prefixed(field: &str, error: Error) -> Error {
     Error::new(error.kind(), format!("{field}.{}", error.message()))
 }
 
-/// A template version as the API shows it: environment values left out.
-pub fn template_to_pb(template: &TemplateRecord) -> pb::Template {
+/// A template version as the API shows it, with its warm pool if it has
+/// one: environment values left out.
+pub fn template_to_pb(template: &TemplateRecord, pool: Option<&WarmPoolStatus>) -> pb::Template {
     let spec = &template.spec;
     pb::Template {
         name: template.name.clone(),
@@ -124,9 +139,19 @@ pub fn template_to_pb(template: &TemplateRecord) -> pb::Template {
             setup_command: spec.setup_command.clone().unwrap_or_default(),
             read_only_root: spec.read_only_root,
             runtime: spec.runtime.clone().unwrap_or_default(),
+            warm_pool_size: spec.warm_pool_size,
         }),
         env_keys: spec.env.keys().cloned().collect(),
         source: template.source.clone(),
         create_time: Some(timestamp(template.created_at)),
+        warm_pool: pool.map(|pool| pb::WarmPool {
+            ready: pool.ready,
+            starting: pool.starting,
+            hits: pool.hits,
+            misses: pool.misses,
+            last_refill_duration: pool.last_refill.map(duration_to_pb),
+            failures: pool.failures,
+            last_failure: pool.last_failure.clone().unwrap_or_default(),
+        }),
     }
 }

@@ -124,8 +124,10 @@ impl Store for SqlStore {
         let updated = sqlx::query(
             "UPDATE sandboxes SET name = $1, provider_ref = $2, state = $3, state_reason = $4, \
              labels = $5, metadata = $6, updated_at = $7, started_at = $8, expires_at = $9, \
-             last_activity_at = $10, revision = $11, public_ports = $12 \
-             WHERE id = $13 AND revision = $14",
+             last_activity_at = $10, revision = $11, public_ports = $12, tenant = $13, \
+             spec = $14, request_id = $15, request_fingerprint = $16, created_at = $17, \
+             idle_timeout_ms = $18 \
+             WHERE id = $19 AND revision = $20",
         )
         .bind(&sandbox.name)
         .bind(&sandbox.provider_ref)
@@ -139,6 +141,12 @@ impl Store for SqlStore {
         .bind(clock::to_millis(sandbox.last_activity_at))
         .bind(revision)
         .bind(to_json(&sandbox.public_ports)?)
+        .bind(&sandbox.tenant)
+        .bind(to_json(&sandbox.spec)?)
+        .bind(&sandbox.request_id)
+        .bind(&sandbox.request_fingerprint)
+        .bind(clock::to_millis(sandbox.created_at))
+        .bind(idle_timeout_millis(sandbox))
         .bind(&sandbox.id)
         .bind(expected_revision)
         .execute(&mut *tx)
@@ -457,7 +465,7 @@ impl Store for SqlStore {
         self.read_template(tenant, name, version).await
     }
 
-    async fn list_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
+    async fn list_templates(&self, tenant: Option<&str>) -> Result<Vec<TemplateRecord>> {
         self.read_templates(tenant).await
     }
 

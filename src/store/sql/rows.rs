@@ -37,6 +37,7 @@ impl Snapshot {
     pub(super) fn of(sandbox: &Sandbox) -> Self {
         let mut spec = sandbox.spec.clone();
         spec.env.values_mut().for_each(String::clear);
+        spec.command_env.values_mut().for_each(String::clear);
         Self {
             id: sandbox.id.clone(),
             tenant: sandbox.tenant.clone(),

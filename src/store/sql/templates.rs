@@ -90,13 +90,21 @@ impl SqlStore {
             .transpose()
     }
 
-    pub(super) async fn read_templates(&self, tenant: &str) -> Result<Vec<TemplateRecord>> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TEMPLATE_COLUMNS} FROM templates t WHERE tenant = $1 AND version = \
+    pub(super) async fn read_templates(&self, tenant: Option<&str>) -> Result<Vec<TemplateRecord>> {
+        let whose = if tenant.is_some() {
+            "tenant = $1 AND"
+        } else {
+            ""
+        };
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TEMPLATE_COLUMNS} FROM templates t WHERE {whose} version = \
              (SELECT MAX(version) FROM templates l WHERE l.tenant = t.tenant AND l.name = t.name) \
-             ORDER BY name"
-        )))
-        .bind(tenant)
+             ORDER BY tenant, name"
+        )));
+        match tenant {
+            Some(tenant) => query.bind(tenant),
+            None => query,
+        }
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?
@@ -132,10 +140,11 @@ impl SqlStore {
         };
         if !force {
             let users: Vec<String> = sqlx::query(
-                "SELECT id FROM sandboxes WHERE template_id = $1 AND state <> 'DELETED' \
-                 ORDER BY id",
+                "SELECT id FROM sandboxes WHERE template_id = $1 AND tenant = $2 \
+                 AND state <> 'DELETED' ORDER BY id",
             )
             .bind(&first.id)
+            .bind(tenant)
             .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?

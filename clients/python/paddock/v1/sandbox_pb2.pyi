@@ -1170,6 +1170,7 @@ class ProviderCapabilities(_message.Message):
     PORT_FORWARD_FIELD_NUMBER: _builtins.int
     TEMPLATE_BUILDS_FIELD_NUMBER: _builtins.int
     SNAPSHOTS_FIELD_NUMBER: _builtins.int
+    WARM_POOLS_FIELD_NUMBER: _builtins.int
     tty: _builtins.bool
     """Commands can run with a terminal."""
     signals: _builtins.bool
@@ -1220,6 +1221,11 @@ class ProviderCapabilities(_message.Message):
     """A sandbox's filesystem can be captured as a template version
     (SandboxService.SnapshotSandbox): docker only.
     """
+    warm_pools: _builtins.bool
+    """A template's `warm_pool_size` keeps that many of its sandboxes running
+    on this provider, ready for CreateSandbox to claim: every provider that
+    runs commands.
+    """
     def __init__(
         self,
         *,
@@ -1239,10 +1245,11 @@ class ProviderCapabilities(_message.Message):
         port_forward: _builtins.bool = ...,
         template_builds: _builtins.bool = ...,
         snapshots: _builtins.bool = ...,
+        warm_pools: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "port_forward", b"port_forward", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "snapshots", b"snapshots", "stop_start", b"stop_start", "template_builds", b"template_builds", "tty", b"tty", "volumes", b"volumes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exec", b"exec", "files", b"files", "images", b"images", "network_allow_list", b"network_allow_list", "network_bridge", b"network_bridge", "network_egress", b"network_egress", "network_none", b"network_none", "port_forward", b"port_forward", "read_only_root", b"read_only_root", "resource_limits", b"resource_limits", "signals", b"signals", "snapshots", b"snapshots", "stop_start", b"stop_start", "template_builds", b"template_builds", "tty", b"tty", "volumes", b"volumes", "warm_pools", b"warm_pools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from paddock.v1 import sandbox_pb2 as paddock_dot_v1_dot_sandbox__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19paddock/v1/template.proto\x12\npaddock.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18paddock/v1/sandbox.proto\"\xec\x02\n\x0cTemplateSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12(\n\tresources\x18\x03 \x01(\x0b\x32\x15.paddock.v1.Resources\x12.\n\x03\x65nv\x18\x04 \x03(\x0b\x32!.paddock.v1.TemplateSpec.EnvEntry\x12\x0f\n\x07workdir\x18\x05 \x01(\t\x12(\n\x07network\x18\x06 \x01(\x0e\x32\x17.paddock.v1.NetworkMode\x12\x15\n\rallowed_hosts\x18\x07 \x03(\t\x12#\n\x07volumes\x18\x08 \x03(\x0b\x32\x12.paddock.v1.Volume\x12\x15\n\rsetup_command\x18\t \x01(\t\x12\x16\n\x0eread_only_root\x18\n \x01(\x08\x12\x0f\n\x07runtime\x18\x0b \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb0\x01\n\x08Template\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\n\n\x02id\x18\x03 \x01(\t\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\x12\x10\n\x08\x65nv_keys\x18\x05 \x03(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x15\x43reateTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\"@\n\x16\x43reateTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"\"\n\x12GetTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13GetTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"\x16\n\x14ListTemplatesRequest\"@\n\x15ListTemplatesResponse\x12\'\n\ttemplates\x18\x01 \x03(\x0b\x32\x14.paddock.v1.Template\"M\n\x15UpdateTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\"@\n\x16UpdateTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"4\n\x15\x44\x65leteTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x18\n\x16\x44\x65leteTemplateResponse\"\xd5\x01\n\x13\x42uildTemplateHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\x12\x42\n\nbuild_args\x18\x04 \x03(\x0b\x32..paddock.v1.BuildTemplateHeader.BuildArgsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x14\x42uildTemplateRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.paddock.v1.BuildTemplateHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\\\n\x15\x42uildTemplateResponse\x12\r\n\x03log\x18\x01 \x01(\tH\x00\x12(\n\x08template\x18\x02 \x01(\x0b\x32\x14.paddock.v1.TemplateH\x00\x42\n\n\x08response2\x9c\x04\n\x0fTemplateService\x12W\n\x0e\x43reateTemplate\x12!.paddock.v1.CreateTemplateRequest\x1a\".paddock.v1.CreateTemplateResponse\x12N\n\x0bGetTemplate\x12\x1e.paddock.v1.GetTemplateRequest\x1a\x1f.paddock.v1.GetTemplateResponse\x12T\n\rListTemplates\x12 .paddock.v1.ListTemplatesRequest\x1a!.paddock.v1.ListTemplatesResponse\x12W\n\x0eUpdateTemplate\x12!.paddock.v1.UpdateTemplateRequest\x1a\".paddock.v1.UpdateTemplateResponse\x12W\n\x0e\x44\x65leteTemplate\x12!.paddock.v1.DeleteTemplateRequest\x1a\".paddock.v1.DeleteTemplateResponse\x12X\n\rBuildTemplate\x12 .paddock.v1.BuildTemplateRequest\x1a!.paddock.v1.BuildTemplateResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19paddock/v1/template.proto\x12\npaddock.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18paddock/v1/sandbox.proto\"\x84\x03\n\x0cTemplateSpec\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\t\x12(\n\tresources\x18\x03 \x01(\x0b\x32\x15.paddock.v1.Resources\x12.\n\x03\x65nv\x18\x04 \x03(\x0b\x32!.paddock.v1.TemplateSpec.EnvEntry\x12\x0f\n\x07workdir\x18\x05 \x01(\t\x12(\n\x07network\x18\x06 \x01(\x0e\x32\x17.paddock.v1.NetworkMode\x12\x15\n\rallowed_hosts\x18\x07 \x03(\t\x12#\n\x07volumes\x18\x08 \x03(\x0b\x32\x12.paddock.v1.Volume\x12\x15\n\rsetup_command\x18\t \x01(\t\x12\x16\n\x0eread_only_root\x18\n \x01(\x08\x12\x0f\n\x07runtime\x18\x0b \x01(\t\x12\x16\n\x0ewarm_pool_size\x18\x0c \x01(\r\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xaa\x01\n\x08WarmPool\x12\r\n\x05ready\x18\x01 \x01(\r\x12\x10\n\x08starting\x18\x02 \x01(\r\x12\x0c\n\x04hits\x18\x03 \x01(\x04\x12\x0e\n\x06misses\x18\x04 \x01(\x04\x12\x37\n\x14last_refill_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08\x66\x61ilures\x18\x06 \x01(\x04\x12\x14\n\x0clast_failure\x18\x07 \x01(\t\"\xd9\x01\n\x08Template\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\n\n\x02id\x18\x03 \x01(\t\x12&\n\x04spec\x18\x04 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\x12\x10\n\x08\x65nv_keys\x18\x05 \x03(\t\x12\x0e\n\x06source\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\twarm_pool\x18\x08 \x01(\x0b\x32\x14.paddock.v1.WarmPool\"M\n\x15\x43reateTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\"@\n\x16\x43reateTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"\"\n\x12GetTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13GetTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"\x16\n\x14ListTemplatesRequest\"@\n\x15ListTemplatesResponse\x12\'\n\ttemplates\x18\x01 \x03(\x0b\x32\x14.paddock.v1.Template\"M\n\x15UpdateTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04spec\x18\x02 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\"@\n\x16UpdateTemplateResponse\x12&\n\x08template\x18\x01 \x01(\x0b\x32\x14.paddock.v1.Template\"4\n\x15\x44\x65leteTemplateRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x18\n\x16\x44\x65leteTemplateResponse\"\xd5\x01\n\x13\x42uildTemplateHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ndockerfile\x18\x02 \x01(\t\x12&\n\x04spec\x18\x03 \x01(\x0b\x32\x18.paddock.v1.TemplateSpec\x12\x42\n\nbuild_args\x18\x04 \x03(\x0b\x32..paddock.v1.BuildTemplateHeader.BuildArgsEntry\x1a\x30\n\x0e\x42uildArgsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"g\n\x14\x42uildTemplateRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.paddock.v1.BuildTemplateHeaderH\x00\x12\x11\n\x07\x63ontext\x18\x02 \x01(\x0cH\x00\x42\t\n\x07request\"\\\n\x15\x42uildTemplateResponse\x12\r\n\x03log\x18\x01 \x01(\tH\x00\x12(\n\x08template\x18\x02 \x01(\x0b\x32\x14.paddock.v1.TemplateH\x00\x42\n\n\x08response2\x9c\x04\n\x0fTemplateService\x12W\n\x0e\x43reateTemplate\x12!.paddock.v1.CreateTemplateRequest\x1a\".paddock.v1.CreateTemplateResponse\x12N\n\x0bGetTemplate\x12\x1e.paddock.v1.GetTemplateRequest\x1a\x1f.paddock.v1.GetTemplateResponse\x12T\n\rListTemplates\x12 .paddock.v1.ListTemplatesRequest\x1a!.paddock.v1.ListTemplatesResponse\x12W\n\x0eUpdateTemplate\x12!.paddock.v1.UpdateTemplateRequest\x1a\".paddock.v1.UpdateTemplateResponse\x12W\n\x0e\x44\x65leteTemplate\x12!.paddock.v1.DeleteTemplateRequest\x1a\".paddock.v1.DeleteTemplateResponse\x12X\n\rBuildTemplate\x12 .paddock.v1.BuildTemplateRequest\x1a!.paddock.v1.BuildTemplateResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,40 +38,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATESPEC_ENVENTRY']._serialized_options = b'8\001'
   _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._loaded_options = None
   _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._serialized_options = b'8\001'
-  _globals['_TEMPLATESPEC']._serialized_start=101
-  _globals['_TEMPLATESPEC']._serialized_end=465
-  _globals['_TEMPLATESPEC_ENVENTRY']._serialized_start=423
-  _globals['_TEMPLATESPEC_ENVENTRY']._serialized_end=465
-  _globals['_TEMPLATE']._serialized_start=468
-  _globals['_TEMPLATE']._serialized_end=644
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=646
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=723
-  _globals['_CREATETEMPLATERESPONSE']._serialized_start=725
-  _globals['_CREATETEMPLATERESPONSE']._serialized_end=789
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=791
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=825
-  _globals['_GETTEMPLATERESPONSE']._serialized_start=827
-  _globals['_GETTEMPLATERESPONSE']._serialized_end=888
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=890
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=912
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=914
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=978
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=980
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1057
-  _globals['_UPDATETEMPLATERESPONSE']._serialized_start=1059
-  _globals['_UPDATETEMPLATERESPONSE']._serialized_end=1123
-  _globals['_DELETETEMPLATEREQUEST']._serialized_start=1125
-  _globals['_DELETETEMPLATEREQUEST']._serialized_end=1177
-  _globals['_DELETETEMPLATERESPONSE']._serialized_start=1179
-  _globals['_DELETETEMPLATERESPONSE']._serialized_end=1203
-  _globals['_BUILDTEMPLATEHEADER']._serialized_start=1206
-  _globals['_BUILDTEMPLATEHEADER']._serialized_end=1419
-  _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._serialized_start=1371
-  _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._serialized_end=1419
-  _globals['_BUILDTEMPLATEREQUEST']._serialized_start=1421
-  _globals['_BUILDTEMPLATEREQUEST']._serialized_end=1524
-  _globals['_BUILDTEMPLATERESPONSE']._serialized_start=1526
-  _globals['_BUILDTEMPLATERESPONSE']._serialized_end=1618
-  _globals['_TEMPLATESERVICE']._serialized_start=1621
-  _globals['_TEMPLATESERVICE']._serialized_end=2161
+  _globals['_TEMPLATESPEC']._serialized_start=133
+  _globals['_TEMPLATESPEC']._serialized_end=521
+  _globals['_TEMPLATESPEC_ENVENTRY']._serialized_start=479
+  _globals['_TEMPLATESPEC_ENVENTRY']._serialized_end=521
+  _globals['_WARMPOOL']._serialized_start=524
+  _globals['_WARMPOOL']._serialized_end=694
+  _globals['_TEMPLATE']._serialized_start=697
+  _globals['_TEMPLATE']._serialized_end=914
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=916
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=993
+  _globals['_CREATETEMPLATERESPONSE']._serialized_start=995
+  _globals['_CREATETEMPLATERESPONSE']._serialized_end=1059
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1061
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1095
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=1097
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=1158
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1160
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1182
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1184
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1248
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1250
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1327
+  _globals['_UPDATETEMPLATERESPONSE']._serialized_start=1329
+  _globals['_UPDATETEMPLATERESPONSE']._serialized_end=1393
+  _globals['_DELETETEMPLATEREQUEST']._serialized_start=1395
+  _globals['_DELETETEMPLATEREQUEST']._serialized_end=1447
+  _globals['_DELETETEMPLATERESPONSE']._serialized_start=1449
+  _globals['_DELETETEMPLATERESPONSE']._serialized_end=1473
+  _globals['_BUILDTEMPLATEHEADER']._serialized_start=1476
+  _globals['_BUILDTEMPLATEHEADER']._serialized_end=1689
+  _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._serialized_start=1641
+  _globals['_BUILDTEMPLATEHEADER_BUILDARGSENTRY']._serialized_end=1689
+  _globals['_BUILDTEMPLATEREQUEST']._serialized_start=1691
+  _globals['_BUILDTEMPLATEREQUEST']._serialized_end=1794
+  _globals['_BUILDTEMPLATERESPONSE']._serialized_start=1796
+  _globals['_BUILDTEMPLATERESPONSE']._serialized_end=1888
+  _globals['_TEMPLATESERVICE']._serialized_start=1891
+  _globals['_TEMPLATESERVICE']._serialized_end=2431
 # @@protoc_insertion_point(module_scope)

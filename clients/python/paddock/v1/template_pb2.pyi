@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -59,6 +60,7 @@ class TemplateSpec(_message.Message):
     SETUP_COMMAND_FIELD_NUMBER: _builtins.int
     READ_ONLY_ROOT_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
+    WARM_POOL_SIZE_FIELD_NUMBER: _builtins.int
     provider: _builtins.str
     """The provider the template's sandboxes run on. Default: the server's."""
     image: _builtins.str
@@ -77,6 +79,16 @@ class TemplateSpec(_message.Message):
     """Make the root filesystem read-only."""
     runtime: _builtins.str
     """The container runtime, such as "runsc"."""
+    warm_pool_size: _builtins.int
+    """How many sandboxes of the template's latest version to keep created,
+    running (setup done) and unclaimed, at most 50. A CreateSandbox that
+    names the template and changes nothing its container is made of (it
+    may set name, labels, metadata, env, timeout and idle_timeout) claims
+    one of them at once, and the server makes another in the background.
+    Env given at claim reaches every later command; it is not in the
+    pooled sandbox's own environment. Pooled sandboxes are not listed and
+    not the tenant's until claimed. 0: no pool.
+    """
     @_builtins.property
     def resources(self) -> _sandbox_pb2.Resources:
         """Resource limits."""
@@ -109,14 +121,68 @@ class TemplateSpec(_message.Message):
         setup_command: _builtins.str = ...,
         read_only_root: _builtins.bool = ...,
         runtime: _builtins.str = ...,
+        warm_pool_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resources", b"resources"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "env", b"env", "image", b"image", "network", b"network", "provider", b"provider", "read_only_root", b"read_only_root", "resources", b"resources", "runtime", b"runtime", "setup_command", b"setup_command", "volumes", b"volumes", "workdir", b"workdir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed_hosts", b"allowed_hosts", "env", b"env", "image", b"image", "network", b"network", "provider", b"provider", "read_only_root", b"read_only_root", "resources", b"resources", "runtime", b"runtime", "setup_command", b"setup_command", "volumes", b"volumes", "warm_pool_size", b"warm_pool_size", "workdir", b"workdir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TemplateSpec: _TypeAlias = TemplateSpec  # noqa: Y015
+
+@_typing.final
+class WarmPool(_message.Message):
+    """A template's warm pool as the server sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READY_FIELD_NUMBER: _builtins.int
+    STARTING_FIELD_NUMBER: _builtins.int
+    HITS_FIELD_NUMBER: _builtins.int
+    MISSES_FIELD_NUMBER: _builtins.int
+    LAST_REFILL_DURATION_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    LAST_FAILURE_FIELD_NUMBER: _builtins.int
+    ready: _builtins.int
+    """Sandboxes of the latest version ready to be claimed."""
+    starting: _builtins.int
+    """Sandboxes of the pool being made."""
+    hits: _builtins.int
+    """Creates that claimed a pooled sandbox, since this server started."""
+    misses: _builtins.int
+    """Creates that could have claimed one but found the pool empty, since
+    this server started.
+    """
+    failures: _builtins.int
+    """Pooled sandboxes this server could not make ready (a failing setup, an
+    image missing, a provider that is down), since it started. After a
+    failure the pool's refill rests for 30 seconds.
+    """
+    last_failure: _builtins.str
+    """Why the last of them failed; empty when none did."""
+    @_builtins.property
+    def last_refill_duration(self) -> _duration_pb2.Duration:
+        """How long this server's last pool refill took to make one sandbox."""
+
+    def __init__(
+        self,
+        *,
+        ready: _builtins.int = ...,
+        starting: _builtins.int = ...,
+        hits: _builtins.int = ...,
+        misses: _builtins.int = ...,
+        last_refill_duration: _duration_pb2.Duration | None = ...,
+        failures: _builtins.int = ...,
+        last_failure: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_refill_duration", b"last_refill_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failures", b"failures", "hits", b"hits", "last_failure", b"last_failure", "last_refill_duration", b"last_refill_duration", "misses", b"misses", "ready", b"ready", "starting", b"starting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WarmPool: _TypeAlias = WarmPool  # noqa: Y015
 
 @_typing.final
 class Template(_message.Message):
@@ -131,6 +197,7 @@ class Template(_message.Message):
     ENV_KEYS_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    WARM_POOL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The template's name: 1 to 63 characters of [a-z0-9._-], starting with a
     letter or digit, such as "terraform-1.5.5".
@@ -157,6 +224,12 @@ class Template(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When this version was made."""
 
+    @_builtins.property
+    def warm_pool(self) -> Global___WarmPool:
+        """The warm pool, for the latest version of a template whose spec asks
+        for one.
+        """
+
     def __init__(
         self,
         *,
@@ -167,10 +240,11 @@ class Template(_message.Message):
         env_keys: _abc.Iterable[_builtins.str] | None = ...,
         source: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        warm_pool: Global___WarmPool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "spec", b"spec"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "spec", b"spec", "warm_pool", b"warm_pool"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "env_keys", b"env_keys", "id", b"id", "name", b"name", "source", b"source", "spec", b"spec", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "env_keys", b"env_keys", "id", b"id", "name", b"name", "source", b"source", "spec", b"spec", "version", b"version", "warm_pool", b"warm_pool"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

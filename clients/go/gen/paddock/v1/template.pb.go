@@ -9,6 +9,7 @@ package paddockv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -54,6 +55,15 @@ type TemplateSpec struct {
 	ReadOnlyRoot bool `protobuf:"varint,10,opt,name=read_only_root,json=readOnlyRoot,proto3" json:"read_only_root,omitempty"`
 	// The container runtime, such as "runsc".
 	Runtime string `protobuf:"bytes,11,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// How many sandboxes of the template's latest version to keep created,
+	// running (setup done) and unclaimed, at most 50. A CreateSandbox that
+	// names the template and changes nothing its container is made of (it
+	// may set name, labels, metadata, env, timeout and idle_timeout) claims
+	// one of them at once, and the server makes another in the background.
+	// Env given at claim reaches every later command; it is not in the
+	// pooled sandbox's own environment. Pooled sandboxes are not listed and
+	// not the tenant's until claimed. 0: no pool.
+	WarmPoolSize uint32 `protobuf:"varint,12,opt,name=warm_pool_size,json=warmPoolSize,proto3" json:"warm_pool_size,omitempty"`
 }
 
 func (x *TemplateSpec) Reset() {
@@ -165,6 +175,119 @@ func (x *TemplateSpec) GetRuntime() string {
 	return ""
 }
 
+func (x *TemplateSpec) GetWarmPoolSize() uint32 {
+	if x != nil {
+		return x.WarmPoolSize
+	}
+	return 0
+}
+
+// A template's warm pool as the server sees it.
+type WarmPool struct {
+	state         protoimpl.MessageState
+	sizeCache     protoimpl.SizeCache
+	unknownFields protoimpl.UnknownFields
+
+	// Sandboxes of the latest version ready to be claimed.
+	Ready uint32 `protobuf:"varint,1,opt,name=ready,proto3" json:"ready,omitempty"`
+	// Sandboxes of the pool being made.
+	Starting uint32 `protobuf:"varint,2,opt,name=starting,proto3" json:"starting,omitempty"`
+	// Creates that claimed a pooled sandbox, since this server started.
+	Hits uint64 `protobuf:"varint,3,opt,name=hits,proto3" json:"hits,omitempty"`
+	// Creates that could have claimed one but found the pool empty, since
+	// this server started.
+	Misses uint64 `protobuf:"varint,4,opt,name=misses,proto3" json:"misses,omitempty"`
+	// How long this server's last pool refill took to make one sandbox.
+	LastRefillDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=last_refill_duration,json=lastRefillDuration,proto3" json:"last_refill_duration,omitempty"`
+	// Pooled sandboxes this server could not make ready (a failing setup, an
+	// image missing, a provider that is down), since it started. After a
+	// failure the pool's refill rests for 30 seconds.
+	Failures uint64 `protobuf:"varint,6,opt,name=failures,proto3" json:"failures,omitempty"`
+	// Why the last of them failed; empty when none did.
+	LastFailure string `protobuf:"bytes,7,opt,name=last_failure,json=lastFailure,proto3" json:"last_failure,omitempty"`
+}
+
+func (x *WarmPool) Reset() {
+	*x = WarmPool{}
+	if protoimpl.UnsafeEnabled {
+		mi := &file_paddock_v1_template_proto_msgTypes[1]
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		ms.StoreMessageInfo(mi)
+	}
+}
+
+func (x *WarmPool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmPool) ProtoMessage() {}
+
+func (x *WarmPool) ProtoReflect() protoreflect.Message {
+	mi := &file_paddock_v1_template_proto_msgTypes[1]
+	if protoimpl.UnsafeEnabled && x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmPool.ProtoReflect.Descriptor instead.
+func (*WarmPool) Descriptor() ([]byte, []int) {
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WarmPool) GetReady() uint32 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *WarmPool) GetStarting() uint32 {
+	if x != nil {
+		return x.Starting
+	}
+	return 0
+}
+
+func (x *WarmPool) GetHits() uint64 {
+	if x != nil {
+		return x.Hits
+	}
+	return 0
+}
+
+func (x *WarmPool) GetMisses() uint64 {
+	if x != nil {
+		return x.Misses
+	}
+	return 0
+}
+
+func (x *WarmPool) GetLastRefillDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LastRefillDuration
+	}
+	return nil
+}
+
+func (x *WarmPool) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *WarmPool) GetLastFailure() string {
+	if x != nil {
+		return x.LastFailure
+	}
+	return ""
+}
+
 // One version of a template.
 type Template struct {
 	state         protoimpl.MessageState
@@ -188,12 +311,15 @@ type Template struct {
 	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
 	// When this version was made.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The warm pool, for the latest version of a template whose spec asks
+	// for one.
+	WarmPool *WarmPool `protobuf:"bytes,8,opt,name=warm_pool,json=warmPool,proto3" json:"warm_pool,omitempty"`
 }
 
 func (x *Template) Reset() {
 	*x = Template{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[1]
+		mi := &file_paddock_v1_template_proto_msgTypes[2]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -206,7 +332,7 @@ func (x *Template) String() string {
 func (*Template) ProtoMessage() {}
 
 func (x *Template) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[1]
+	mi := &file_paddock_v1_template_proto_msgTypes[2]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +345,7 @@ func (x *Template) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Template.ProtoReflect.Descriptor instead.
 func (*Template) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{1}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Template) GetName() string {
@@ -271,6 +397,13 @@ func (x *Template) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Template) GetWarmPool() *WarmPool {
+	if x != nil {
+		return x.WarmPool
+	}
+	return nil
+}
+
 // Asks for a new template.
 type CreateTemplateRequest struct {
 	state         protoimpl.MessageState
@@ -286,7 +419,7 @@ type CreateTemplateRequest struct {
 func (x *CreateTemplateRequest) Reset() {
 	*x = CreateTemplateRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[2]
+		mi := &file_paddock_v1_template_proto_msgTypes[3]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -299,7 +432,7 @@ func (x *CreateTemplateRequest) String() string {
 func (*CreateTemplateRequest) ProtoMessage() {}
 
 func (x *CreateTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[2]
+	mi := &file_paddock_v1_template_proto_msgTypes[3]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +445,7 @@ func (x *CreateTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTemplateRequest.ProtoReflect.Descriptor instead.
 func (*CreateTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{2}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateTemplateRequest) GetName() string {
@@ -342,7 +475,7 @@ type CreateTemplateResponse struct {
 func (x *CreateTemplateResponse) Reset() {
 	*x = CreateTemplateResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[3]
+		mi := &file_paddock_v1_template_proto_msgTypes[4]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -355,7 +488,7 @@ func (x *CreateTemplateResponse) String() string {
 func (*CreateTemplateResponse) ProtoMessage() {}
 
 func (x *CreateTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[3]
+	mi := &file_paddock_v1_template_proto_msgTypes[4]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -368,7 +501,7 @@ func (x *CreateTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTemplateResponse.ProtoReflect.Descriptor instead.
 func (*CreateTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{3}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateTemplateResponse) GetTemplate() *Template {
@@ -391,7 +524,7 @@ type GetTemplateRequest struct {
 func (x *GetTemplateRequest) Reset() {
 	*x = GetTemplateRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[4]
+		mi := &file_paddock_v1_template_proto_msgTypes[5]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -404,7 +537,7 @@ func (x *GetTemplateRequest) String() string {
 func (*GetTemplateRequest) ProtoMessage() {}
 
 func (x *GetTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[4]
+	mi := &file_paddock_v1_template_proto_msgTypes[5]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +550,7 @@ func (x *GetTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTemplateRequest.ProtoReflect.Descriptor instead.
 func (*GetTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{4}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTemplateRequest) GetName() string {
@@ -440,7 +573,7 @@ type GetTemplateResponse struct {
 func (x *GetTemplateResponse) Reset() {
 	*x = GetTemplateResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[5]
+		mi := &file_paddock_v1_template_proto_msgTypes[6]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -453,7 +586,7 @@ func (x *GetTemplateResponse) String() string {
 func (*GetTemplateResponse) ProtoMessage() {}
 
 func (x *GetTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[5]
+	mi := &file_paddock_v1_template_proto_msgTypes[6]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +599,7 @@ func (x *GetTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTemplateResponse.ProtoReflect.Descriptor instead.
 func (*GetTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{5}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTemplateResponse) GetTemplate() *Template {
@@ -486,7 +619,7 @@ type ListTemplatesRequest struct {
 func (x *ListTemplatesRequest) Reset() {
 	*x = ListTemplatesRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[6]
+		mi := &file_paddock_v1_template_proto_msgTypes[7]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -499,7 +632,7 @@ func (x *ListTemplatesRequest) String() string {
 func (*ListTemplatesRequest) ProtoMessage() {}
 
 func (x *ListTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[6]
+	mi := &file_paddock_v1_template_proto_msgTypes[7]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +645,7 @@ func (x *ListTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{6}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{7}
 }
 
 // The caller's templates.
@@ -528,7 +661,7 @@ type ListTemplatesResponse struct {
 func (x *ListTemplatesResponse) Reset() {
 	*x = ListTemplatesResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[7]
+		mi := &file_paddock_v1_template_proto_msgTypes[8]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -541,7 +674,7 @@ func (x *ListTemplatesResponse) String() string {
 func (*ListTemplatesResponse) ProtoMessage() {}
 
 func (x *ListTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[7]
+	mi := &file_paddock_v1_template_proto_msgTypes[8]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +687,7 @@ func (x *ListTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{7}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTemplatesResponse) GetTemplates() []*Template {
@@ -579,7 +712,7 @@ type UpdateTemplateRequest struct {
 func (x *UpdateTemplateRequest) Reset() {
 	*x = UpdateTemplateRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[8]
+		mi := &file_paddock_v1_template_proto_msgTypes[9]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -592,7 +725,7 @@ func (x *UpdateTemplateRequest) String() string {
 func (*UpdateTemplateRequest) ProtoMessage() {}
 
 func (x *UpdateTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[8]
+	mi := &file_paddock_v1_template_proto_msgTypes[9]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +738,7 @@ func (x *UpdateTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTemplateRequest.ProtoReflect.Descriptor instead.
 func (*UpdateTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{8}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateTemplateRequest) GetName() string {
@@ -635,7 +768,7 @@ type UpdateTemplateResponse struct {
 func (x *UpdateTemplateResponse) Reset() {
 	*x = UpdateTemplateResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[9]
+		mi := &file_paddock_v1_template_proto_msgTypes[10]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -648,7 +781,7 @@ func (x *UpdateTemplateResponse) String() string {
 func (*UpdateTemplateResponse) ProtoMessage() {}
 
 func (x *UpdateTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[9]
+	mi := &file_paddock_v1_template_proto_msgTypes[10]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +794,7 @@ func (x *UpdateTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateTemplateResponse.ProtoReflect.Descriptor instead.
 func (*UpdateTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{9}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateTemplateResponse) GetTemplate() *Template {
@@ -687,7 +820,7 @@ type DeleteTemplateRequest struct {
 func (x *DeleteTemplateRequest) Reset() {
 	*x = DeleteTemplateRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[10]
+		mi := &file_paddock_v1_template_proto_msgTypes[11]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -700,7 +833,7 @@ func (x *DeleteTemplateRequest) String() string {
 func (*DeleteTemplateRequest) ProtoMessage() {}
 
 func (x *DeleteTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[10]
+	mi := &file_paddock_v1_template_proto_msgTypes[11]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +846,7 @@ func (x *DeleteTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTemplateRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{10}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteTemplateRequest) GetName() string {
@@ -740,7 +873,7 @@ type DeleteTemplateResponse struct {
 func (x *DeleteTemplateResponse) Reset() {
 	*x = DeleteTemplateResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[11]
+		mi := &file_paddock_v1_template_proto_msgTypes[12]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -753,7 +886,7 @@ func (x *DeleteTemplateResponse) String() string {
 func (*DeleteTemplateResponse) ProtoMessage() {}
 
 func (x *DeleteTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[11]
+	mi := &file_paddock_v1_template_proto_msgTypes[12]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +899,7 @@ func (x *DeleteTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTemplateResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{11}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{12}
 }
 
 // The first message of a BuildTemplate call.
@@ -791,7 +924,7 @@ type BuildTemplateHeader struct {
 func (x *BuildTemplateHeader) Reset() {
 	*x = BuildTemplateHeader{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[12]
+		mi := &file_paddock_v1_template_proto_msgTypes[13]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -804,7 +937,7 @@ func (x *BuildTemplateHeader) String() string {
 func (*BuildTemplateHeader) ProtoMessage() {}
 
 func (x *BuildTemplateHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[12]
+	mi := &file_paddock_v1_template_proto_msgTypes[13]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +950,7 @@ func (x *BuildTemplateHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildTemplateHeader.ProtoReflect.Descriptor instead.
 func (*BuildTemplateHeader) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{12}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BuildTemplateHeader) GetName() string {
@@ -866,7 +999,7 @@ type BuildTemplateRequest struct {
 func (x *BuildTemplateRequest) Reset() {
 	*x = BuildTemplateRequest{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[13]
+		mi := &file_paddock_v1_template_proto_msgTypes[14]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -879,7 +1012,7 @@ func (x *BuildTemplateRequest) String() string {
 func (*BuildTemplateRequest) ProtoMessage() {}
 
 func (x *BuildTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[13]
+	mi := &file_paddock_v1_template_proto_msgTypes[14]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1025,7 @@ func (x *BuildTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildTemplateRequest.ProtoReflect.Descriptor instead.
 func (*BuildTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{13}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{14}
 }
 
 func (m *BuildTemplateRequest) GetRequest() isBuildTemplateRequest_Request {
@@ -953,7 +1086,7 @@ type BuildTemplateResponse struct {
 func (x *BuildTemplateResponse) Reset() {
 	*x = BuildTemplateResponse{}
 	if protoimpl.UnsafeEnabled {
-		mi := &file_paddock_v1_template_proto_msgTypes[14]
+		mi := &file_paddock_v1_template_proto_msgTypes[15]
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		ms.StoreMessageInfo(mi)
 	}
@@ -966,7 +1099,7 @@ func (x *BuildTemplateResponse) String() string {
 func (*BuildTemplateResponse) ProtoMessage() {}
 
 func (x *BuildTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_paddock_v1_template_proto_msgTypes[14]
+	mi := &file_paddock_v1_template_proto_msgTypes[15]
 	if protoimpl.UnsafeEnabled && x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1112,7 @@ func (x *BuildTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildTemplateResponse.ProtoReflect.Descriptor instead.
 func (*BuildTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_paddock_v1_template_proto_rawDescGZIP(), []int{14}
+	return file_paddock_v1_template_proto_rawDescGZIP(), []int{15}
 }
 
 func (m *BuildTemplateResponse) GetResponse() isBuildTemplateResponse_Response {
@@ -1026,11 +1159,13 @@ var File_paddock_v1_template_proto protoreflect.FileDescriptor
 var file_paddock_v1_template_proto_rawDesc = []byte{
 	0x0a, 0x19, 0x70, 0x61, 0x64, 0x64, 0x6f, 0x63, 0x6b, 0x2f, 0x76, 0x31, 0x2f, 0x74, 0x65, 0x6d,
 	0x70, 0x6c, 0x61, 0x74, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x12, 0x0a, 0x70, 0x61, 0x64,
-	0x64, 0x6f, 0x63, 0x6b, 0x2e, 0x76, 0x31, 0x1a, 0x1f, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2f,
+	0x64, 0x6f, 0x63, 0x6b, 0x2e, 0x76, 0x31, 0x1a, 0x1e, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2f,
+	0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2f, 0x64, 0x75, 0x72, 0x61, 0x74, 0x69, 0x6f,
+	0x6e, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x1a, 0x1f, 0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2f,
 	0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2f, 0x74, 0x69, 0x6d, 0x65, 0x73, 0x74, 0x61,
 	0x6d, 0x70, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x1a, 0x18, 0x70, 0x61, 0x64, 0x64, 0x6f, 0x63,
 	0x6b, 0x2f, 0x76, 0x31, 0x2f, 0x73, 0x61, 0x6e, 0x64, 0x62, 0x6f, 0x78, 0x2e, 0x70, 0x72, 0x6f,
-	0x74, 0x6f, 0x22, 0xe7, 0x03, 0x0a, 0x0c, 0x54, 0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x53,
+	0x74, 0x6f, 0x22, 0x8d, 0x04, 0x0a, 0x0c, 0x54, 0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x53,
 	0x70, 0x65, 0x63, 0x12, 0x1a, 0x0a, 0x08, 0x70, 0x72, 0x6f, 0x76, 0x69, 0x64, 0x65, 0x72, 0x18,
 	0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x08, 0x70, 0x72, 0x6f, 0x76, 0x69, 0x64, 0x65, 0x72, 0x12,
 	0x14, 0x0a, 0x05, 0x69, 0x6d, 0x61, 0x67, 0x65, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05,
@@ -1057,25 +1192,46 @@ var file_paddock_v1_template_proto_rawDesc = []byte{
 	0x79, 0x5f, 0x72, 0x6f, 0x6f, 0x74, 0x18, 0x0a, 0x20, 0x01, 0x28, 0x08, 0x52, 0x0c, 0x72, 0x65,
 	0x61, 0x64, 0x4f, 0x6e, 0x6c, 0x79, 0x52, 0x6f, 0x6f, 0x74, 0x12, 0x18, 0x0a, 0x07, 0x72, 0x75,
 	0x6e, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x0b, 0x20, 0x01, 0x28, 0x09, 0x52, 0x07, 0x72, 0x75, 0x6e,
-	0x74, 0x69, 0x6d, 0x65, 0x1a, 0x36, 0x0a, 0x08, 0x45, 0x6e, 0x76, 0x45, 0x6e, 0x74, 0x72, 0x79,
-	0x12, 0x10, 0x0a, 0x03, 0x6b, 0x65, 0x79, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x03, 0x6b,
-	0x65, 0x79, 0x12, 0x14, 0x0a, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x18, 0x02, 0x20, 0x01, 0x28,
-	0x09, 0x52, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x3a, 0x02, 0x38, 0x01, 0x22, 0xe6, 0x01, 0x0a,
-	0x08, 0x54, 0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x12, 0x12, 0x0a, 0x04, 0x6e, 0x61, 0x6d,
-	0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x12, 0x18, 0x0a,
-	0x07, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x03, 0x52, 0x07,
-	0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e, 0x12, 0x0e, 0x0a, 0x02, 0x69, 0x64, 0x18, 0x03, 0x20,
-	0x01, 0x28, 0x09, 0x52, 0x02, 0x69, 0x64, 0x12, 0x2c, 0x0a, 0x04, 0x73, 0x70, 0x65, 0x63, 0x18,
-	0x04, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x18, 0x2e, 0x70, 0x61, 0x64, 0x64, 0x6f, 0x63, 0x6b, 0x2e,
-	0x76, 0x31, 0x2e, 0x54, 0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x53, 0x70, 0x65, 0x63, 0x52,
-	0x04, 0x73, 0x70, 0x65, 0x63, 0x12, 0x19, 0x0a, 0x08, 0x65, 0x6e, 0x76, 0x5f, 0x6b, 0x65, 0x79,
-	0x73, 0x18, 0x05, 0x20, 0x03, 0x28, 0x09, 0x52, 0x07, 0x65, 0x6e, 0x76, 0x4b, 0x65, 0x79, 0x73,
-	0x12, 0x16, 0x0a, 0x06, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x18, 0x06, 0x20, 0x01, 0x28, 0x09,
-	0x52, 0x06, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x12, 0x3b, 0x0a, 0x0b, 0x63, 0x72, 0x65, 0x61,
-	0x74, 0x65, 0x5f, 0x74, 0x69, 0x6d, 0x65, 0x18, 0x07, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e,
-	0x67, 0x6f, 0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e,
-	0x54, 0x69, 0x6d, 0x65, 0x73, 0x74, 0x61, 0x6d, 0x70, 0x52, 0x0a, 0x63, 0x72, 0x65, 0x61, 0x74,
-	0x65, 0x54, 0x69, 0x6d, 0x65, 0x22, 0x59, 0x0a, 0x15, 0x43, 0x72, 0x65, 0x61, 0x74, 0x65, 0x54,
+	0x74, 0x69, 0x6d, 0x65, 0x12, 0x24, 0x0a, 0x0e, 0x77, 0x61, 0x72, 0x6d, 0x5f, 0x70, 0x6f, 0x6f,
+	0x6c, 0x5f, 0x73, 0x69, 0x7a, 0x65, 0x18, 0x0c, 0x20, 0x01, 0x28, 0x0d, 0x52, 0x0c, 0x77, 0x61,
+	0x72, 0x6d, 0x50, 0x6f, 0x6f, 0x6c, 0x53, 0x69, 0x7a, 0x65, 0x1a, 0x36, 0x0a, 0x08, 0x45, 0x6e,
+	0x76, 0x45, 0x6e, 0x74, 0x72, 0x79, 0x12, 0x10, 0x0a, 0x03, 0x6b, 0x65, 0x79, 0x18, 0x01, 0x20,
+	0x01, 0x28, 0x09, 0x52, 0x03, 0x6b, 0x65, 0x79, 0x12, 0x14, 0x0a, 0x05, 0x76, 0x61, 0x6c, 0x75,
+	0x65, 0x18, 0x02, 0x20, 0x01, 0x28, 0x09, 0x52, 0x05, 0x76, 0x61, 0x6c, 0x75, 0x65, 0x3a, 0x02,
+	0x38, 0x01, 0x22, 0xf4, 0x01, 0x0a, 0x08, 0x57, 0x61, 0x72, 0x6d, 0x50, 0x6f, 0x6f, 0x6c, 0x12,
+	0x14, 0x0a, 0x05, 0x72, 0x65, 0x61, 0x64, 0x79, 0x18, 0x01, 0x20, 0x01, 0x28, 0x0d, 0x52, 0x05,
+	0x72, 0x65, 0x61, 0x64, 0x79, 0x12, 0x1a, 0x0a, 0x08, 0x73, 0x74, 0x61, 0x72, 0x74, 0x69, 0x6e,
+	0x67, 0x18, 0x02, 0x20, 0x01, 0x28, 0x0d, 0x52, 0x08, 0x73, 0x74, 0x61, 0x72, 0x74, 0x69, 0x6e,
+	0x67, 0x12, 0x12, 0x0a, 0x04, 0x68, 0x69, 0x74, 0x73, 0x18, 0x03, 0x20, 0x01, 0x28, 0x04, 0x52,
+	0x04, 0x68, 0x69, 0x74, 0x73, 0x12, 0x16, 0x0a, 0x06, 0x6d, 0x69, 0x73, 0x73, 0x65, 0x73, 0x18,
+	0x04, 0x20, 0x01, 0x28, 0x04, 0x52, 0x06, 0x6d, 0x69, 0x73, 0x73, 0x65, 0x73, 0x12, 0x4b, 0x0a,
+	0x14, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x72, 0x65, 0x66, 0x69, 0x6c, 0x6c, 0x5f, 0x64, 0x75, 0x72,
+	0x61, 0x74, 0x69, 0x6f, 0x6e, 0x18, 0x05, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x19, 0x2e, 0x67, 0x6f,
+	0x6f, 0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x44, 0x75,
+	0x72, 0x61, 0x74, 0x69, 0x6f, 0x6e, 0x52, 0x12, 0x6c, 0x61, 0x73, 0x74, 0x52, 0x65, 0x66, 0x69,
+	0x6c, 0x6c, 0x44, 0x75, 0x72, 0x61, 0x74, 0x69, 0x6f, 0x6e, 0x12, 0x1a, 0x0a, 0x08, 0x66, 0x61,
+	0x69, 0x6c, 0x75, 0x72, 0x65, 0x73, 0x18, 0x06, 0x20, 0x01, 0x28, 0x04, 0x52, 0x08, 0x66, 0x61,
+	0x69, 0x6c, 0x75, 0x72, 0x65, 0x73, 0x12, 0x21, 0x0a, 0x0c, 0x6c, 0x61, 0x73, 0x74, 0x5f, 0x66,
+	0x61, 0x69, 0x6c, 0x75, 0x72, 0x65, 0x18, 0x07, 0x20, 0x01, 0x28, 0x09, 0x52, 0x0b, 0x6c, 0x61,
+	0x73, 0x74, 0x46, 0x61, 0x69, 0x6c, 0x75, 0x72, 0x65, 0x22, 0x99, 0x02, 0x0a, 0x08, 0x54, 0x65,
+	0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x12, 0x12, 0x0a, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18, 0x01,
+	0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x12, 0x18, 0x0a, 0x07, 0x76, 0x65,
+	0x72, 0x73, 0x69, 0x6f, 0x6e, 0x18, 0x02, 0x20, 0x01, 0x28, 0x03, 0x52, 0x07, 0x76, 0x65, 0x72,
+	0x73, 0x69, 0x6f, 0x6e, 0x12, 0x0e, 0x0a, 0x02, 0x69, 0x64, 0x18, 0x03, 0x20, 0x01, 0x28, 0x09,
+	0x52, 0x02, 0x69, 0x64, 0x12, 0x2c, 0x0a, 0x04, 0x73, 0x70, 0x65, 0x63, 0x18, 0x04, 0x20, 0x01,
+	0x28, 0x0b, 0x32, 0x18, 0x2e, 0x70, 0x61, 0x64, 0x64, 0x6f, 0x63, 0x6b, 0x2e, 0x76, 0x31, 0x2e,
+	0x54, 0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x53, 0x70, 0x65, 0x63, 0x52, 0x04, 0x73, 0x70,
+	0x65, 0x63, 0x12, 0x19, 0x0a, 0x08, 0x65, 0x6e, 0x76, 0x5f, 0x6b, 0x65, 0x79, 0x73, 0x18, 0x05,
+	0x20, 0x03, 0x28, 0x09, 0x52, 0x07, 0x65, 0x6e, 0x76, 0x4b, 0x65, 0x79, 0x73, 0x12, 0x16, 0x0a,
+	0x06, 0x73, 0x6f, 0x75, 0x72, 0x63, 0x65, 0x18, 0x06, 0x20, 0x01, 0x28, 0x09, 0x52, 0x06, 0x73,
+	0x6f, 0x75, 0x72, 0x63, 0x65, 0x12, 0x3b, 0x0a, 0x0b, 0x63, 0x72, 0x65, 0x61, 0x74, 0x65, 0x5f,
+	0x74, 0x69, 0x6d, 0x65, 0x18, 0x07, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x1a, 0x2e, 0x67, 0x6f, 0x6f,
+	0x67, 0x6c, 0x65, 0x2e, 0x70, 0x72, 0x6f, 0x74, 0x6f, 0x62, 0x75, 0x66, 0x2e, 0x54, 0x69, 0x6d,
+	0x65, 0x73, 0x74, 0x61, 0x6d, 0x70, 0x52, 0x0a, 0x63, 0x72, 0x65, 0x61, 0x74, 0x65, 0x54, 0x69,
+	0x6d, 0x65, 0x12, 0x31, 0x0a, 0x09, 0x77, 0x61, 0x72, 0x6d, 0x5f, 0x70, 0x6f, 0x6f, 0x6c, 0x18,
+	0x08, 0x20, 0x01, 0x28, 0x0b, 0x32, 0x14, 0x2e, 0x70, 0x61, 0x64, 0x64, 0x6f, 0x63, 0x6b, 0x2e,
+	0x76, 0x31, 0x2e, 0x57, 0x61, 0x72, 0x6d, 0x50, 0x6f, 0x6f, 0x6c, 0x52, 0x08, 0x77, 0x61, 0x72,
+	0x6d, 0x50, 0x6f, 0x6f, 0x6c, 0x22, 0x59, 0x0a, 0x15, 0x43, 0x72, 0x65, 0x61, 0x74, 0x65, 0x54,
 	0x65, 0x6d, 0x70, 0x6c, 0x61, 0x74, 0x65, 0x52, 0x65, 0x71, 0x75, 0x65, 0x73, 0x74, 0x12, 0x12,
 	0x0a, 0x04, 0x6e, 0x61, 0x6d, 0x65, 0x18, 0x01, 0x20, 0x01, 0x28, 0x09, 0x52, 0x04, 0x6e, 0x61,
 	0x6d, 0x65, 0x12, 0x2c, 0x0a, 0x04, 0x73, 0x70, 0x65, 0x63, 0x18, 0x02, 0x20, 0x01, 0x28, 0x0b,
@@ -1205,64 +1361,68 @@ func file_paddock_v1_template_proto_rawDescGZIP() []byte {
 	return file_paddock_v1_template_proto_rawDescData
 }
 
-var file_paddock_v1_template_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_paddock_v1_template_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_paddock_v1_template_proto_goTypes = []interface{}{
 	(*TemplateSpec)(nil),           // 0: paddock.v1.TemplateSpec
-	(*Template)(nil),               // 1: paddock.v1.Template
-	(*CreateTemplateRequest)(nil),  // 2: paddock.v1.CreateTemplateRequest
-	(*CreateTemplateResponse)(nil), // 3: paddock.v1.CreateTemplateResponse
-	(*GetTemplateRequest)(nil),     // 4: paddock.v1.GetTemplateRequest
-	(*GetTemplateResponse)(nil),    // 5: paddock.v1.GetTemplateResponse
-	(*ListTemplatesRequest)(nil),   // 6: paddock.v1.ListTemplatesRequest
-	(*ListTemplatesResponse)(nil),  // 7: paddock.v1.ListTemplatesResponse
-	(*UpdateTemplateRequest)(nil),  // 8: paddock.v1.UpdateTemplateRequest
-	(*UpdateTemplateResponse)(nil), // 9: paddock.v1.UpdateTemplateResponse
-	(*DeleteTemplateRequest)(nil),  // 10: paddock.v1.DeleteTemplateRequest
-	(*DeleteTemplateResponse)(nil), // 11: paddock.v1.DeleteTemplateResponse
-	(*BuildTemplateHeader)(nil),    // 12: paddock.v1.BuildTemplateHeader
-	(*BuildTemplateRequest)(nil),   // 13: paddock.v1.BuildTemplateRequest
-	(*BuildTemplateResponse)(nil),  // 14: paddock.v1.BuildTemplateResponse
-	nil,                            // 15: paddock.v1.TemplateSpec.EnvEntry
-	nil,                            // 16: paddock.v1.BuildTemplateHeader.BuildArgsEntry
-	(*Resources)(nil),              // 17: paddock.v1.Resources
-	(NetworkMode)(0),               // 18: paddock.v1.NetworkMode
-	(*Volume)(nil),                 // 19: paddock.v1.Volume
-	(*timestamppb.Timestamp)(nil),  // 20: google.protobuf.Timestamp
+	(*WarmPool)(nil),               // 1: paddock.v1.WarmPool
+	(*Template)(nil),               // 2: paddock.v1.Template
+	(*CreateTemplateRequest)(nil),  // 3: paddock.v1.CreateTemplateRequest
+	(*CreateTemplateResponse)(nil), // 4: paddock.v1.CreateTemplateResponse
+	(*GetTemplateRequest)(nil),     // 5: paddock.v1.GetTemplateRequest
+	(*GetTemplateResponse)(nil),    // 6: paddock.v1.GetTemplateResponse
+	(*ListTemplatesRequest)(nil),   // 7: paddock.v1.ListTemplatesRequest
+	(*ListTemplatesResponse)(nil),  // 8: paddock.v1.ListTemplatesResponse
+	(*UpdateTemplateRequest)(nil),  // 9: paddock.v1.UpdateTemplateRequest
+	(*UpdateTemplateResponse)(nil), // 10: paddock.v1.UpdateTemplateResponse
+	(*DeleteTemplateRequest)(nil),  // 11: paddock.v1.DeleteTemplateRequest
+	(*DeleteTemplateResponse)(nil), // 12: paddock.v1.DeleteTemplateResponse
+	(*BuildTemplateHeader)(nil),    // 13: paddock.v1.BuildTemplateHeader
+	(*BuildTemplateRequest)(nil),   // 14: paddock.v1.BuildTemplateRequest
+	(*BuildTemplateResponse)(nil),  // 15: paddock.v1.BuildTemplateResponse
+	nil,                            // 16: paddock.v1.TemplateSpec.EnvEntry
+	nil,                            // 17: paddock.v1.BuildTemplateHeader.BuildArgsEntry
+	(*Resources)(nil),              // 18: paddock.v1.Resources
+	(NetworkMode)(0),               // 19: paddock.v1.NetworkMode
+	(*Volume)(nil),                 // 20: paddock.v1.Volume
+	(*durationpb.Duration)(nil),    // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
 }
 var file_paddock_v1_template_proto_depIdxs = []int32{
-	17, // 0: paddock.v1.TemplateSpec.resources:type_name -> paddock.v1.Resources
-	15, // 1: paddock.v1.TemplateSpec.env:type_name -> paddock.v1.TemplateSpec.EnvEntry
-	18, // 2: paddock.v1.TemplateSpec.network:type_name -> paddock.v1.NetworkMode
-	19, // 3: paddock.v1.TemplateSpec.volumes:type_name -> paddock.v1.Volume
-	0,  // 4: paddock.v1.Template.spec:type_name -> paddock.v1.TemplateSpec
-	20, // 5: paddock.v1.Template.create_time:type_name -> google.protobuf.Timestamp
-	0,  // 6: paddock.v1.CreateTemplateRequest.spec:type_name -> paddock.v1.TemplateSpec
-	1,  // 7: paddock.v1.CreateTemplateResponse.template:type_name -> paddock.v1.Template
-	1,  // 8: paddock.v1.GetTemplateResponse.template:type_name -> paddock.v1.Template
-	1,  // 9: paddock.v1.ListTemplatesResponse.templates:type_name -> paddock.v1.Template
-	0,  // 10: paddock.v1.UpdateTemplateRequest.spec:type_name -> paddock.v1.TemplateSpec
-	1,  // 11: paddock.v1.UpdateTemplateResponse.template:type_name -> paddock.v1.Template
-	0,  // 12: paddock.v1.BuildTemplateHeader.spec:type_name -> paddock.v1.TemplateSpec
-	16, // 13: paddock.v1.BuildTemplateHeader.build_args:type_name -> paddock.v1.BuildTemplateHeader.BuildArgsEntry
-	12, // 14: paddock.v1.BuildTemplateRequest.header:type_name -> paddock.v1.BuildTemplateHeader
-	1,  // 15: paddock.v1.BuildTemplateResponse.template:type_name -> paddock.v1.Template
-	2,  // 16: paddock.v1.TemplateService.CreateTemplate:input_type -> paddock.v1.CreateTemplateRequest
-	4,  // 17: paddock.v1.TemplateService.GetTemplate:input_type -> paddock.v1.GetTemplateRequest
-	6,  // 18: paddock.v1.TemplateService.ListTemplates:input_type -> paddock.v1.ListTemplatesRequest
-	8,  // 19: paddock.v1.TemplateService.UpdateTemplate:input_type -> paddock.v1.UpdateTemplateRequest
-	10, // 20: paddock.v1.TemplateService.DeleteTemplate:input_type -> paddock.v1.DeleteTemplateRequest
-	13, // 21: paddock.v1.TemplateService.BuildTemplate:input_type -> paddock.v1.BuildTemplateRequest
-	3,  // 22: paddock.v1.TemplateService.CreateTemplate:output_type -> paddock.v1.CreateTemplateResponse
-	5,  // 23: paddock.v1.TemplateService.GetTemplate:output_type -> paddock.v1.GetTemplateResponse
-	7,  // 24: paddock.v1.TemplateService.ListTemplates:output_type -> paddock.v1.ListTemplatesResponse
-	9,  // 25: paddock.v1.TemplateService.UpdateTemplate:output_type -> paddock.v1.UpdateTemplateResponse
-	11, // 26: paddock.v1.TemplateService.DeleteTemplate:output_type -> paddock.v1.DeleteTemplateResponse
-	14, // 27: paddock.v1.TemplateService.BuildTemplate:output_type -> paddock.v1.BuildTemplateResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	18, // 0: paddock.v1.TemplateSpec.resources:type_name -> paddock.v1.Resources
+	16, // 1: paddock.v1.TemplateSpec.env:type_name -> paddock.v1.TemplateSpec.EnvEntry
+	19, // 2: paddock.v1.TemplateSpec.network:type_name -> paddock.v1.NetworkMode
+	20, // 3: paddock.v1.TemplateSpec.volumes:type_name -> paddock.v1.Volume
+	21, // 4: paddock.v1.WarmPool.last_refill_duration:type_name -> google.protobuf.Duration
+	0,  // 5: paddock.v1.Template.spec:type_name -> paddock.v1.TemplateSpec
+	22, // 6: paddock.v1.Template.create_time:type_name -> google.protobuf.Timestamp
+	1,  // 7: paddock.v1.Template.warm_pool:type_name -> paddock.v1.WarmPool
+	0,  // 8: paddock.v1.CreateTemplateRequest.spec:type_name -> paddock.v1.TemplateSpec
+	2,  // 9: paddock.v1.CreateTemplateResponse.template:type_name -> paddock.v1.Template
+	2,  // 10: paddock.v1.GetTemplateResponse.template:type_name -> paddock.v1.Template
+	2,  // 11: paddock.v1.ListTemplatesResponse.templates:type_name -> paddock.v1.Template
+	0,  // 12: paddock.v1.UpdateTemplateRequest.spec:type_name -> paddock.v1.TemplateSpec
+	2,  // 13: paddock.v1.UpdateTemplateResponse.template:type_name -> paddock.v1.Template
+	0,  // 14: paddock.v1.BuildTemplateHeader.spec:type_name -> paddock.v1.TemplateSpec
+	17, // 15: paddock.v1.BuildTemplateHeader.build_args:type_name -> paddock.v1.BuildTemplateHeader.BuildArgsEntry
+	13, // 16: paddock.v1.BuildTemplateRequest.header:type_name -> paddock.v1.BuildTemplateHeader
+	2,  // 17: paddock.v1.BuildTemplateResponse.template:type_name -> paddock.v1.Template
+	3,  // 18: paddock.v1.TemplateService.CreateTemplate:input_type -> paddock.v1.CreateTemplateRequest
+	5,  // 19: paddock.v1.TemplateService.GetTemplate:input_type -> paddock.v1.GetTemplateRequest
+	7,  // 20: paddock.v1.TemplateService.ListTemplates:input_type -> paddock.v1.ListTemplatesRequest
+	9,  // 21: paddock.v1.TemplateService.UpdateTemplate:input_type -> paddock.v1.UpdateTemplateRequest
+	11, // 22: paddock.v1.TemplateService.DeleteTemplate:input_type -> paddock.v1.DeleteTemplateRequest
+	14, // 23: paddock.v1.TemplateService.BuildTemplate:input_type -> paddock.v1.BuildTemplateRequest
+	4,  // 24: paddock.v1.TemplateService.CreateTemplate:output_type -> paddock.v1.CreateTemplateResponse
+	6,  // 25: paddock.v1.TemplateService.GetTemplate:output_type -> paddock.v1.GetTemplateResponse
+	8,  // 26: paddock.v1.TemplateService.ListTemplates:output_type -> paddock.v1.ListTemplatesResponse
+	10, // 27: paddock.v1.TemplateService.UpdateTemplate:output_type -> paddock.v1.UpdateTemplateResponse
+	12, // 28: paddock.v1.TemplateService.DeleteTemplate:output_type -> paddock.v1.DeleteTemplateResponse
+	15, // 29: paddock.v1.TemplateService.BuildTemplate:output_type -> paddock.v1.BuildTemplateResponse
+	24, // [24:30] is the sub-list for method output_type
+	18, // [18:24] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_paddock_v1_template_proto_init() }
@@ -1285,7 +1445,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[1].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*Template); i {
+			switch v := v.(*WarmPool); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1297,7 +1457,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[2].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CreateTemplateRequest); i {
+			switch v := v.(*Template); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1309,7 +1469,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[3].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*CreateTemplateResponse); i {
+			switch v := v.(*CreateTemplateRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1321,7 +1481,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[4].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetTemplateRequest); i {
+			switch v := v.(*CreateTemplateResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1333,7 +1493,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[5].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*GetTemplateResponse); i {
+			switch v := v.(*GetTemplateRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1345,7 +1505,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[6].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListTemplatesRequest); i {
+			switch v := v.(*GetTemplateResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1357,7 +1517,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[7].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*ListTemplatesResponse); i {
+			switch v := v.(*ListTemplatesRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1369,7 +1529,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[8].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*UpdateTemplateRequest); i {
+			switch v := v.(*ListTemplatesResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1381,7 +1541,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[9].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*UpdateTemplateResponse); i {
+			switch v := v.(*UpdateTemplateRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1393,7 +1553,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[10].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*DeleteTemplateRequest); i {
+			switch v := v.(*UpdateTemplateResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1405,7 +1565,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[11].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*DeleteTemplateResponse); i {
+			switch v := v.(*DeleteTemplateRequest); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1417,7 +1577,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[12].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*BuildTemplateHeader); i {
+			switch v := v.(*DeleteTemplateResponse); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1429,7 +1589,7 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[13].Exporter = func(v interface{}, i int) interface{} {
-			switch v := v.(*BuildTemplateRequest); i {
+			switch v := v.(*BuildTemplateHeader); i {
 			case 0:
 				return &v.state
 			case 1:
@@ -1441,6 +1601,18 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 		file_paddock_v1_template_proto_msgTypes[14].Exporter = func(v interface{}, i int) interface{} {
+			switch v := v.(*BuildTemplateRequest); i {
+			case 0:
+				return &v.state
+			case 1:
+				return &v.sizeCache
+			case 2:
+				return &v.unknownFields
+			default:
+				return nil
+			}
+		}
+		file_paddock_v1_template_proto_msgTypes[15].Exporter = func(v interface{}, i int) interface{} {
 			switch v := v.(*BuildTemplateResponse); i {
 			case 0:
 				return &v.state
@@ -1453,11 +1625,11 @@ func file_paddock_v1_template_proto_init() {
 			}
 		}
 	}
-	file_paddock_v1_template_proto_msgTypes[13].OneofWrappers = []interface{}{
+	file_paddock_v1_template_proto_msgTypes[14].OneofWrappers = []interface{}{
 		(*BuildTemplateRequest_Header)(nil),
 		(*BuildTemplateRequest_Context)(nil),
 	}
-	file_paddock_v1_template_proto_msgTypes[14].OneofWrappers = []interface{}{
+	file_paddock_v1_template_proto_msgTypes[15].OneofWrappers = []interface{}{
 		(*BuildTemplateResponse_Log)(nil),
 		(*BuildTemplateResponse_Template)(nil),
 	}
@@ -1467,7 +1639,7 @@ func file_paddock_v1_template_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: file_paddock_v1_template_proto_rawDesc,
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -4,8 +4,8 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { NetworkMode, Resources, Volume } from "./sandbox_pb.js";
 import { file_paddock_v1_sandbox } from "./sandbox_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file paddock/v1/template.proto.
  */
 export const file_paddock_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("ChlwYWRkb2NrL3YxL3RlbXBsYXRlLnByb3RvEgpwYWRkb2NrLnYxIuwCCgxUZW1wbGF0ZVNwZWMSEAoIcHJvdmlkZXIYASABKAkSDQoFaW1hZ2UYAiABKAkSKAoJcmVzb3VyY2VzGAMgASgLMhUucGFkZG9jay52MS5SZXNvdXJjZXMSLgoDZW52GAQgAygLMiEucGFkZG9jay52MS5UZW1wbGF0ZVNwZWMuRW52RW50cnkSDwoHd29ya2RpchgFIAEoCRIoCgduZXR3b3JrGAYgASgOMhcucGFkZG9jay52MS5OZXR3b3JrTW9kZRIVCg1hbGxvd2VkX2hvc3RzGAcgAygJEiMKB3ZvbHVtZXMYCCADKAsyEi5wYWRkb2NrLnYxLlZvbHVtZRIVCg1zZXR1cF9jb21tYW5kGAkgASgJEhYKDnJlYWRfb25seV9yb290GAogASgIEg8KB3J1bnRpbWUYCyABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKwAQoIVGVtcGxhdGUSDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEgoKAmlkGAMgASgJEiYKBHNwZWMYBCABKAsyGC5wYWRkb2NrLnYxLlRlbXBsYXRlU3BlYxIQCghlbnZfa2V5cxgFIAMoCRIOCgZzb3VyY2UYBiABKAkSLwoLY3JlYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk0KFUNyZWF0ZVRlbXBsYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEiYKBHNwZWMYAiABKAsyGC5wYWRkb2NrLnYxLlRlbXBsYXRlU3BlYyJAChZDcmVhdGVUZW1wbGF0ZVJlc3BvbnNlEiYKCHRlbXBsYXRlGAEgASgLMhQucGFkZG9jay52MS5UZW1wbGF0ZSIiChJHZXRUZW1wbGF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSI9ChNHZXRUZW1wbGF0ZVJlc3BvbnNlEiYKCHRlbXBsYXRlGAEgASgLMhQucGFkZG9jay52MS5UZW1wbGF0ZSIWChRMaXN0VGVtcGxhdGVzUmVxdWVzdCJAChVMaXN0VGVtcGxhdGVzUmVzcG9uc2USJwoJdGVtcGxhdGVzGAEgAygLMhQucGFkZG9jay52MS5UZW1wbGF0ZSJNChVVcGRhdGVUZW1wbGF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRImCgRzcGVjGAIgASgLMhgucGFkZG9jay52MS5UZW1wbGF0ZVNwZWMiQAoWVXBkYXRlVGVtcGxhdGVSZXNwb25zZRImCgh0ZW1wbGF0ZRgBIAEoCzIULnBhZGRvY2sudjEuVGVtcGxhdGUiNAoVRGVsZXRlVGVtcGxhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSDQoFZm9yY2UYAiABKAgiGAoWRGVsZXRlVGVtcGxhdGVSZXNwb25zZSLVAQoTQnVpbGRUZW1wbGF0ZUhlYWRlchIMCgRuYW1lGAEgASgJEhIKCmRvY2tlcmZpbGUYAiABKAkSJgoEc3BlYxgDIAEoCzIYLnBhZGRvY2sudjEuVGVtcGxhdGVTcGVjEkIKCmJ1aWxkX2FyZ3MYBCADKAsyLi5wYWRkb2NrLnYxLkJ1aWxkVGVtcGxhdGVIZWFkZXIuQnVpbGRBcmdzRW50cnkaMAoOQnVpbGRBcmdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJnChRCdWlsZFRlbXBsYXRlUmVxdWVzdBIxCgZoZWFkZXIYASABKAsyHy5wYWRkb2NrLnYxLkJ1aWxkVGVtcGxhdGVIZWFkZXJIABIRCgdjb250ZXh0GAIgASgMSABCCQoHcmVxdWVzdCJcChVCdWlsZFRlbXBsYXRlUmVzcG9uc2USDQoDbG9nGAEgASgJSAASKAoIdGVtcGxhdGUYAiABKAsyFC5wYWRkb2NrLnYxLlRlbXBsYXRlSABCCgoIcmVzcG9uc2UynAQKD1RlbXBsYXRlU2VydmljZRJXCg5DcmVhdGVUZW1wbGF0ZRIhLnBhZGRvY2sudjEuQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0GiIucGFkZG9jay52MS5DcmVhdGVUZW1wbGF0ZVJlc3BvbnNlEk4KC0dldFRlbXBsYXRlEh4ucGFkZG9jay52MS5HZXRUZW1wbGF0ZVJlcXVlc3QaHy5wYWRkb2NrLnYxLkdldFRlbXBsYXRlUmVzcG9uc2USVAoNTGlzdFRlbXBsYXRlcxIgLnBhZGRvY2sudjEuTGlzdFRlbXBsYXRlc1JlcXVlc3QaIS5wYWRkb2NrLnYxLkxpc3RUZW1wbGF0ZXNSZXNwb25zZRJXCg5VcGRhdGVUZW1wbGF0ZRIhLnBhZGRvY2sudjEuVXBkYXRlVGVtcGxhdGVSZXF1ZXN0GiIucGFkZG9jay52MS5VcGRhdGVUZW1wbGF0ZVJlc3BvbnNlElcKDkRlbGV0ZVRlbXBsYXRlEiEucGFkZG9jay52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaIi5wYWRkb2NrLnYxLkRlbGV0ZVRlbXBsYXRlUmVzcG9uc2USWAoNQnVpbGRUZW1wbGF0ZRIgLnBhZGRvY2sudjEuQnVpbGRUZW1wbGF0ZVJlcXVlc3QaIS5wYWRkb2NrLnYxLkJ1aWxkVGVtcGxhdGVSZXNwb25zZSgBMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_paddock_v1_sandbox]);
+  fileDesc("ChlwYWRkb2NrL3YxL3RlbXBsYXRlLnByb3RvEgpwYWRkb2NrLnYxIoQDCgxUZW1wbGF0ZVNwZWMSEAoIcHJvdmlkZXIYASABKAkSDQoFaW1hZ2UYAiABKAkSKAoJcmVzb3VyY2VzGAMgASgLMhUucGFkZG9jay52MS5SZXNvdXJjZXMSLgoDZW52GAQgAygLMiEucGFkZG9jay52MS5UZW1wbGF0ZVNwZWMuRW52RW50cnkSDwoHd29ya2RpchgFIAEoCRIoCgduZXR3b3JrGAYgASgOMhcucGFkZG9jay52MS5OZXR3b3JrTW9kZRIVCg1hbGxvd2VkX2hvc3RzGAcgAygJEiMKB3ZvbHVtZXMYCCADKAsyEi5wYWRkb2NrLnYxLlZvbHVtZRIVCg1zZXR1cF9jb21tYW5kGAkgASgJEhYKDnJlYWRfb25seV9yb290GAogASgIEg8KB3J1bnRpbWUYCyABKAkSFgoOd2FybV9wb29sX3NpemUYDCABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKqAQoIV2FybVBvb2wSDQoFcmVhZHkYASABKA0SEAoIc3RhcnRpbmcYAiABKA0SDAoEaGl0cxgDIAEoBBIOCgZtaXNzZXMYBCABKAQSNwoUbGFzdF9yZWZpbGxfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIZmFpbHVyZXMYBiABKAQSFAoMbGFzdF9mYWlsdXJlGAcgASgJItkBCghUZW1wbGF0ZRIMCgRuYW1lGAEgASgJEg8KB3ZlcnNpb24YAiABKAMSCgoCaWQYAyABKAkSJgoEc3BlYxgEIAEoCzIYLnBhZGRvY2sudjEuVGVtcGxhdGVTcGVjEhAKCGVudl9rZXlzGAUgAygJEg4KBnNvdXJjZRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoJd2FybV9wb29sGAggASgLMhQucGFkZG9jay52MS5XYXJtUG9vbCJNChVDcmVhdGVUZW1wbGF0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCRImCgRzcGVjGAIgASgLMhgucGFkZG9jay52MS5UZW1wbGF0ZVNwZWMiQAoWQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRImCgh0ZW1wbGF0ZRgBIAEoCzIULnBhZGRvY2sudjEuVGVtcGxhdGUiIgoSR2V0VGVtcGxhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiPQoTR2V0VGVtcGxhdGVSZXNwb25zZRImCgh0ZW1wbGF0ZRgBIAEoCzIULnBhZGRvY2sudjEuVGVtcGxhdGUiFgoUTGlzdFRlbXBsYXRlc1JlcXVlc3QiQAoVTGlzdFRlbXBsYXRlc1Jlc3BvbnNlEicKCXRlbXBsYXRlcxgBIAMoCzIULnBhZGRvY2sudjEuVGVtcGxhdGUiTQoVVXBkYXRlVGVtcGxhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSJgoEc3BlYxgCIAEoCzIYLnBhZGRvY2sudjEuVGVtcGxhdGVTcGVjIkAKFlVwZGF0ZVRlbXBsYXRlUmVzcG9uc2USJgoIdGVtcGxhdGUYASABKAsyFC5wYWRkb2NrLnYxLlRlbXBsYXRlIjQKFURlbGV0ZVRlbXBsYXRlUmVxdWVzdBIMCgRuYW1lGAEgASgJEg0KBWZvcmNlGAIgASgIIhgKFkRlbGV0ZVRlbXBsYXRlUmVzcG9uc2Ui1QEKE0J1aWxkVGVtcGxhdGVIZWFkZXISDAoEbmFtZRgBIAEoCRISCgpkb2NrZXJmaWxlGAIgASgJEiYKBHNwZWMYAyABKAsyGC5wYWRkb2NrLnYxLlRlbXBsYXRlU3BlYxJCCgpidWlsZF9hcmdzGAQgAygLMi4ucGFkZG9jay52MS5CdWlsZFRlbXBsYXRlSGVhZGVyLkJ1aWxkQXJnc0VudHJ5GjAKDkJ1aWxkQXJnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiZwoUQnVpbGRUZW1wbGF0ZVJlcXVlc3QSMQoGaGVhZGVyGAEgASgLMh8ucGFkZG9jay52MS5CdWlsZFRlbXBsYXRlSGVhZGVySAASEQoHY29udGV4dBgCIAEoDEgAQgkKB3JlcXVlc3QiXAoVQnVpbGRUZW1wbGF0ZVJlc3BvbnNlEg0KA2xvZxgBIAEoCUgAEigKCHRlbXBsYXRlGAIgASgLMhQucGFkZG9jay52MS5UZW1wbGF0ZUgAQgoKCHJlc3BvbnNlMpwECg9UZW1wbGF0ZVNlcnZpY2USVwoOQ3JlYXRlVGVtcGxhdGUSIS5wYWRkb2NrLnYxLkNyZWF0ZVRlbXBsYXRlUmVxdWVzdBoiLnBhZGRvY2sudjEuQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRJOCgtHZXRUZW1wbGF0ZRIeLnBhZGRvY2sudjEuR2V0VGVtcGxhdGVSZXF1ZXN0Gh8ucGFkZG9jay52MS5HZXRUZW1wbGF0ZVJlc3BvbnNlElQKDUxpc3RUZW1wbGF0ZXMSIC5wYWRkb2NrLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0GiEucGFkZG9jay52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2USVwoOVXBkYXRlVGVtcGxhdGUSIS5wYWRkb2NrLnYxLlVwZGF0ZVRlbXBsYXRlUmVxdWVzdBoiLnBhZGRvY2sudjEuVXBkYXRlVGVtcGxhdGVSZXNwb25zZRJXCg5EZWxldGVUZW1wbGF0ZRIhLnBhZGRvY2sudjEuRGVsZXRlVGVtcGxhdGVSZXF1ZXN0GiIucGFkZG9jay52MS5EZWxldGVUZW1wbGF0ZVJlc3BvbnNlElgKDUJ1aWxkVGVtcGxhdGUSIC5wYWRkb2NrLnYxLkJ1aWxkVGVtcGxhdGVSZXF1ZXN0GiEucGFkZG9jay52MS5CdWlsZFRlbXBsYXRlUmVzcG9uc2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_paddock_v1_sandbox]);
 
 /**
  * What sandboxes made from a template are made of. Every field is
@@ -103,6 +103,20 @@ export type TemplateSpec = Message<"paddock.v1.TemplateSpec"> & {
    * @generated from field: string runtime = 11;
    */
   runtime: string;
+
+  /**
+   * How many sandboxes of the template's latest version to keep created,
+   * running (setup done) and unclaimed, at most 50. A CreateSandbox that
+   * names the template and changes nothing its container is made of (it
+   * may set name, labels, metadata, env, timeout and idle_timeout) claims
+   * one of them at once, and the server makes another in the background.
+   * Env given at claim reaches every later command; it is not in the
+   * pooled sandbox's own environment. Pooled sandboxes are not listed and
+   * not the tenant's until claimed. 0: no pool.
+   *
+   * @generated from field: uint32 warm_pool_size = 12;
+   */
+  warmPoolSize: number;
 };
 
 /**
@@ -111,6 +125,72 @@ export type TemplateSpec = Message<"paddock.v1.TemplateSpec"> & {
  */
 export const TemplateSpecSchema: GenMessage<TemplateSpec> = /*@__PURE__*/
   messageDesc(file_paddock_v1_template, 0);
+
+/**
+ * A template's warm pool as the server sees it.
+ *
+ * @generated from message paddock.v1.WarmPool
+ */
+export type WarmPool = Message<"paddock.v1.WarmPool"> & {
+  /**
+   * Sandboxes of the latest version ready to be claimed.
+   *
+   * @generated from field: uint32 ready = 1;
+   */
+  ready: number;
+
+  /**
+   * Sandboxes of the pool being made.
+   *
+   * @generated from field: uint32 starting = 2;
+   */
+  starting: number;
+
+  /**
+   * Creates that claimed a pooled sandbox, since this server started.
+   *
+   * @generated from field: uint64 hits = 3;
+   */
+  hits: bigint;
+
+  /**
+   * Creates that could have claimed one but found the pool empty, since
+   * this server started.
+   *
+   * @generated from field: uint64 misses = 4;
+   */
+  misses: bigint;
+
+  /**
+   * How long this server's last pool refill took to make one sandbox.
+   *
+   * @generated from field: google.protobuf.Duration last_refill_duration = 5;
+   */
+  lastRefillDuration?: Duration | undefined;
+
+  /**
+   * Pooled sandboxes this server could not make ready (a failing setup, an
+   * image missing, a provider that is down), since it started. After a
+   * failure the pool's refill rests for 30 seconds.
+   *
+   * @generated from field: uint64 failures = 6;
+   */
+  failures: bigint;
+
+  /**
+   * Why the last of them failed; empty when none did.
+   *
+   * @generated from field: string last_failure = 7;
+   */
+  lastFailure: string;
+};
+
+/**
+ * Describes the message paddock.v1.WarmPool.
+ * Use `create(WarmPoolSchema)` to create a new message.
+ */
+export const WarmPoolSchema: GenMessage<WarmPool> = /*@__PURE__*/
+  messageDesc(file_paddock_v1_template, 1);
 
 /**
  * One version of a template.
@@ -169,6 +249,14 @@ export type Template = Message<"paddock.v1.Template"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 7;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * The warm pool, for the latest version of a template whose spec asks
+   * for one.
+   *
+   * @generated from field: paddock.v1.WarmPool warm_pool = 8;
+   */
+  warmPool?: WarmPool | undefined;
 };
 
 /**
@@ -176,7 +264,7 @@ export type Template = Message<"paddock.v1.Template"> & {
  * Use `create(TemplateSchema)` to create a new message.
  */
 export const TemplateSchema: GenMessage<Template> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 1);
+  messageDesc(file_paddock_v1_template, 2);
 
 /**
  * Asks for a new template.
@@ -204,7 +292,7 @@ export type CreateTemplateRequest = Message<"paddock.v1.CreateTemplateRequest"> 
  * Use `create(CreateTemplateRequestSchema)` to create a new message.
  */
 export const CreateTemplateRequestSchema: GenMessage<CreateTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 2);
+  messageDesc(file_paddock_v1_template, 3);
 
 /**
  * The template made.
@@ -225,7 +313,7 @@ export type CreateTemplateResponse = Message<"paddock.v1.CreateTemplateResponse"
  * Use `create(CreateTemplateResponseSchema)` to create a new message.
  */
 export const CreateTemplateResponseSchema: GenMessage<CreateTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 3);
+  messageDesc(file_paddock_v1_template, 4);
 
 /**
  * Asks for a template.
@@ -246,7 +334,7 @@ export type GetTemplateRequest = Message<"paddock.v1.GetTemplateRequest"> & {
  * Use `create(GetTemplateRequestSchema)` to create a new message.
  */
 export const GetTemplateRequestSchema: GenMessage<GetTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 4);
+  messageDesc(file_paddock_v1_template, 5);
 
 /**
  * The template asked for.
@@ -267,7 +355,7 @@ export type GetTemplateResponse = Message<"paddock.v1.GetTemplateResponse"> & {
  * Use `create(GetTemplateResponseSchema)` to create a new message.
  */
 export const GetTemplateResponseSchema: GenMessage<GetTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 5);
+  messageDesc(file_paddock_v1_template, 6);
 
 /**
  * Asks for the caller's templates.
@@ -282,7 +370,7 @@ export type ListTemplatesRequest = Message<"paddock.v1.ListTemplatesRequest"> & 
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 6);
+  messageDesc(file_paddock_v1_template, 7);
 
 /**
  * The caller's templates.
@@ -303,7 +391,7 @@ export type ListTemplatesResponse = Message<"paddock.v1.ListTemplatesResponse"> 
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 7);
+  messageDesc(file_paddock_v1_template, 8);
 
 /**
  * Asks for a new version of a template.
@@ -331,7 +419,7 @@ export type UpdateTemplateRequest = Message<"paddock.v1.UpdateTemplateRequest"> 
  * Use `create(UpdateTemplateRequestSchema)` to create a new message.
  */
 export const UpdateTemplateRequestSchema: GenMessage<UpdateTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 8);
+  messageDesc(file_paddock_v1_template, 9);
 
 /**
  * The new version.
@@ -352,7 +440,7 @@ export type UpdateTemplateResponse = Message<"paddock.v1.UpdateTemplateResponse"
  * Use `create(UpdateTemplateResponseSchema)` to create a new message.
  */
 export const UpdateTemplateResponseSchema: GenMessage<UpdateTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 9);
+  messageDesc(file_paddock_v1_template, 10);
 
 /**
  * Asks to remove a template.
@@ -381,7 +469,7 @@ export type DeleteTemplateRequest = Message<"paddock.v1.DeleteTemplateRequest"> 
  * Use `create(DeleteTemplateRequestSchema)` to create a new message.
  */
 export const DeleteTemplateRequestSchema: GenMessage<DeleteTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 10);
+  messageDesc(file_paddock_v1_template, 11);
 
 /**
  * The template is gone.
@@ -396,7 +484,7 @@ export type DeleteTemplateResponse = Message<"paddock.v1.DeleteTemplateResponse"
  * Use `create(DeleteTemplateResponseSchema)` to create a new message.
  */
 export const DeleteTemplateResponseSchema: GenMessage<DeleteTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 11);
+  messageDesc(file_paddock_v1_template, 12);
 
 /**
  * The first message of a BuildTemplate call.
@@ -441,7 +529,7 @@ export type BuildTemplateHeader = Message<"paddock.v1.BuildTemplateHeader"> & {
  * Use `create(BuildTemplateHeaderSchema)` to create a new message.
  */
 export const BuildTemplateHeaderSchema: GenMessage<BuildTemplateHeader> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 12);
+  messageDesc(file_paddock_v1_template, 13);
 
 /**
  * One message of a BuildTemplate call's request stream.
@@ -479,7 +567,7 @@ export type BuildTemplateRequest = Message<"paddock.v1.BuildTemplateRequest"> & 
  * Use `create(BuildTemplateRequestSchema)` to create a new message.
  */
 export const BuildTemplateRequestSchema: GenMessage<BuildTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 13);
+  messageDesc(file_paddock_v1_template, 14);
 
 /**
  * One message of a BuildTemplate call's response stream.
@@ -516,7 +604,7 @@ export type BuildTemplateResponse = Message<"paddock.v1.BuildTemplateResponse"> 
  * Use `create(BuildTemplateResponseSchema)` to create a new message.
  */
 export const BuildTemplateResponseSchema: GenMessage<BuildTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_paddock_v1_template, 14);
+  messageDesc(file_paddock_v1_template, 15);
 
 /**
  * TemplateService keeps templates: named, versioned presets of what a
