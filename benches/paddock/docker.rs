@@ -172,16 +172,7 @@ async fn sandboxes(plan: &Plan, docker: &Docker, clients: &Clients) -> Vec<Row> 
             took
         }
     };
-    let raw_interactive = || async {
-        let (took, name) = timed(async {
-            let name = engine::create_and_start(docker, network).await;
-            assert_eq!(engine::exec(docker, &name, &["echo", "hi"], None).await, 3);
-            name
-        })
-        .await;
-        engine::remove(docker, &name).await;
-        took
-    };
+    let raw_interactive = || engine::first_output(docker, network);
     let (ours, theirs) =
         side_by_side(plan.create_rounds, 1, interactive, raw_interactive, settle).await;
     rows.push(latency(

@@ -113,6 +113,18 @@ pub async fn remove(docker: &Docker, name: &str) {
         .expect("remove a container");
 }
 
+/// The floor of create → first output: create and start a container on
+/// `network`, exec `echo hi` in it and read its output, timed; then remove
+/// the container, untimed.
+pub async fn first_output(docker: &Docker, network: &str) -> Duration {
+    let started = std::time::Instant::now();
+    let name = create_and_start(docker, network).await;
+    assert_eq!(exec(docker, &name, &["echo", "hi"], None).await, 3);
+    let took = started.elapsed();
+    remove(docker, &name).await;
+    took
+}
+
 /// Removes containers a benchmark run that died left behind.
 pub async fn remove_leftovers(docker: &Docker) {
     let leftovers = docker
