@@ -16,7 +16,8 @@
 //! is the static release build (`PADDOCK_STATIC_AGENT`) in its own process.
 //!
 //! Sections can be chosen by name after `--`: `process`, `docker`,
-//! `gvisor` (Docker sandboxes under runsc next to runc), `ports` (PortForward
+//! `gvisor` (Docker sandboxes under runsc next to runc), `warm` (creates
+//! claiming from a template's warm pool), `ports` (PortForward
 //! and the preview proxy next to a published port), `api`, `density` (how
 //! many idle Docker sandboxes the machine holds, and what each costs),
 //! `memory`,
@@ -36,6 +37,7 @@ mod python;
 mod report;
 mod server;
 mod tracing;
+mod warm;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -279,6 +281,11 @@ async fn main() {
         && wants("ports")
     {
         rows.extend(ports::run(&plan, docker).await);
+    }
+    if let Some(docker) = &docker
+        && wants("warm")
+    {
+        rows.extend(warm::run(&plan, docker).await);
     }
     if let Some(docker) = &docker
         && wants("gvisor")
