@@ -16,6 +16,9 @@ use crate::ids;
 use crate::provider::{BuildContext, ImageBuild, Provider};
 use crate::store::TemplateRemoval;
 
+/// The most sandboxes one tenant's templates keep warm together.
+pub const MAX_WARM_PER_TENANT: u64 = 50;
+
 /// What a build makes: the template, its Dockerfile and `ARG` values, and
 /// the new version's spec when the caller gives one.
 #[derive(Debug, Clone, Default)]
@@ -40,7 +43,7 @@ impl Manager {
         name: &str,
         spec: TemplateSpec,
     ) -> Result<TemplateRecord> {
-        self.check_template_spec(tenant, &spec)?;
+        self.check_template_spec(tenant, name, &spec).await?;
         let record = TemplateRecord {
             id: ids::new_template_id(),
             tenant: tenant.to_owned(),
@@ -87,7 +90,7 @@ impl Manager {
         name: &str,
         spec: TemplateSpec,
     ) -> Result<TemplateRecord> {
-        self.check_template_spec(tenant, &spec)?;
+        self.check_template_spec(tenant, name, &spec).await?;
         let last = self.get_template(tenant, name).await?;
         self.next_version(last, spec, "update".to_owned(), None)
             .await
@@ -161,7 +164,7 @@ impl Manager {
             .clone()
             .or_else(|| last.as_ref().map(|last| last.spec.clone()))
             .unwrap_or_default();
-        self.check_template_spec(tenant, &spec)?;
+        self.check_template_spec(tenant, &build.name, &spec).await?;
         let provider_name = spec
             .provider
             .clone()
@@ -300,9 +303,17 @@ impl Manager {
         Ok(record)
     }
 
-    /// Checks what a template asks for against the tenant's quotas and the
-    /// providers this server has.
-    fn check_template_spec(&self, tenant: &str, spec: &TemplateSpec) -> Result<()> {
+    /// Checks what template `name` asks for against the tenant's quotas and
+    /// the providers this server has. Its warm pool and the tenant's other
+    /// templates' pools together keep at most [`MAX_WARM_PER_TENANT`]
+    /// sandboxes, and no more than the tenant's quota of running sandboxes:
+    /// pooled sandboxes run outside that quota until claimed.
+    async fn check_template_spec(
+        &self,
+        tenant: &str,
+        name: &str,
+        spec: &TemplateSpec,
+    ) -> Result<()> {
         if let Some(provider) = &spec.provider {
             self.providers().get(provider)?;
         }
@@ -311,7 +322,31 @@ impl Manager {
             .check_resources(tenant, &spec.resources)?;
         self.config()
             .quotas
-            .check_allowed_hosts(tenant, &spec.allowed_hosts)
+            .check_allowed_hosts(tenant, &spec.allowed_hosts)?;
+        if spec.warm_pool_size == 0 {
+            return Ok(());
+        }
+        let others: u64 = self
+            .store()
+            .list_templates(Some(tenant))
+            .await?
+            .iter()
+            .filter(|template| template.name != name)
+            .map(|template| u64::from(template.spec.warm_pool_size))
+            .sum();
+        let limit = self
+            .quota(tenant)
+            .running_sandboxes
+            .map_or(MAX_WARM_PER_TENANT, |quota| quota.min(MAX_WARM_PER_TENANT));
+        let wanted = others + u64::from(spec.warm_pool_size);
+        if wanted > limit {
+            return Err(Error::resource_exhausted(format!(
+                "spec.warm_pool_size: tenant {tenant}'s templates would keep {wanted} sandboxes \
+                 warm ({others} for its other templates); at most {limit} may be (the smaller of \
+                 {MAX_WARM_PER_TENANT} and its quota of running sandboxes)"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -188,16 +188,22 @@ async fn concurrent_claims_never_share_a_sandbox() {
 }
 
 #[tokio::test]
-async fn warm_pool_sizes_are_bounded() {
-    let server = TestServer::start().await;
-    let status = TemplateServiceClient::new(server.channel().await)
-        .create_template(pb::CreateTemplateRequest {
-            name: "huge".into(),
-            spec: Some(pb::TemplateSpec {
-                warm_pool_size: 51,
-                ..Default::default()
-            }),
-        })
+async fn warm_pool_sizes_are_bounded_per_template_and_per_tenant() {
+    // A tenant allowed 4 running sandboxes keeps at most 4 warm.
+    let server = TestServer::start_with(|args| {
+        args.quota.quota_running_sandboxes = Some(4);
+    })
+    .await;
+    let mut templates = TemplateServiceClient::new(server.channel().await);
+    let pool = |name: &str, size: u32| pb::CreateTemplateRequest {
+        name: name.into(),
+        spec: Some(pb::TemplateSpec {
+            warm_pool_size: size,
+            ..Default::default()
+        }),
+    };
+    let status = templates
+        .create_template(pool("huge", 51))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -206,6 +212,23 @@ async fn warm_pool_sizes_are_bounded() {
         "{}",
         status.message()
     );
+    templates.create_template(pool("three", 3)).await.unwrap();
+    let status = templates.create_template(pool("two", 2)).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("would keep 5 sandboxes warm")
+            && status.message().contains("at most 4"),
+        "{}",
+        status.message()
+    );
+    // A template's own new version replaces its pool rather than adding one.
+    templates
+        .update_template(pb::UpdateTemplateRequest {
+            name: "three".into(),
+            spec: pool("three", 4).spec,
+        })
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
