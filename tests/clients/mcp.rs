@@ -1,5 +1,6 @@
 //! `paddock mcp` driven by the official MCP Python SDK, over stdio and over
-//! streamable HTTP.
+//! streamable HTTP; its sandboxes made from an image and from a template
+//! with a warm pool.
 
 use std::process::Stdio;
 
@@ -17,6 +18,7 @@ fn session_script() -> std::path::PathBuf {
 async fn an_agent_works_in_a_sandbox_through_mcp_over_stdio() {
     let Some(python) = python() else { return };
     let server = TestServer::start().await;
+    crate::common::warm::warm_template(&server, "mcp-ready", 1).await;
     let said = run_ok(
         "the MCP session over stdio",
         Command::new(&python)
@@ -36,6 +38,7 @@ async fn an_agent_works_in_a_sandbox_through_mcp_over_stdio() {
 async fn an_agent_works_in_a_sandbox_through_mcp_over_http() {
     let Some(python) = python() else { return };
     let server = TestServer::start().await;
+    crate::common::warm::warm_template(&server, "mcp-ready", 1).await;
     let mut mcp = Command::new(env!("CARGO_BIN_EXE_paddock"))
         .args(["mcp", "--http", "127.0.0.1:0", "--server"])
         .arg(format!("http://{}", server.addr))

@@ -82,6 +82,16 @@ async def session_steps(session: ClientSession) -> None:
         with open(sent, "rb") as a, open(back, "rb") as b:
             assert a.read() == b.read(), "the file came back byte for byte"
 
+    # A template the test made beforehand, keeping one sandbox warm: claimed
+    # at once, the env given here reaching its commands.
+    warm = await call(session, "create_sandbox", name="mcp-warm", template="mcp-ready", env={"WHO": "agent"})
+    assert warm.startswith("created sandbox sbx_"), warm
+    ran = await call(session, "run_command", sandbox="mcp-warm", command="echo $STAGE $WHO; cat setup.log")
+    assert "template agent\nset-up" in ran, ran
+    missing = await refused(session, "create_sandbox", template="no-such-template")
+    assert "no-such-template" in missing, missing
+    await call(session, "delete_sandbox", sandbox="mcp-warm")
+
     deleted = await call(session, "delete_sandbox", sandbox=s)
     assert deleted.startswith("deleted sandbox sbx_"), deleted
     assert "mcp-session" not in await call(session, "list_sandboxes")

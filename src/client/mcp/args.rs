@@ -15,8 +15,12 @@ pub struct CreateSandboxArgs {
     /// come back to its sandbox.
     pub name: Option<String>,
     /// The container image to run, such as "python:3.12". Default: the
-    /// server's default image.
+    /// server's default image, or the template's.
     pub image: Option<String>,
+    /// A template of yours to make the sandbox from: "NAME" for its latest
+    /// version or "NAME@VERSION". A template that keeps sandboxes warm gives
+    /// one at once when nothing but name, env and timeout is set here.
+    pub template: Option<String>,
     /// Environment variables every command in the sandbox sees.
     #[serde(default)]
     pub env: BTreeMap<String, String>,

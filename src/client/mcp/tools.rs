@@ -66,6 +66,7 @@ impl PaddockMcp {
                 },
                 name: args.name,
                 image: args.image.unwrap_or_default(),
+                template: args.template.unwrap_or_default(),
                 env: args.env.into_iter().collect(),
                 timeout: args.timeout_seconds.map(|seconds| prost_types::Duration {
                     seconds: i64::try_from(seconds).unwrap_or(i64::MAX),
