@@ -240,8 +240,10 @@ impl Manager {
             .await?;
         let mut spec = spec_of_snapshot(&sandbox.spec, &image, &sandbox.provider);
         if let Some(last) = &last {
-            // A new version of an existing template keeps its setup.
+            // A new version of an existing template keeps its setup and its
+            // warm pool (which the refill then makes of the snapshot).
             spec.setup_command.clone_from(&last.spec.setup_command);
+            spec.warm_pool_size = last.spec.warm_pool_size;
         }
         let record = TemplateRecord {
             id: template_id,
