@@ -4,7 +4,8 @@
 //! command); the pool refills; creates that change what the sandbox is
 //! made of are made cold; a new version replaces the pool and deleting the
 //! template drains it. Concurrent claims never share a sandbox (two
-//! servers on one Postgres: tests/replicas.rs).
+//! servers on one Postgres: tests/replicas.rs). Pods of the kubernetes
+//! provider, through its test double, are claimed the same way.
 
 use super::*;
 use common::warm::{claim_at_once, pool_of, wait_until_ready, warm_template};
@@ -261,4 +262,25 @@ async fn a_pool_whose_setup_fails_rests_instead_of_churning() {
         failed.state_reason
     );
     assert_eq!(pool_of(&server, "broken").await.misses, 1);
+}
+
+#[tokio::test]
+async fn kubernetes_warm_pods_are_claimed_with_their_env() {
+    if !common::kube::available() {
+        return;
+    }
+    let server = TestServer::for_provider(common::Provider::Kubernetes).await;
+    warm_template(&server, "warm-pods", 2).await;
+    wait_until_ready(&server, "warm-pods", 2).await;
+    let mut request = from("warm-pods");
+    request.env = labels(&[("WHO", "pod")]);
+    let claimed = server.running_sandbox(request).await;
+    assert_eq!(
+        server
+            .shell(&claimed.id, "echo $STAGE $WHO; cat setup.log")
+            .await,
+        "template pod\nset-up\n"
+    );
+    assert_eq!(pool_of(&server, "warm-pods").await.hits, 1);
+    assert_eq!(listed(&server).await, std::slice::from_ref(&claimed.id));
 }
