@@ -58,8 +58,13 @@ impl Manager {
         };
         // A claimed warm sandbox's env reaches its commands through the
         // client (the agent was started without it).
-        let agent = agent.with_command_env(&sandbox.spec.command_env);
-        agents.keep(id, &agent);
+        let agent = if sandbox.spec.command_env.is_empty() {
+            agent
+        } else {
+            let agent = agent.with_command_env(&sandbox.spec.command_env);
+            agents.keep(id, &agent);
+            agent
+        };
         agents.trust(id, tenant, forgotten);
         Ok(agent)
     }

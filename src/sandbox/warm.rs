@@ -162,14 +162,14 @@ impl Manager {
             self.notify(claimed.revision);
             self.warm_pools().count(&template.id, |pool| pool.hits += 1);
             self.metrics().warm_pools().claimed(&template.id, true);
-            self.warm_pools().wake.notify_one();
+            self.wake_warm_pools();
             info!(sandbox_id = %claimed.id, template_id = %template.id, "warm sandbox claimed");
             return Ok(Some(claimed));
         }
         self.warm_pools()
             .count(&template.id, |pool| pool.misses += 1);
         self.metrics().warm_pools().claimed(&template.id, false);
-        self.warm_pools().wake.notify_one();
+        self.wake_warm_pools();
         Ok(None)
     }
 
@@ -186,13 +186,16 @@ impl Manager {
             }
             match member.state {
                 SandboxState::Running => status.ready += 1,
-                _ => status.starting += 1,
+                SandboxState::Pending | SandboxState::Starting => status.starting += 1,
+                // Failed or stopped: the next refill removes it.
+                _ => {}
             }
         }
         Ok(Some(status))
     }
 
-    /// Wakes the refill now: a template changed.
+    /// Wakes the refill now: a template changed, or a claim emptied a
+    /// place.
     pub(super) fn wake_warm_pools(&self) {
         self.warm_pools().wake.notify_one();
     }
@@ -200,6 +203,7 @@ impl Manager {
     /// Deletes the pooled sandboxes of template `template_id` of `owner`
     /// (a template being deleted).
     pub(super) async fn drain_pool(&self, owner: &str, template_id: &str) -> Result<()> {
+        self.metrics().warm_pools().forget(template_id);
         let pool = pool_tenant(owner);
         for member in self.pool_members(owner).await? {
             if member.spec.template.as_ref().map(|t| t.id.as_str()) == Some(template_id) {
@@ -221,8 +225,10 @@ impl Manager {
         }
         for (owner, templates) in owners {
             let pool = pool_tenant(owner);
-            let mut members = self.pool_members(owner).await?;
-            members.retain(|member| member.state != SandboxState::Deleted);
+            let members = self.pool_members(owner).await?;
+            for template in templates.iter().filter(|t| t.spec.warm_pool_size == 0) {
+                self.metrics().warm_pools().forget(&template.id);
+            }
             let mut wanted: HashMap<&str, (&TemplateRecord, u32)> = templates
                 .iter()
                 .filter(|t| t.spec.warm_pool_size > 0)
