@@ -220,6 +220,11 @@ async fn one_replica_reaps_and_another_takes_over_when_it_dies() {
     );
     assert_eq!(reaped_by(&a, &late.id), 0);
     for sandbox in [&early, &late] {
+        // The reaper logs before it deletes: wait for the deletion's event.
+        common::eventually(Duration::from_secs(10), "the deletion's event", || async {
+            (deletions(&url, &sandbox.id).await > 0).then_some(())
+        })
+        .await;
         assert_eq!(
             deletions(&url, &sandbox.id).await,
             1,
